@@ -1,0 +1,2 @@
+"""p2o: joint policy and prompt optimization."""
+__version__ = "0.1.0"

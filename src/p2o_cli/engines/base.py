@@ -1,0 +1,53 @@
+"""The engine protocol: what p2o needs from anything that samples a model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+# Called after each finished chunk with (completions newly finished, tokens newly generated).
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class Completion:
+    text: str
+    n_tokens: int
+    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
+    token_ids: list[int] | None = None
+    # Per-token sampling log-probs, where the engine can give them.
+    logprobs: list[float] | None = None
+
+
+@dataclass
+class SamplingConfig:
+    n: int = 1
+    temperature: float = 0.6
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    seed: int | None = 0
+
+
+@runtime_checkable
+class Engine(Protocol):
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int = 1,
+        temperature: float = 0.6,
+        top_p: float = 1.0,
+        max_new_tokens: int = 1024,
+        seed: int | None = 0,
+        progress: ProgressFn | None = None,
+    ) -> list[list[Completion]]:
+        """``n`` completions for each rendered prompt, in order. temperature 0 = greedy."""
+        ...
+
+    def update_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Load new policy weights in place (no restart)."""
+        ...
+
+    def close(self) -> None: ...

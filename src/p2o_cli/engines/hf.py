@@ -1,0 +1,124 @@
+"""The embedded engine: transformers ``generate`` with KV cache, batched, on CPU or GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from .base import Completion, ProgressFn
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device and device != "auto":
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def stop_token_ids(tokenizer: Any, model: PreTrainedModel) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos plus the generation config's (Qwen3 has two)."""
+    ids: set[int] = set()
+    for source in (tokenizer.eos_token_id, model.generation_config.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(source)
+    return sorted(ids)
+
+
+class HFEngine:
+    """Samples a transformers model. ``batch_size`` counts sequences per ``generate`` call."""
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        tokenizer: Any = None,
+        device: str | None = None,
+        dtype: str | torch.dtype = "auto",
+        batch_size: int = 64,
+    ):
+        self.device = pick_device(device)
+        if isinstance(model, PreTrainedModel):
+            self.model = model
+        else:
+            if dtype == "auto":
+                dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
+            self.model.to(self.device)
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+        self.model.eval()
+        self.batch_size = batch_size
+        self.stop_ids = stop_token_ids(self.tokenizer, self.model)
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.stop_ids[0]
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int = 1,
+        temperature: float = 0.6,
+        top_p: float = 1.0,
+        max_new_tokens: int = 1024,
+        seed: int | None = 0,
+        progress: ProgressFn | None = None,
+    ) -> list[list[Completion]]:
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        # Each prompt repeated n times; similar lengths batched together to waste less padding.
+        jobs = [(i, j) for i in sorted(range(len(prompts)), key=lambda i: len(encoded[i])) for j in range(n)]
+        results: list[list[Completion | None]] = [[None] * n for _ in prompts]
+        for start in range(0, len(jobs), self.batch_size):
+            chunk = jobs[start : start + self.batch_size]
+            if seed is not None:
+                # Seeded per chunk so a result does not depend on what ran before it.
+                torch.manual_seed(seed * 1_000_003 + start)
+            outs = self._generate_chunk([encoded[i] for i, _ in chunk], temperature, top_p, max_new_tokens)
+            for (i, j), completion in zip(chunk, outs):
+                results[i][j] = completion
+            if progress:
+                progress(len(outs), sum(c.n_tokens for c in outs))
+        return [[c for c in row if c is not None] for row in results]
+
+    def _generate_chunk(
+        self, prompt_ids: list[list[int]], temperature: float, top_p: float, max_new_tokens: int
+    ) -> list[Completion]:
+        width = max(len(p) for p in prompt_ids)
+        # Left padding keeps every prompt's last token at the same position.
+        input_ids = torch.full((len(prompt_ids), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for row, ids in enumerate(prompt_ids):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+            if temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
+        out = self.model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            max_new_tokens=max_new_tokens,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.pad_id,
+            **sampling,
+        )
+        new_tokens = out[:, width:].tolist()
+        return [self._completion(row) for row in new_tokens]
+
+    def _completion(self, tokens: list[int]) -> Completion:
+        stop_at = next((k for k, t in enumerate(tokens) if t in self.stop_ids), None)
+        if stop_at is None:
+            kept, reason = tokens, "length"
+        else:
+            kept, reason = tokens[: stop_at + 1], "stop"
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        return Completion(text=text, n_tokens=len(kept), finish_reason=reason, token_ids=kept)
+
+    def update_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(dict(state_dict), strict=False)
+
+    def close(self) -> None:
+        pass

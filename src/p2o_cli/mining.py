@@ -1,0 +1,43 @@
+"""Hard-sample mining: problems the policy almost never solves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .records import Failure, Hard, Rollout
+
+# "At most 1 of 6 correct" (the paper's rule) is mean reward < 0.2 for K=6.
+DEFAULT_TAU = 0.2
+
+
+def group_rollouts(rollouts: Iterable[Rollout]) -> dict[str, list[Rollout]]:
+    """Rollouts by problem id, in order of first appearance, each group sorted by k."""
+    groups: dict[str, list[Rollout]] = {}
+    for rollout in rollouts:
+        groups.setdefault(rollout.id, []).append(rollout)
+    return {pid: sorted(group, key=lambda r: r.k) for pid, group in groups.items()}
+
+
+def mine_hard(rollouts: Iterable[Rollout], tau: float = DEFAULT_TAU, max_failures: int | None = None) -> list[Hard]:
+    """Problems whose mean reward is below ``tau``, with their failed responses for the reflector."""
+    hard: list[Hard] = []
+    for pid, group in group_rollouts(rollouts).items():
+        rewards = [r.reward for r in group]
+        mean = sum(rewards) / len(rewards)
+        if mean >= tau:
+            continue
+        first = group[0]
+        if first.problem is None or first.answer is None:
+            raise ValueError(f"rollouts for {pid!r} carry no problem/answer text; re-run p2o rollout")
+        failures = [Failure(r.response, r.pred, r.template_id) for r in group if r.reward <= 0]
+        hard.append(
+            Hard(
+                id=pid,
+                problem=first.problem,
+                answer=first.answer,
+                rewards=rewards,
+                mean_reward=mean,
+                failures=failures[:max_failures] if max_failures is not None else failures,
+            )
+        )
+    return hard

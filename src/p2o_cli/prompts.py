@@ -1,0 +1,58 @@
+"""Chat rendering and template insertion x̃ = T(x, z).
+
+The template is inserted as one contiguous block; the empty template renders byte-identically
+to the plain prompt, so a rollout without a template and one with ``""`` are the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+Position = Literal["user-prefix", "user-suffix", "system"]
+POSITIONS: tuple[str, ...] = ("user-prefix", "user-suffix", "system")
+
+
+@dataclass
+class PromptConfig:
+    """How a problem becomes a chat prompt."""
+
+    instruction: str = DEFAULT_INSTRUCTION
+    position: str = "user-prefix"
+    system_prompt: str | None = None
+    # Qwen3's thinking switch; passed to the chat template identically for x and x̃.
+    enable_thinking: bool = False
+
+    def __post_init__(self) -> None:
+        if self.position not in POSITIONS:
+            raise ValueError(f"template position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
+
+
+def user_content(question: str, instruction: str) -> str:
+    return f"{question}\n{instruction}" if instruction else question
+
+
+def build_messages(question: str, template: str | None, cfg: PromptConfig) -> list[dict[str, str]]:
+    """The chat messages for ``question`` with template ``template`` (None or "" = none)."""
+    user = user_content(question, cfg.instruction)
+    system = cfg.system_prompt
+    if template:
+        if cfg.position == "user-prefix":
+            user = f"{template}\n\n{user}"
+        elif cfg.position == "user-suffix":
+            user = f"{user}\n\n{template}"
+        else:
+            system = f"{system}\n\n{template}" if system else template
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
+def render(tokenizer: Any, question: str, template: str | None = None, cfg: PromptConfig | None = None) -> str:
+    """The prompt string the model sees (generation prompt appended)."""
+    cfg = cfg or PromptConfig()
+    messages = build_messages(question, template, cfg)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, enable_thinking=cfg.enable_thinking
+    )
