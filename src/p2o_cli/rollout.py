@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engines import Engine, ProgressFn
 from .prompts import PromptConfig, render
 from .records import Assignment, Problem, Rollout, Template
-from .reward import RewardScorer
+
+if TYPE_CHECKING:
+    from .reward import RewardScorer
 
 
 @dataclass

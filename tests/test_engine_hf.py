@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import torch
+
+from p2o_cli.engines import Engine, load_engine
+from p2o_cli.prompts import render
+
+
+def prompts(engine, n: int = 3) -> list[str]:
+    return [render(engine.tokenizer, f"What is {i}+{i}?") for i in range(n)]
+
+
+def test_is_an_engine_and_counts_tokens(tiny_model_dir) -> None:
+    engine = load_engine("hf", str(tiny_model_dir), device="cpu", batch_size=4)
+    assert isinstance(engine, Engine)
+    out = engine.generate(prompts(engine), n=2, temperature=1.0, max_new_tokens=12, seed=1)
+    assert [len(row) for row in out] == [2, 2, 2]
+    for row in out:
+        for c in row:
+            assert c.n_tokens == len(c.token_ids) <= 12
+            assert c.finish_reason in {"stop", "length"}
+            # "stop" means the last kept token is end-of-turn; "length" used the whole budget.
+            if c.finish_reason == "stop":
+                assert c.token_ids[-1] in engine.stop_ids
+            else:
+                assert c.n_tokens == 12
+            assert c.text == engine.tokenizer.decode(c.token_ids, skip_special_tokens=True)
+
+
+def test_seeded_sampling_is_reproducible_and_batching_invariant_for_greedy(tiny_model_dir) -> None:
+    engine = load_engine("hf", str(tiny_model_dir), device="cpu", batch_size=64)
+    ps = prompts(engine, 5)
+    a = engine.generate(ps, n=3, temperature=1.0, max_new_tokens=16, seed=7)
+    b = engine.generate(ps, n=3, temperature=1.0, max_new_tokens=16, seed=7)
+    assert [[c.text for c in r] for r in a] == [[c.text for c in r] for r in b]
+    greedy_batched = engine.generate(ps, n=1, temperature=0.0, max_new_tokens=16)
+    engine.batch_size = 1
+    greedy_single = engine.generate(ps, n=1, temperature=0.0, max_new_tokens=16)
+    assert [r[0].token_ids for r in greedy_batched] == [r[0].token_ids for r in greedy_single]
+
+
+def test_update_weights_changes_outputs_in_place(tiny_model_dir) -> None:
+    engine = load_engine("hf", str(tiny_model_dir), device="cpu")
+    ps = prompts(engine, 2)
+    before = engine.generate(ps, n=1, temperature=0.0, max_new_tokens=10)
+    model = engine.model
+    import copy
+
+    trained = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in trained.parameters():  # tied weights are one parameter: perturbed once
+            p.add_(0.5 * torch.randn_like(p))
+    new_state = trained.state_dict()
+    engine.update_weights(new_state)
+    assert engine.model is model
+    after = engine.generate(ps, n=1, temperature=0.0, max_new_tokens=10)
+    assert [r[0].token_ids for r in before] != [r[0].token_ids for r in after]
+    torch.testing.assert_close(model.model.embed_tokens.weight, new_state["model.embed_tokens.weight"])
+
+
+def test_progress_reports_every_completion(tiny_model_dir) -> None:
+    engine = load_engine("hf", str(tiny_model_dir), device="cpu", batch_size=4)
+    seen = {"done": 0, "tokens": 0}
+
+    def progress(done: int, tokens: int) -> None:
+        seen["done"] += done
+        seen["tokens"] += tokens
+
+    out = engine.generate(prompts(engine, 3), n=3, temperature=1.0, max_new_tokens=8, progress=progress)
+    assert seen["done"] == 9
+    assert seen["tokens"] == sum(c.n_tokens for row in out for c in row)
