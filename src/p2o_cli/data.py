@@ -1,0 +1,331 @@
+"""Training sets and the benchmark registry.
+
+A problem source is a local ``.jsonl`` / ``.json`` / ``.parquet`` file or a Hugging Face
+dataset id. Field names differ between sources (MATH, DeepScaleR, Qwen's eval files, verl
+parquet), so the question, gold answer and id are found by trying the usual names, unless
+given explicitly (dotted paths reach into nested objects: ``reward_model.ground_truth``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .records import Problem, RecordError, from_dict, iter_json_lines
+
+PROBLEM_FIELDS = ("problem", "question", "Question", "input", "prompt")
+ANSWER_FIELDS = ("answer", "final_answer", "reward_model.ground_truth", "solution")
+ID_FIELDS = ("id", "idx", "unique_id")
+# Instructions that dataset builders appended to the question (DeepScaleR's verl script, the
+# Qwen/DeepMath system text). p2o appends its own instruction, so these would be doubled.
+INSTRUCTION_SUFFIXES = (
+    "Let's think step by step and output the final answer within \\boxed{}.",
+    "Please reason step by step, and put your final answer within \\boxed{}.",
+)
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+_MISSING = object()
+
+
+# ---------------------------------------------------------------- field helpers
+
+
+def get_field(row: dict[str, Any], path: str) -> Any:
+    """``row[path]``, or the dotted path walked through nested objects; ``_MISSING`` if absent."""
+    if path in row:  # flattened columns keep the dot in their name
+        return row[path]
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last brace-balanced ``\\boxed{...}`` in ``text`` (None if there is none)."""
+    start = text.rfind("\\boxed{")
+    while start != -1:
+        depth, i = 0, start + len("\\boxed")
+        for j in range(i, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                return text[i + 1 : j]
+        start = text.rfind("\\boxed{", 0, start)  # unbalanced: try an earlier one
+    return None
+
+
+def strip_instruction(text: str) -> str:
+    text = text.rstrip()
+    for suffix in INSTRUCTION_SUFFIXES:
+        if text.endswith(suffix):
+            return text[: -len(suffix)].rstrip()
+    return text
+
+
+def _problem_text(field: str, value: Any) -> str:
+    chat = isinstance(value, list)
+    if chat:  # verl: a chat list; the question is the last user turn
+        users = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "user"]
+        if not users or not isinstance(users[-1], str):
+            raise ValueError(f"field {field!r} is a chat list without a user message")
+        value = users[-1]
+    if not isinstance(value, str):
+        raise ValueError(f"field {field!r} must be a string, got {type(value).__name__}")
+    text = strip_instruction(value) if chat or field == "prompt" else value
+    if not text.strip():
+        raise ValueError(f"field {field!r} is empty")
+    return text
+
+
+def _answer_text(field: str, value: Any) -> str:
+    if field.split(".")[-1] == "solution":
+        if not isinstance(value, str) or (boxed := last_boxed(value)) is None:
+            raise ValueError(f"field {field!r} has no \\boxed{{}} answer")
+        return boxed
+    if isinstance(value, list):  # OlympiadBench's final_answer: ["$x$"]
+        if not value:
+            raise ValueError(f"field {field!r} is an empty list")
+        value = value[0].strip().strip("$") if isinstance(value[0], str) else value[0]
+    if isinstance(value, bool):
+        raise ValueError(f"field {field!r} must be a string or a number, got bool")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # amc23 stores 27.0; the gold is "27"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"field {field!r} must be a string or a number, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"field {field!r} is empty")
+    return value
+
+
+def _find(row: dict[str, Any], given: str | None, options: Sequence[str], what: str) -> tuple[str, Any]:
+    """The field name and value to use: the given one, else the first present option."""
+    if given is not None:
+        value = get_field(row, given)
+        if value is _MISSING or value is None:
+            raise ValueError(f"no {what} field {given!r}")
+        return given, value
+    for name in options:
+        value = get_field(row, name)
+        if value is not _MISSING and value is not None:
+            return name, value
+    raise ValueError(f"no {what} field (tried: {', '.join(options)})")
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _iter_rows(source: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line or 1-based row, row)`` from a local file or a hub dataset."""
+    suffix = Path(source).suffix.lower()
+    if suffix == ".jsonl":
+        yield from iter_json_lines(source)
+    elif suffix == ".json":
+        yield from _json_rows(source)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            reader = pq.ParquetFile(source)
+        except (OSError, ValueError) as err:
+            raise RecordError(source, None, f"cannot read parquet: {err}") from None
+        row = 0
+        for batch in reader.iter_batches():
+            for obj in batch.to_pylist():
+                row += 1
+                yield row, obj
+    else:
+        yield from enumerate(_hub_rows(source, split), start=1)
+
+
+def _json_rows(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise RecordError(path, None, "no such file") from None
+    except orjson.JSONDecodeError:
+        # Many ".json" files on the hub are really JSON Lines.
+        yield from iter_json_lines(path)
+        return
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise RecordError(path, None, 'expected a JSON array or an object with a "data" list')
+    for row, obj in enumerate(data, start=1):
+        if not isinstance(obj, dict):
+            raise RecordError(path, row, f"expected a JSON object, got {type(obj).__name__}")
+        yield row, obj
+
+
+def _hub_rows(dataset_id: str, split: str) -> Iterator[dict[str, Any]]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset_id, split=split)
+    except Exception as err:  # noqa: BLE001 - offline, unknown id, bad split: all are the user's input
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecordError(dataset_id, None, f"cannot load dataset (split {split!r}): {first}") from None
+    yield from ds
+
+
+def load_problems(
+    source: str,
+    *,
+    problem_field: str | None = None,
+    answer_field: str | None = None,
+    id_field: str | None = None,
+    split: str = "train",
+    limit: int | None = None,
+    answer_from_solution: bool = False,
+) -> list[Problem]:
+    """Problems from a local .jsonl/.json/.parquet file or a Hugging Face dataset id.
+
+    Fields not given are detected (see PROBLEM_FIELDS, ANSWER_FIELDS, ID_FIELDS); ids default
+    to ``{stem}-{row}`` (0-based). ``answer_from_solution`` takes the gold from the last
+    ``\\boxed{}`` of ``solution`` where a row has one (the Qwen suite's rule for Minerva).
+    Bad rows raise RecordError with the line (JSONL) or 1-based row number.
+    """
+    local = Path(source).suffix.lower() in LOCAL_SUFFIXES
+    if local and not Path(source).is_file():
+        raise RecordError(source, None, "no such file")
+    stem = Path(source).stem if local else source.rstrip("/").split("/")[-1]
+    unit = "line" if source.endswith(".jsonl") else "row"
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, (where, row) in enumerate(_iter_rows(source, split)):
+        if limit is not None and len(problems) >= limit:
+            break
+        try:
+            pfield, pvalue = _find(row, problem_field, PROBLEM_FIELDS, "problem")
+            afield, avalue = _find(row, answer_field, ANSWER_FIELDS, "answer")
+            solution = row.get("solution")
+            if answer_from_solution and answer_field is None and isinstance(solution, str) and last_boxed(solution):
+                afield, avalue = "solution", solution
+            try:
+                ifield, ivalue = _find(row, id_field, ID_FIELDS, "id")
+            except ValueError:
+                if id_field is not None:
+                    raise
+                ifield, ivalue = "id", f"{stem}-{index}"
+            if isinstance(ivalue, bool) or not isinstance(ivalue, (str, int)):
+                raise ValueError(f"field {ifield!r} must be a string or an integer")
+            source_name = row.get("source", row.get("data_source"))
+            record = {
+                "id": str(ivalue),
+                "problem": _problem_text(pfield, pvalue),
+                "answer": _answer_text(afield, avalue),
+                "source": source_name if isinstance(source_name, str) else None,
+            }
+            problem = from_dict(Problem, record)
+        except ValueError as err:
+            raise RecordError(source, where, str(err)) from None
+        if problem.id in seen:
+            raise RecordError(source, where, f"duplicate id {problem.id!r} (first at {unit} {seen[problem.id]})")
+        seen[problem.id] = where
+        problems.append(problem)
+    return problems
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One evaluation set and its protocol (EVAL_PROTOCOL.md: < 100 problems -> avg@16 at T=0.6)."""
+
+    name: str
+    hub_id: str | None
+    hub_split: str
+    local_file: str  # under data_dir; load_benchmark returns the absolute path it read
+    problem_field: str | None  # for the hub copy; None = detect
+    answer_field: str | None
+    answer_from_solution: bool
+    protocol: str  # "avg@16" or "greedy"
+    n: int
+    temperature: float
+
+
+def _avg16(name: str, hub_id: str | None, split: str = "test", **fields: Any) -> Benchmark:
+    return Benchmark(name, hub_id, split, f"{name}.jsonl", fields.get("problem"), fields.get("answer"),
+                     fields.get("from_solution", False), "avg@16", 16, 0.6)
+
+
+def _greedy(name: str, hub_id: str | None, split: str = "test", **fields: Any) -> Benchmark:
+    return Benchmark(name, hub_id, split, f"{name}.jsonl", fields.get("problem"), fields.get("answer"),
+                     fields.get("from_solution", False), "greedy", 1, 0.0)
+
+
+# Hub ids from shared/data/README.md. Field names are given only where the hub schema was
+# seen; elsewhere detection handles both the Qwen layout and common re-uploads.
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        _avg16("aime24", "HuggingFaceH4/aime_2024", "train", problem="problem", answer="answer"),
+        _avg16("aime25", "math-ai/aime25"),
+        _avg16("amc23", "math-ai/amc23"),
+        _greedy("math500", "HuggingFaceH4/MATH-500", problem="problem", answer="answer"),
+        _greedy("minerva_math", "math-ai/minervamath", from_solution=True),
+        _greedy("olympiadbench", "math-ai/olympiadbench"),
+    )
+}
+SMALL_BENCH = 100  # the paper samples 16 times on sets below this size
+
+
+def resolve_bench_names(names: Sequence[str]) -> list[str]:
+    """Expand ``all`` (and comma lists) into benchmark names, keeping order, without repeats."""
+    out: list[str] = []
+    for entry in names:
+        for name in filter(None, (part.strip() for part in entry.split(","))):
+            out.extend(BENCHMARKS if name == "all" else [name])
+    return list(dict.fromkeys(out))
+
+
+def _local_bench_file(data_dir: str, name: str) -> Path | None:
+    # bench/normalized layout first, then the Qwen eval suite's {name}/test.jsonl.
+    for path in (Path(data_dir) / f"{name}.jsonl", Path(data_dir) / name / "test.jsonl"):
+        if path.is_file():
+            return path
+    return None
+
+
+def load_benchmark(
+    name: str, data_dir: str | None = None, limit: int | None = None
+) -> tuple[Benchmark, list[Problem]]:
+    """A benchmark and its problems, from ``data_dir`` (else ``$P2O_DATA_DIR``, else the hub).
+
+    A name outside the registry is a custom benchmark if ``{data_dir}/{name}.jsonl`` exists;
+    its protocol follows its size like the paper's (< 100 problems -> avg@16 at T=0.6).
+    """
+    data_dir = data_dir or os.environ.get("P2O_DATA_DIR") or None
+    bench = BENCHMARKS.get(name)
+    path = _local_bench_file(data_dir, name) if data_dir else None
+    if bench is None and path is None:
+        where = f" and no {name}.jsonl in {data_dir}" if data_dir else " (a custom benchmark needs --data-dir)"
+        raise ValueError(f"unknown benchmark {name!r}{where}; known: {', '.join(BENCHMARKS)}, all")
+    if path is not None:
+        problems = load_problems(str(path))
+    elif data_dir:
+        raise RecordError(data_dir, None, f"no {name}.jsonl or {name}/test.jsonl here")
+    else:
+        assert bench is not None and bench.hub_id is not None
+        problems = load_problems(
+            bench.hub_id,
+            problem_field=bench.problem_field,
+            answer_field=bench.answer_field,
+            split=bench.hub_split,
+            answer_from_solution=bench.answer_from_solution,
+        )
+    if bench is None:
+        make = _avg16 if len(problems) < SMALL_BENCH else _greedy
+        bench = make(name, None)
+    if path is not None:
+        bench = dataclasses.replace(bench, local_file=str(path.resolve()))
+    return bench, problems[:limit] if limit else problems
