@@ -1,0 +1,258 @@
+"""Reflectors: GEPA's meta-prompt, answer parsing, and the OpenAI reflector against a loopback server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from p2o_cli.engines import Completion
+from p2o_cli.gepa.reflect import (
+    PRESETS,
+    FeedbackRecord,
+    OpenAIReflector,
+    ReflectionRequest,
+    ReflectorError,
+    RetryPolicy,
+    SelfReflector,
+    extract_template,
+    make_reflector,
+    meta_prompt,
+)
+
+SECRET = "sk-test-secret-0123456789"
+TEMPLATE = "Check each case separately and add the parts at the end."
+GOOD_ANSWER = f"Here is the improved instruction:\n```\n{TEMPLATE}\n```\n"
+
+
+def request(parent: str = "", seed: int = 0) -> ReflectionRequest:
+    feedback = [
+        FeedbackRecord("h1", "What is 17+25?", "17+25 = 32. \\boxed{32}", "32", False, "42"),
+        FeedbackRecord("h2", "What is 3+4?", "\\boxed{7}", "7", True, "7"),
+    ]
+    return ReflectionRequest("t0", parent, feedback, seed)
+
+
+# ---------------------------------------------------------------- the loopback chat server
+
+
+class ScriptedServer:
+    """POST /v1/chat/completions answers from a script: 429, 500, hang, garbage, ok:<content>, 401."""
+
+    def __init__(self, script: list[str], default: str = "garbage", hang_s: float = 0.6):
+        self.script = list(script)
+        self.default = default
+        self.hang_s = hang_s
+        self.bodies: list[dict] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                raw = self.rfile.read(length)
+                with server.lock:
+                    action = server.script.pop(0) if server.script else server.default
+                    server.bodies.append({"path": self.path, "auth": self.headers.get("authorization"),
+                                          "json": json.loads(raw)})
+                try:
+                    if action == "429":
+                        self._send(429, b'{"error": {"message": "slow down"}}', {"retry-after": "0"})
+                    elif action == "500":
+                        self._send(500, b'{"error": {"message": "boom"}}')
+                    elif action == "401":
+                        self._send(401, b'{"error": {"message": "bad key"}}')
+                    elif action == "hang":
+                        time.sleep(server.hang_s)
+                        self._send(200, b"{}")
+                    elif action == "garbage":
+                        self._send(200, b"<html>this is not json")
+                    else:
+                        content = action.removeprefix("ok:")
+                        self._send(200, json.dumps(_completion(content)).encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on a hang
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+
+    @property
+    def count(self) -> int:
+        return len(self.bodies)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _completion(content: str) -> dict:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "test-model",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    servers: list[ScriptedServer] = []
+
+    def start(script: list[str], **kwargs) -> ScriptedServer:
+        servers.append(ScriptedServer(script, **kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def reflector_for(server: ScriptedServer, retries: int = 5, timeout_s: float = 0.25, **kwargs) -> OpenAIReflector:
+    retry = RetryPolicy(max_retries=retries, base_delay=0.005, max_delay=0.02)
+    return OpenAIReflector(server.url, "test-model", SECRET, timeout_s=timeout_s, retry=retry, **kwargs)
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_meta_prompt_is_gepas_with_parent_and_feedback() -> None:
+    from gepa.strategies.instruction_proposal import InstructionProposalSignature
+
+    req = request("Work carefully.")
+    prompt = meta_prompt(req)
+    head = InstructionProposalSignature.default_prompt_template.split("<curr_param>")[0]
+    assert prompt.startswith(head)
+    assert "Work carefully." in prompt and "What is 17+25?" in prompt and "\\boxed{32}" in prompt
+    assert "the correct answer is 42" in prompt and "The response is correct" in prompt
+    # The empty seed template renders too.
+    assert meta_prompt(request("")).startswith(head)
+
+
+def test_extract_template() -> None:
+    assert extract_template(GOOD_ANSWER) == TEMPLATE
+    assert extract_template("```text\nUse a table.\n```") == "Use a table."
+    assert extract_template("<think>maybe ```draft```</think>\n```\nFinal.\n```") == "Final."
+    assert extract_template("Just prose with no block.") is None
+    assert extract_template("``````") is None
+    assert extract_template(None) is None
+
+
+def test_retries_through_429_500_timeout_and_garbage(serve, caplog) -> None:
+    server = serve(["429", "500", "hang", "garbage", f"ok:{GOOD_ANSWER}"])
+    reflector = reflector_for(server)
+    with caplog.at_level(logging.DEBUG, logger="p2o_cli"):
+        assert reflector.propose([request()]) == [TEMPLATE]
+    assert server.count == 5
+    assert reflector.stats == {"requests": 5, "retries": 4, "failed": 0, "malformed": 0}
+    body = server.bodies[-1]
+    assert body["path"] == "/v1/chat/completions" and body["json"]["model"] == "test-model"
+    assert body["json"]["messages"] == [{"role": "user", "content": meta_prompt(request())}]
+    assert "temperature" not in body["json"]  # the provider's default unless asked
+    assert body["auth"] == f"Bearer {SECRET}"
+    assert SECRET not in caplog.text and SECRET not in repr(reflector)
+
+
+def test_garbage_forever_skips_the_proposal(serve) -> None:
+    server = serve([], default="garbage")
+    reflector = reflector_for(server, retries=2)
+    assert reflector.propose([request()]) == [None]
+    assert server.count == 3
+    assert reflector.stats["failed"] == 1
+
+
+def test_answer_without_a_block_is_malformed_and_not_retried(serve) -> None:
+    server = serve(["ok:I would tell the assistant to be careful."])
+    reflector = reflector_for(server)
+    assert reflector.propose([request()]) == [None]
+    assert server.count == 1 and reflector.stats["malformed"] == 1
+
+
+def test_batch_runs_concurrently_in_order(serve) -> None:
+    server = serve([], default=f"ok:{GOOD_ANSWER}")
+    reflector = reflector_for(server, concurrency=3, temperature=0.5)
+    assert reflector.propose([request(f"p{i}") for i in range(4)]) == [TEMPLATE] * 4
+    assert server.count == 4 and all(b["json"]["temperature"] == 0.5 for b in server.bodies)
+    assert reflector.propose([]) == []
+
+
+def test_bad_key_stops_the_search_without_showing_it(serve) -> None:
+    server = serve(["401"])
+    with pytest.raises(ReflectorError) as err:
+        reflector_for(server).propose([request()])
+    assert "401" in str(err.value) and SECRET not in str(err.value)
+    assert server.count == 1
+
+
+def test_backoff_honours_retry_after() -> None:
+    policy = RetryPolicy(base_delay=0.1, max_delay=5.0, jitter=0.0)
+    rng = random.Random(0)
+    assert policy.delay(0, None, rng) == pytest.approx(0.1)
+    assert policy.delay(3, None, rng) == pytest.approx(0.8)
+    assert policy.delay(0, 2.0, rng) == pytest.approx(2.0)
+    assert policy.delay(0, 60.0, rng) == pytest.approx(5.0)  # capped
+    assert policy.delay(10, None, rng) == pytest.approx(5.0)
+
+
+def test_factory_presets_and_missing_key(monkeypatch) -> None:
+    monkeypatch.delenv("MOONSHOT_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="MOONSHOT_API_KEY"):
+        make_reflector("kimi")
+    monkeypatch.setenv("MOONSHOT_API_KEY", SECRET)
+    kimi = make_reflector("kimi")
+    assert isinstance(kimi, OpenAIReflector)
+    assert (kimi.base_url, kimi.model) == (PRESETS["kimi"].base_url, PRESETS["kimi"].model)
+    assert SECRET not in repr(kimi) and SECRET not in repr(vars(kimi).get("stats"))
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    custom = make_reflector("openai", url="http://127.0.0.1:1/v1", model="m2")
+    assert (custom.base_url, custom.model) == ("http://127.0.0.1:1/v1", "m2")
+    with pytest.raises(ValueError, match="--reflector-url"):
+        make_reflector("api")
+    assert make_reflector("api", url="http://127.0.0.1:1/v1", model="local").model == "local"
+    with pytest.raises(ValueError, match="unknown reflector"):
+        make_reflector("nope")
+
+
+class FakeChatTokenizer:
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True, **kwargs):
+        return "<user>" + messages[0]["content"] + "<assistant>"
+
+
+class FixedEngine:
+    def __init__(self, text: str):
+        self.text = text
+        self.calls: list[tuple[int, float]] = []
+
+    def generate(self, prompts, n=1, temperature=0.6, top_p=1.0, max_new_tokens=16, seed=0, progress=None):
+        self.calls.append((len(prompts), temperature))
+        return [[Completion(self.text, 5, "stop")] for _ in prompts]
+
+
+def test_self_reflector_batches_through_the_engine() -> None:
+    engine = FixedEngine(GOOD_ANSWER)
+    reflector = make_reflector("self", engine=engine, tokenizer=FakeChatTokenizer())
+    assert isinstance(reflector, SelfReflector)
+    assert reflector.propose([request("a"), request("b")]) == [TEMPLATE, TEMPLATE]
+    assert engine.calls == [(2, 0.7)]
+    assert SelfReflector(FixedEngine("no block"), FakeChatTokenizer()).propose([request()]) == [None]
