@@ -1,0 +1,305 @@
+"""Binary verifiable reward: the last ``\\boxed{}`` answer, judged by math-verify against the gold.
+
+``score_response`` scores one response in-process, with no time limit. ``RewardScorer`` scores
+batches in worker processes with a per-item time limit, so no response can hang or crash
+training: math-verify hands answers to sympy, which can spend hours on ``9^{9^{9^{9^9}}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+# 10x the longest gold answer in our data (210 chars); longer boxes are degenerate generations
+# that would only burn a timeout each.
+MAX_PRED_CHARS = 2000
+_CACHE_LIMIT = 500_000
+
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_TOKEN = re.compile(r"[^\s$]*")
+_TEXT_MACRO = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    reward: float
+    pred: str | None
+
+
+def extract_boxed(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` (or ``\\boxed TOKEN``), in order."""
+    found: list[str] = []
+    pos = 0
+    while (m := _BOX.search(text, pos)) is not None:
+        i = m.end()
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            end = _closing_brace(text, i)
+            if end is None:  # truncated generation: the box never closes
+                break
+            found.append(text[i + 1 : end])
+            pos = end + 1
+        else:
+            token = _TOKEN.match(text, i).group(0).rstrip(".,;")
+            if token and i > m.end():  # `\boxed5` is not LaTeX; `\boxed 5` is
+                found.append(token)
+            pos = i + len(token) if token else i
+    return found
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    depth = 0
+    i = start
+    while i < len(text):
+        c = text[i]
+        if c == "\\":  # `\{`, `\}` are literal braces, not grouping
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _as_word(answer: str) -> str | None:
+    """The answer as a lower-case word if it is one (``Yes``, ``\\text{Evelyn}``), else None.
+
+    math-verify reads a bare word as a product of symbols in which lower-case ``e`` is Euler's
+    number, so ``YES`` != ``Yes`` and ``sey`` == ``yes``. Two-letter words other than "no" are
+    left to math-verify because golds like ``xy`` or ``ab`` are products of variables.
+    """
+    s = _TEXT_MACRO.sub(r"\1", answer).replace("$", "").strip().rstrip(".!").strip()
+    if re.fullmatch(r"[A-Za-z]+", s) and (len(s) >= 3 or s.lower() == "no"):
+        return s.lower()
+    return None
+
+
+def _parse_gold(gold: str) -> list:
+    # Expr config as well, so plain golds like "1/2" or "x^2+1" parse even outside LaTeX.
+    config = [LatexExtractionConfig(), ExprExtractionConfig()]
+    return parse(f"\\boxed{{{gold}}}", config, parsing_timeout=None) or parse(
+        f"${gold}$", config, parsing_timeout=None
+    )
+
+
+def _is_correct(pred: str, gold: str) -> bool:
+    """Whether a boxed answer matches the gold. Unbounded time: run it under a timeout."""
+    word = _as_word(gold)
+    if word is not None:
+        return _as_word(pred) == word
+    gold_parsed = _parse_gold(gold)
+    # math-verify's own timeouts use signal.alarm, which only works on the main thread.
+    pred_parsed = parse(f"\\boxed{{{pred}}}", [LatexExtractionConfig()], parsing_timeout=None)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _final_answer(response: str, strict_format: bool) -> tuple[str | None, bool]:
+    """(last box or None, whether that answer is worth judging at all)."""
+    boxes = extract_boxed(response)
+    if not boxes:
+        return None, False
+    pred = boxes[-1]
+    fair = not strict_format or len(boxes) == 1
+    return pred, fair and bool(pred.strip()) and len(pred) <= MAX_PRED_CHARS
+
+
+def score_response(response: str, gold: str, *, strict_format: bool = False) -> RewardResult:
+    """Reward 1.0 iff the last box matches the gold (with strict_format: and it is the only box).
+
+    Runs in this process without a time limit; use RewardScorer for untrusted generations.
+    """
+    pred, judgeable = _final_answer(response, strict_format)
+    ok = judgeable and _is_correct(pred, gold)
+    return RewardResult(1.0 if ok else 0.0, pred)
+
+
+# --- worker side ---------------------------------------------------------------------------
+
+_barrier = None
+
+
+def _init_worker(barrier) -> None:
+    global _barrier
+    _barrier = barrier
+    # math-verify warns that its timeouts are off; the scorer enforces them instead.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    _is_correct("1", "1")  # pay sympy's first-call costs before any timed item
+
+
+def _await_siblings() -> None:
+    # Each worker holds one of these tasks until all have one, so every worker is started
+    # and initialised before timed items arrive (process start-up must not eat into timeouts).
+    _barrier.wait(timeout=60)
+
+
+def _verify_job(pred: str, gold: str) -> float:
+    try:
+        return 1.0 if _is_correct(pred, gold) else 0.0
+    except Exception:  # noqa: BLE001 - a judge error is a wrong answer, never a failed batch
+        return 0.0
+
+
+# --- main side -----------------------------------------------------------------------------
+
+
+class RewardScorer:
+    """Batched scoring in a process pool with a per-item timeout and a result cache.
+
+    Items running longer than ``timeout_s`` score 0: the pool is killed and rebuilt and the
+    other items in flight are re-run. An item whose worker dies also scores 0 (after one solo
+    retry, so a neighbour of the culprit is not blamed). Safe to call from any thread.
+    """
+
+    def __init__(self, timeout_s: float = 5.0, workers: int = 2, strict_format: bool = False) -> None:
+        self.timeout_s = timeout_s
+        self.workers = max(1, workers)
+        self.strict_format = strict_format
+        self.cache: dict[tuple[str, str, bool], float] = {}
+        self.n_jobs = 0  # verifications sent to the pool (cache misses), for tests and logs
+        self.n_timeouts = 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        methods = mp.get_all_start_methods()
+        # Not fork: forking a process that runs torch's thread pools can deadlock the child.
+        self._ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if self._ctx.get_start_method() == "forkserver":
+            # Workers are forked from a server that has math-verify imported already, so
+            # replacing a killed pool costs milliseconds, not an import (no-op if it is running).
+            self._ctx.set_forkserver_preload(["__main__", __name__])
+
+    def score(self, responses: Sequence[str], golds: Sequence[str]) -> list[RewardResult]:
+        if len(responses) != len(golds):
+            raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
+        finals = [_final_answer(r, self.strict_format) for r in responses]
+        keys = [(pred, str(gold), self.strict_format) for (pred, _), gold in zip(finals, golds)]
+        with self._lock:
+            if len(self.cache) > _CACHE_LIMIT:
+                self.cache.clear()
+            judge = (key for key, (_, judgeable) in zip(keys, finals) if judgeable)
+            todo = list(dict.fromkeys(key for key in judge if key not in self.cache))
+            if todo:
+                self.cache.update(self._run(todo))
+            return [
+                RewardResult(self.cache[key] if judgeable else 0.0, pred)
+                for key, (pred, judgeable) in zip(keys, finals)
+            ]
+
+    def _run(self, todo: list[tuple[str, str, bool]]) -> dict[tuple[str, str, bool], float]:
+        results: dict[tuple[str, str, bool], float] = {}
+        queue = deque(todo)
+        suspects: set[tuple[str, str, bool]] = set()  # were in flight when a worker died
+        inflight: dict[Future, tuple[tuple[str, str, bool], float]] = {}
+        while queue or inflight:
+            broken = False
+            # At most one job per worker, so a job's clock starts when it really starts running.
+            # A suspect runs alone so that a second crash identifies it.
+            while queue and len(inflight) < self.workers:
+                solo = queue[0] in suspects or any(k in suspects for k, _ in inflight.values())
+                if solo and inflight:
+                    break
+                key = queue.popleft()
+                try:
+                    fut = self._get_pool().submit(_verify_job, key[0], key[1])
+                except BrokenProcessPool:  # a worker died since the last look
+                    queue.appendleft(key)
+                    broken = True
+                    break
+                inflight[fut] = (key, time.monotonic())
+                self.n_jobs += 1
+            crashed = []
+            if inflight and not broken:
+                oldest = min(started for _, started in inflight.values())
+                left = max(0.0, oldest + self.timeout_s - time.monotonic())
+                done, _ = wait(inflight, timeout=left, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    key, _ = inflight.pop(fut)
+                    try:
+                        results[key] = fut.result()
+                    except BrokenProcessPool:
+                        crashed.append(key)
+            now = time.monotonic()
+            expired = [f for f, (_, started) in inflight.items() if now - started >= self.timeout_s]
+            for fut in expired:
+                results[inflight.pop(fut)[0]] = 0.0
+                self.n_timeouts += 1
+            if crashed or broken:
+                # Everything still in flight died with the worker too.
+                for key in crashed + [k for k, _ in inflight.values()]:
+                    if key in suspects:
+                        results[key] = 0.0
+                    else:
+                        suspects.add(key)
+                        queue.appendleft(key)
+            elif expired:  # killing the pool takes the other running jobs along: run them again
+                queue.extendleft(k for k, _ in inflight.values())
+            if crashed or broken or expired:
+                inflight.clear()
+                self._kill_pool()
+        return results
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            barrier = self._ctx.Barrier(self.workers)
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=self._ctx, initializer=_init_worker, initargs=(barrier,)
+            )
+            try:
+                warmups = [self._pool.submit(_await_siblings) for _ in range(self.workers)]
+                wait(warmups, timeout=120)
+                failed = [f.exception(0) for f in warmups if f.done()]
+                started = not any(isinstance(e, BrokenProcessPool) for e in failed)
+            except BrokenProcessPool:
+                started = False
+            if not started:
+                self._kill_pool()
+                raise RuntimeError(
+                    "reward worker processes died on start-up; is the scorer created outside an "
+                    "`if __name__ == '__main__':` guard in the main script?"
+                )
+        return self._pool
+
+    def _kill_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # ProcessPoolExecutor cannot cancel a running call (Python < 3.14 has no
+        # terminate_workers()), so kill its processes directly.
+        procs = list((pool._processes or {}).values())
+        for p in procs:
+            p.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.join(timeout=5)
+
+    def close(self) -> None:
+        with self._lock:
+            self._kill_pool()  # idle workers lose nothing, and a stuck one cannot block exit
+
+    def __enter__(self) -> RewardScorer:  # noqa: PYI034 - typing.Self needs Python 3.11
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def score_many(responses: Sequence[str], golds: Sequence[str], **kw) -> list[RewardResult]:
+    """One-off batch scoring with a temporary RewardScorer (kw: timeout_s, workers, strict_format)."""
+    with RewardScorer(**kw) as scorer:
+        return scorer.score(responses, golds)
