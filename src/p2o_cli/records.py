@@ -61,6 +61,9 @@ class Rollout:
     # Carried so mine-hard and train-step need no second input file.
     problem: str | None = None
     answer: str | None = None
+    # The sampled token ids (end-of-turn token included when it stopped), where the engine
+    # gives them: train-step then trains on exactly what was sampled instead of re-tokenizing.
+    response_ids: list[int] | None = None
 
 
 @dataclass

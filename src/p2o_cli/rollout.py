@@ -119,6 +119,7 @@ def generate_rollouts(
             original_prompt=request.original_prompt if request.template else None,
             problem=request.problem.problem,
             answer=request.problem.answer,
+            response_ids=completion.token_ids,
         )
         for request, completion, result in zip(requests, completions, results)
     ]

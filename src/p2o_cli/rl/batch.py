@@ -1,0 +1,289 @@
+"""Rollouts → token sequences → token-budget micro-batches for the train step.
+
+A rollout becomes ``prompt ids + response ids``. Which prompt is the *training* prompt is the
+context-distillation decision: ``distill="original"`` trains on x (the rollout's template
+stripped), ``distill="none"`` on x̃, the prompt the model actually saw.
+
+Micro-batches are *packed*: several sequences share one row, ``position_ids`` restart at 0 for
+each, and no attention mask is passed, so transformers builds a block-diagonal causal mask
+(sdpa/eager) or uses varlen kernels (flash-attention). There is no padding, so a micro-batch
+costs exactly its token count. Verified in tests/test_batch.py against unpacked logits; it
+needs ``use_cache=False`` (a cache disables transformers' packed-sequence detection).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+DISTILL_MODES = ("original", "none")
+
+
+@dataclass
+class TokenSeq:
+    """One rollout as token ids. ``index`` is the rollout's position in the batch."""
+
+    index: int
+    group: str
+    prompt_ids: list[int]
+    response_ids: list[int]
+    # x̃'s ids when the model trains on x but saw x̃ (for the template ratio mask); else None.
+    templated_prompt_ids: list[int] | None = None
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
+
+
+@dataclass
+class MicroBatch:
+    """Packed sequences in one row. ``seqs`` index into the batch; ``dummy`` rows carry no loss.
+
+    ``logit_positions[i]`` is the row position whose logits predict response token ``i``
+    (flattened over sequences in order); ``lengths`` are the response lengths, to split it.
+    """
+
+    seqs: list[int]
+    input_ids: Tensor  # [1, L]
+    position_ids: Tensor  # [1, L]
+    logit_positions: Tensor  # [N]
+    targets: Tensor  # [N]
+    lengths: list[int]
+    dummy: bool = False
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    def to(self, device: torch.device | str) -> MicroBatch:
+        return MicroBatch(
+            self.seqs,
+            self.input_ids.to(device),
+            self.position_ids.to(device),
+            self.logit_positions.to(device),
+            self.targets.to(device),
+            self.lengths,
+            self.dummy,
+        )
+
+
+def training_prompt(rollout: Any, distill: str) -> str:
+    """The prompt whose log-probs and gradient train ``rollout``: x (``original``) or x̃ (``none``)."""
+    if distill not in DISTILL_MODES:
+        raise ValueError(f"--distill must be one of {', '.join(DISTILL_MODES)}, got {distill!r}")
+    if distill == "original" and rollout.original_prompt is not None:
+        return rollout.original_prompt
+    return rollout.prompt
+
+
+def is_templated(rollout: Any) -> bool:
+    return rollout.original_prompt is not None and rollout.original_prompt != rollout.prompt
+
+
+def encode_rollouts(
+    rollouts: Sequence[Any], tokenizer: Any, distill: str = "original", keep_templated: bool = False
+) -> list[TokenSeq]:
+    """Tokenize rollouts as the engine did: prompt without special tokens, response + eos if it stopped.
+
+    The response uses the sampled token ids when the record carries them; otherwise it is
+    re-tokenized from its text (eos appended if it stopped). ``keep_templated`` also encodes x̃
+    for templated rollouts trained on x, for the ratio mask.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos token; cannot mark responses that stopped")
+    cache: dict[str, list[int]] = {}
+
+    def encode(text: str) -> list[int]:
+        if text not in cache:
+            cache[text] = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return cache[text]
+
+    out: list[TokenSeq] = []
+    for index, rollout in enumerate(rollouts):
+        prompt_ids = encode(training_prompt(rollout, distill))
+        if not prompt_ids:
+            raise ValueError(f"rollout {rollout.id!r} (k={rollout.k}) has an empty prompt")
+        if getattr(rollout, "response_ids", None):
+            response_ids = list(rollout.response_ids)
+        else:
+            response_ids = list(tokenizer(rollout.response, add_special_tokens=False)["input_ids"])
+            if rollout.finish_reason == "stop":
+                response_ids.append(eos)
+        templated = None
+        if keep_templated and distill == "original" and is_templated(rollout):
+            templated = encode(rollout.prompt)
+        out.append(TokenSeq(index, rollout.id, prompt_ids, response_ids, templated))
+    return out
+
+
+# ---------------------------------------------------------------- splitting and packing
+
+
+def split_groups(groups: Sequence[str], n_parts: int, seed: int) -> list[list[int]]:
+    """Split sample indices into ``n_parts`` mini-batches, whole groups each, shuffled by ``seed``.
+
+    Groups are dealt as evenly as possible; with fewer groups than parts there are fewer parts.
+    The result depends only on ``groups`` and ``seed``, so every process gets the same split.
+    """
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    order = list(members)
+    random.Random(seed).shuffle(order)
+    n = max(1, min(n_parts, len(order)))
+    size, extra = divmod(len(order), n)
+    parts, start = [], 0
+    for p in range(n):
+        end = start + size + (1 if p < extra else 0)
+        parts.append(sorted(i for g in order[start:end] for i in members[g]))
+        start = end
+    return [p for p in parts if p]
+
+
+def shard_for_ranks(lengths: dict[int, int], n_ranks: int) -> list[list[int]]:
+    """Deal sequences to ranks, longest first to the least-loaded rank, balancing tokens."""
+    loads = [0] * n_ranks
+    shards: list[list[int]] = [[] for _ in range(n_ranks)]
+    for i in sorted(lengths, key=lambda i: (-lengths[i], i)):
+        r = min(range(n_ranks), key=lambda r: (loads[r], r))
+        shards[r].append(i)
+        loads[r] += lengths[i]
+    return [sorted(s) for s in shards]
+
+
+def pack(lengths: dict[int, int], max_tokens: int) -> list[list[int]]:
+    """First-fit-decreasing bins of at most ``max_tokens`` tokens (deterministic)."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(lengths, key=lambda i: (-lengths[i], i)):
+        n = lengths[i]
+        if n > max_tokens:
+            raise ValueError(
+                f"a sequence of {n} tokens exceeds --max-tokens-per-micro-batch {max_tokens}; raise the budget"
+            )
+        for b, free in enumerate(room):
+            if n <= free:
+                bins[b].append(i)
+                room[b] -= n
+                break
+        else:
+            bins.append([i])
+            room.append(max_tokens - n)
+    return bins
+
+
+def collate(seqs: Sequence[tuple[int, list[int], list[int]]]) -> MicroBatch:
+    """Pack ``(index, prompt_ids, response_ids)`` triples into one row."""
+    ids: list[int] = []
+    pos: list[int] = []
+    logit_positions: list[int] = []
+    targets: list[int] = []
+    lengths: list[int] = []
+    for _, prompt, response in seqs:
+        offset = len(ids)
+        ids += prompt + response
+        pos += range(len(prompt) + len(response))
+        # Logits at position t predict token t + 1; the first response token is predicted by
+        # the last prompt token, so a sequence never reads across its own start.
+        first = offset + len(prompt) - 1
+        logit_positions += range(first, first + len(response))
+        targets += response
+        lengths.append(len(response))
+    return MicroBatch(
+        seqs=[s[0] for s in seqs],
+        input_ids=torch.tensor([ids], dtype=torch.long),
+        position_ids=torch.tensor([pos], dtype=torch.long),
+        logit_positions=torch.tensor(logit_positions, dtype=torch.long),
+        targets=torch.tensor(targets, dtype=torch.long),
+        lengths=lengths,
+    )
+
+
+def dummy_micro_batch(token_id: int) -> MicroBatch:
+    """A 2-token row whose loss is multiplied by 0: keeps ranks in step when one has less work."""
+    mb = collate([(-1, [token_id], [token_id])])
+    mb.dummy = True
+    return mb
+
+
+@dataclass
+class Plan:
+    """How one rollout batch is trained: mini-batches → this rank's micro-batches.
+
+    ``train[m]`` are this rank's micro-batches of mini-batch ``m`` (x prompts, or x̃ with
+    ``distill="none"``); ``templated`` are the extra x̃ rows for the ratio mask. Both are
+    padded with dummies to the largest count on any rank, so collective ops stay in step.
+    """
+
+    seqs: list[TokenSeq]
+    mini_batches: list[list[int]]
+    train: list[list[MicroBatch]] = field(default_factory=list)
+    templated: list[MicroBatch] = field(default_factory=list)
+    local: list[int] = field(default_factory=list)
+
+
+def plan_batch(
+    seqs: list[TokenSeq],
+    n_mini_batches: int,
+    max_tokens: int,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    pad_token: int = 0,
+) -> Plan:
+    """Split, shard and pack a batch. Every rank computes every rank's plan (no communication)."""
+    trainable = [s for s in seqs if s.response_ids]
+    by_index = {s.index: s for s in trainable}
+    groups = [s.group for s in trainable]
+    parts = [[trainable[i].index for i in part] for part in split_groups(groups, n_mini_batches, seed)]
+    plan = Plan(seqs=seqs, mini_batches=parts)
+    templated_bins: list[list[list[int]]] = [[] for _ in range(world_size)]
+    for part in parts:
+        shards = shard_for_ranks({i: by_index[i].n_tokens for i in part}, world_size)
+        bins = [pack({i: by_index[i].n_tokens for i in shard}, max_tokens) for shard in shards]
+        width = max(len(b) for b in bins)
+        mine = [collate([_triple(by_index[i]) for i in b]) for b in bins[rank]]
+        mine += [dummy_micro_batch(pad_token) for _ in range(width - len(mine))]
+        plan.train.append(mine)
+        for r, shard in enumerate(shards):
+            if r == rank:
+                plan.local += shard
+            templated = {
+                i: len(by_index[i].templated_prompt_ids) + len(by_index[i].response_ids)  # type: ignore[arg-type]
+                for i in shard
+                if by_index[i].templated_prompt_ids is not None
+            }
+            templated_bins[r] += pack(templated, max_tokens)
+    width = max(len(b) for b in templated_bins)
+    plan.templated = [
+        collate([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b])  # type: ignore[misc]
+        for b in templated_bins[rank]
+    ]
+    plan.templated += [dummy_micro_batch(pad_token) for _ in range(width - len(plan.templated))]
+    return plan
+
+
+def _triple(s: TokenSeq) -> tuple[int, list[int], list[int]]:
+    return s.index, s.prompt_ids, s.response_ids
+
+
+def pad_rows(flat: Tensor, lengths: Sequence[int], fill: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Split a flat per-token tensor ``[N]`` into padded rows ``[n, max_len]`` plus a bool mask."""
+    rows = flat.split(list(lengths))
+    return stack_rows(rows, fill), length_mask(lengths, flat.device)
+
+
+def stack_rows(rows: Sequence[Tensor], fill: float = 0.0) -> Tensor:
+    """Per-sequence 1-D tensors → padded ``[n, max_len]`` (differentiable)."""
+    return torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True, padding_value=fill)
+
+
+def length_mask(lengths: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+    width = max(lengths, default=0)
+    return torch.arange(width, device=device)[None, :] < torch.tensor(list(lengths), device=device)[:, None]

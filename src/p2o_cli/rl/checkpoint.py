@@ -1,0 +1,135 @@
+"""A train-step checkpoint: a Hugging Face model directory plus what continues the optimizer.
+
+Layout (all written at once, atomically — a failed save leaves no directory):
+
+- ``config.json``, ``model.safetensors``, tokenizer files: loadable by ``from_pretrained``/vLLM;
+- ``optimizer.safetensors``: the optimizer state, one tensor per (parameter, slot) named
+  ``<parameter fqn>/<slot>``; the param groups and any non-tensor state live in a JSON index
+  in the file's metadata. Keyed by parameter names, not positions, so it survives a change of
+  wrapper (plain, DDP, FSDP) between saving and loading;
+- ``trainer_state.json``: step counters, the LR schedule and the RNG state;
+- ``p2o_config.json``: the resolved training config that produced the checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from ..records import atomic_path
+
+TRAINER_STATE = "trainer_state.json"
+OPTIMIZER_STATE = "optimizer.safetensors"
+TRAIN_CONFIG = "p2o_config.json"
+INDEX_KEY = "p2o_optimizer_index"
+FORMAT = 1
+
+
+def flatten_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Tensor], str]:
+    """``{"state": {fqn: {slot: value}}, "param_groups": [...]}`` → (tensors, JSON index)."""
+    tensors: dict[str, Tensor] = {}
+    slots: dict[str, dict[str, Any]] = {}
+    for name, entry in state["state"].items():
+        slots[name] = {}
+        for slot, value in entry.items():
+            if isinstance(value, Tensor):
+                # contiguous + clone: safetensors refuses views and shared storage.
+                tensors[f"{name}/{slot}"] = value.detach().to("cpu").contiguous().clone()
+                slots[name][slot] = None
+            else:
+                slots[name][slot] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
+    index = json.dumps({"format": FORMAT, "state": slots, "param_groups": groups})
+    return tensors, index
+
+
+def unflatten_optimizer_state(tensors: dict[str, Tensor], index: str) -> dict[str, Any]:
+    meta = json.loads(index)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"optimizer state format {meta.get('format')!r} is not {FORMAT}")
+    state = {
+        name: {slot: tensors[f"{name}/{slot}"] if value is None else value for slot, value in entry.items()}
+        for name, entry in meta["state"].items()
+    }
+    groups = []
+    for g in meta["param_groups"]:
+        g = dict(g)
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    return {"state": state, "param_groups": groups}
+
+
+def save_optimizer_state(path: str | Path, state: dict[str, Any]) -> None:
+    tensors, index = flatten_optimizer_state(state)
+    save_file(tensors, str(path), metadata={INDEX_KEY: index})
+
+
+def load_optimizer_state(path: str | Path) -> dict[str, Any]:
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata() or {}
+        if INDEX_KEY not in metadata:
+            raise ValueError(f"{path}: not a p2o optimizer state (no {INDEX_KEY} metadata)")
+        tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    return unflatten_optimizer_state(tensors, metadata[INDEX_KEY])
+
+
+def read_trainer_state(model_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(model_dir) / TRAINER_STATE
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: malformed JSON ({err})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return state
+
+
+def capture_rng() -> dict[str, Any]:
+    """Torch RNG state (CPU and CUDA), JSON-safe, so a chained step draws what an in-process one would."""
+    state: dict[str, Any] = {"cpu": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+    if torch.cuda.is_available():
+        state["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    def tensor(text: str) -> Tensor:
+        return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+    if "cpu" in state:
+        torch.set_rng_state(tensor(state["cpu"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([tensor(s) for s in state["cuda"]])
+
+
+def save_checkpoint(
+    out_dir: str | Path,
+    model: Any,
+    tokenizer: Any,
+    *,
+    state_dict: dict[str, Tensor] | None,
+    optimizer_state: dict[str, Any] | None,
+    trainer_state: dict[str, Any],
+    config: dict[str, Any] | None = None,
+) -> None:
+    """Write the whole checkpoint into a temporary directory and rename it into place."""
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if optimizer_state is not None:
+            save_optimizer_state(tmp / OPTIMIZER_STATE, optimizer_state)
+        (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2) + "\n")
+        if config is not None:
+            (tmp / TRAIN_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")

@@ -1,0 +1,121 @@
+"""Rollouts → sequences → packed micro-batches (rl/batch.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from p2o_cli.prompts import render
+from p2o_cli.records import Rollout
+from p2o_cli.rl.batch import (
+    collate,
+    encode_rollouts,
+    pack,
+    pad_rows,
+    plan_batch,
+    split_groups,
+    training_prompt,
+)
+from p2o_cli.toy.tiny import char_tokenizer, tiny_qwen3
+
+TOK = char_tokenizer()
+
+
+def rollout(pid: str, k: int, response: str, template: str | None = None, finish: str = "stop") -> Rollout:
+    x = render(TOK, f"What is {pid}?")
+    xt = render(TOK, f"What is {pid}?", template) if template else x
+    return Rollout(id=pid, k=k, prompt=xt, response=response, reward=0.0, pred=None, finish_reason=finish,
+                   n_tokens=len(response), template_id="t" if template else None, template=template,
+                   original_prompt=x if template else None)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_rows_give_the_logits_of_separate_sequences(attn: str) -> None:
+    model = tiny_qwen3(TOK)
+    model.set_attn_implementation(attn)
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(5, 90, (n,), generator=gen) for n in (7, 1, 12, 5)]
+    with torch.no_grad():
+        alone = [model(input_ids=s[None], use_cache=False).logits[0] for s in seqs]
+        packed = model(
+            input_ids=torch.cat(seqs)[None],
+            position_ids=torch.cat([torch.arange(len(s)) for s in seqs])[None],
+            use_cache=False,
+        ).logits[0]
+    for a, b in zip(alone, packed.split([len(s) for s in seqs])):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_collate_points_each_logit_at_the_next_response_token() -> None:
+    mb = collate([(0, [1, 2, 3], [4, 5]), (1, [6], [7, 8, 9])])
+    assert mb.input_ids.tolist() == [[1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    assert mb.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3]]
+    assert mb.lengths == [2, 3]
+    ids = mb.input_ids[0]
+    assert ids[mb.logit_positions + 1].tolist() == mb.targets.tolist() == [4, 5, 7, 8, 9]
+    rows, mask = pad_rows(mb.targets.float(), mb.lengths)
+    assert rows.tolist() == [[4, 5, 0], [7, 8, 9]] and mask.tolist() == [[True, True, False], [True, True, True]]
+
+
+def test_encode_chooses_the_prompt_by_distill_mode_and_appends_eos_on_stop() -> None:
+    r = rollout("q1", 0, "42", template="Think.")
+    assert training_prompt(r, "original") == r.original_prompt != r.prompt
+    assert training_prompt(r, "none") == r.prompt
+    eos = TOK.eos_token_id
+    (orig,) = encode_rollouts([r], TOK, "original", keep_templated=True)
+    (seen,) = encode_rollouts([r], TOK, "none", keep_templated=True)
+    assert orig.prompt_ids == TOK(r.original_prompt, add_special_tokens=False)["input_ids"]
+    assert seen.prompt_ids == TOK(r.prompt, add_special_tokens=False)["input_ids"]
+    assert orig.templated_prompt_ids == seen.prompt_ids and seen.templated_prompt_ids is None
+    assert orig.response_ids == seen.response_ids == [*TOK("42", add_special_tokens=False)["input_ids"], eos]
+    (cut,) = encode_rollouts([rollout("q1", 0, "42", finish="length")], TOK)
+    assert cut.response_ids[-1] != eos and len(cut.response_ids) == 2
+    with pytest.raises(ValueError, match="distill"):
+        encode_rollouts([r], TOK, "sometimes")
+
+
+def test_sampled_token_ids_are_trained_verbatim() -> None:
+    # Ids a BPE tokenizer would not produce from the text: the record's ids win over re-tokenizing.
+    r = rollout("q1", 0, "42")
+    r.response_ids = [50, 51, 52, TOK.eos_token_id]
+    (seq,) = encode_rollouts([r], TOK)
+    assert seq.response_ids == [50, 51, 52, TOK.eos_token_id]
+
+
+def test_pack_respects_the_budget_and_is_deterministic() -> None:
+    lengths = {i: n for i, n in enumerate([5, 9, 3, 7, 2, 8, 4])}
+    bins = pack(lengths, 10)
+    assert sorted(i for b in bins for i in b) == list(range(7))
+    assert all(sum(lengths[i] for i in b) <= 10 for b in bins)
+    assert len(bins) == 4 and pack(lengths, 10) == bins  # 38 tokens → at least 4 bins of 10
+    with pytest.raises(ValueError, match="max-tokens-per-micro-batch"):
+        pack({0: 11}, 10)
+
+
+def test_split_keeps_groups_together_and_depends_only_on_the_seed() -> None:
+    groups = [g for g in "abcde" for _ in range(3)]
+    parts = split_groups(groups, 2, seed=7)
+    assert parts == split_groups(groups, 2, seed=7)
+    assert sorted(i for p in parts for i in p) == list(range(15))
+    assert all(len({groups[i] for i in p} & {groups[i] for i in q}) == 0 for p in parts for q in parts if p is not q)
+    assert sorted(len(p) for p in parts) == [6, 9]
+    assert len(split_groups(["a", "a"], 2, seed=0)) == 1  # one group cannot be split
+
+
+def test_plan_shards_across_ranks_with_equal_micro_batch_counts() -> None:
+    rs = [rollout(f"q{g}", k, "1" * (1 + 3 * k + g), template="Hint." if k % 2 else None)
+          for g in range(3) for k in range(4)]
+    seqs = encode_rollouts(rs, TOK, "original", keep_templated=True)
+    plans = [plan_batch(seqs, 2, 300, seed=1, rank=r, world_size=2) for r in range(2)]
+    single = plan_batch(seqs, 2, 300, seed=1)
+    assert plans[0].mini_batches == plans[1].mini_batches == single.mini_batches
+    assert sorted(plans[0].local + plans[1].local) == list(range(len(rs)))
+    for m in range(len(single.mini_batches)):
+        assert len(plans[0].train[m]) == len(plans[1].train[m])
+        real = [i for p in plans for mb in p.train[m] if not mb.dummy for i in mb.seqs]
+        assert sorted(real) == single.mini_batches[m]
+        assert all(mb.n_tokens <= 300 for p in plans for mb in p.train[m])
+    assert len(plans[0].templated) == len(plans[1].templated)
+    templated = sorted(i for p in plans for mb in p.templated if not mb.dummy for i in mb.seqs)
+    assert templated == [i for i, r in enumerate(rs) if r.template]
