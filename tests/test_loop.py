@@ -1,0 +1,123 @@
+"""A miniature `p2o run`: two epochs on a tiny model, GEPA included, then kill-and-resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from p2o_cli.loop import RunConfig, load_config_file
+from p2o_cli.records import Assignment, Template, read_records
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("world")
+    rows = [{"id": f"q{i}", "problem": f"What is {i}+{i + 1}?", "answer": str(2 * i + 1)} for i in range(8)]
+    (root / "train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    (root / "bench").mkdir()
+    (root / "bench" / "toy-mini.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows[:4]))
+    return root
+
+
+def run_args(model: Path, world: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "p2o_cli", "run", "--model", str(model), "--data", str(world / "train.jsonl"),
+        "--out", str(out), "--epochs", "2", "--batch-size", "4", "--k", "2", "--max-new-tokens", "6",
+        "--temperature", "1.0", "--lr", "1e-3", "--min-hard", "2", "--reflector", "toy", "--width", "2",
+        "--minibatch", "2", "--budget", "16", "--dev-size", "2", "--gepa-max-new-tokens", "6",
+        "--eval-bench", "toy-mini", "--eval-data-dir", str(world / "bench"), "--eval-n", "1",
+        "--eval-temperature", "0", "--eval-every", "2", "--save-every", "1", "--keep-last", "2", *extra,
+    ]
+
+
+def metrics(run: Path) -> list[dict]:
+    return [orjson.loads(line) for line in (run / "metrics.jsonl").read_bytes().splitlines()]
+
+
+@pytest.mark.timeout(300)
+def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, world) -> None:
+    straight = tmp_path / "straight"
+    result = subprocess.run(run_args(tiny_model_dir, world, straight), capture_output=True, env=ENV, timeout=240)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+
+    rows = metrics(straight)
+    steps = [r for r in rows if "actor/pg_loss" in r]
+    assert [r["training/step"] for r in steps] == [1, 2, 3, 4]
+    assert all(set(r) >= {"critic/rewards/mean", "actor/grad_norm", "rollout/plain_reward_mean"} for r in steps)
+    epochs = [r for r in rows if "epoch/hard_count" in r]
+    assert [r["epoch"] for r in epochs] == [0, 1]
+    evals = [r for r in rows if "eval/toy-mini/accuracy" in r]
+    assert [r["training/step"] for r in evals] == [0, 2, 4]
+    config = orjson.loads((straight / "config.json").read_bytes())
+    assert config["batch_size"] == 4 and config["reflector"] == "toy"
+    state = orjson.loads((straight / "state.json").read_bytes())
+    assert state["done"] and state["step"] == 4 and state["epoch"] == 2
+    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["step-3", "step-4"]
+
+    # An untrained model solves nothing, so epoch 0's hard set goes to GEPA and epoch 1 rolls out
+    # those problems with the assigned templates, one per rollout.
+    gepa_rows = [r for r in rows if "gepa/dev_coverage" in r]
+    assert [r["epoch"] for r in gepa_rows] == [0, 1]
+    templates = read_records(straight / "epoch-0" / "templates.jsonl", Template)
+    assignments = read_records(straight / "epoch-0" / "assignments.jsonl", Assignment)
+    assert templates[0].template_id == "t0" and len(assignments) == 8
+    epoch1 = [orjson.loads(line) for f in sorted((straight / "epoch-1").glob("rollouts-*.jsonl"))
+              for line in f.read_bytes().splitlines()]
+    by_id = {a.id: a.template_ids for a in assignments}
+    for rollout in epoch1:
+        assert rollout["template_id"] == by_id[rollout["id"]][rollout["k"]]
+
+    # Kill a second run with SIGKILL once it has a checkpoint, then resume it.
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(run_args(tiny_model_dir, world, killed), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 200
+    while not (killed / "checkpoints" / "step-1").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not orjson.loads((killed / "state.json").read_bytes())["done"]
+
+    resumed = subprocess.run([sys.executable, "-m", "p2o_cli", "run", "--resume", str(killed)],
+                             capture_output=True, env=ENV, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
+    assert orjson.loads((killed / "state.json").read_bytes())["done"]
+    a = load_file(straight / "checkpoints" / "step-4" / "model.safetensors")
+    b = load_file(killed / "checkpoints" / "step-4" / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    # The resumed run's metrics have each step once, as the uninterrupted run's do.
+    assert [r["training/step"] for r in metrics(killed) if "actor/pg_loss" in r] == [1, 2, 3, 4]
+
+
+def test_config_file_and_validation(tmp_path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('[run]\nmodel = "m"\ndata = "d.jsonl"\nbatch-size = 8\neval_bench = ["toy-hard"]\n')
+    values = load_config_file(path)
+    assert values == {"model": "m", "data": "d.jsonl", "batch_size": 8, "eval_bench": ["toy-hard"]}
+    assert RunConfig(**values).batch_size == 8
+    path.write_text('[run]\nbatchsize = 8\n')
+    with pytest.raises(ValueError, match="unknown key 'batchsize'"):
+        load_config_file(path)
+    with pytest.raises(ValueError, match="--mini-batches cannot exceed --batch-size"):
+        RunConfig(model="m", data="d", batch_size=1, mini_batches=2)
+
+
+def test_bad_flag_values_exit_2(tmp_path, tiny_model_dir, world) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run(run_args(tiny_model_dir, world, out, "--distill", "sideways"), capture_output=True,
+                            env=ENV, timeout=120)
+    assert result.returncode == 2
+    assert "--distill" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
