@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import socket
@@ -270,3 +271,20 @@ def test_invalid_options_exit_2_with_one_line(tmp_path, tiny_model_dir, options,
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_weight_index_lists_only_model_tensors(tmp_path) -> None:
+    # vLLM loads every *.safetensors of a directory unless an index names the weight files.
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from p2o_cli.rl.checkpoint import write_weight_index
+    from p2o_cli.toy.tiny import save_tiny_model
+
+    model_dir = save_tiny_model(tmp_path / "m")
+    (model_dir / "optimizer.safetensors").write_bytes((model_dir / "model.safetensors").read_bytes())
+    write_weight_index(model_dir)
+    index = json.loads((model_dir / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == set(load_file(model_dir / "model.safetensors"))
+    assert set(index["weight_map"].values()) == {"model.safetensors"}
+    AutoModelForCausalLM.from_pretrained(model_dir)  # transformers still loads the directory

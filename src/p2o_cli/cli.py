@@ -327,9 +327,13 @@ def gepa_command(
     metrics: Annotated[Optional[str], typer.Option("--metrics", help="Append per-iteration metrics (JSONL) here.")] = None,
     state: Annotated[Optional[str], typer.Option("--state", help="Search state file (default: OUT.state.json).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the search saved in the state file.")] = False,
-    engine: EngineOpt = "hf",
+    engine: EngineOpt = "auto",
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 64,
+    base_url: BaseUrlOpt = None,
+    served_model: ServedModelOpt = None,
+    gpu_memory_utilization: GpuMemoryOpt = 0.9,
+    tensor_parallel_size: TensorParallelOpt = 1,
     instruction: InstructionOpt = None,
     template_position: PositionOpt = "user-prefix",
     system_prompt: SystemOpt = None,
@@ -370,9 +374,12 @@ def gepa_command(
                 concurrency=reflector_concurrency, **options,
             )
         quiet_libraries()
-        eng = open_engine(engine, model, device, batch_size)
+        engine_options = {"base_url": base_url, "served_model": served_model,
+                          "gpu_memory_utilization": gpu_memory_utilization,
+                          "tensor_parallel_size": tensor_parallel_size}
+        eng = open_engine(engine, model, device, batch_size, **engine_options)
         if refl is None:
-            ref = open_engine(engine, reflector_model, device, batch_size) if reflector_model else eng
+            ref = open_engine(engine, reflector_model, device, batch_size, **engine_options) if reflector_model else eng
             refl = make_reflector("self", engine=ref, tokenizer=ref.tokenizer, **options)
         with (
             RewardScorer(timeout_s=reward_timeout, strict_format=strict_format) as scorer,

@@ -104,7 +104,7 @@ class RunConfig:
     save_every: int = 1
     keep_last: int = 2
     # Engine and prompts.
-    engine: str = "hf"
+    engine: str = "auto"
     device: str = "auto"
     gen_batch_size: int = 64
     instruction: str | None = None
@@ -295,7 +295,12 @@ class P2ORun:
         self._in_step = False
 
     def _make_engine(self) -> Engine:
-        if self.cfg.engine == "hf":
+        from .engines import resolve_engine
+
+        self.engine_name = resolve_engine(self.cfg.engine)
+        if self.engine_name == "openai":
+            raise ValueError("p2o run trains the policy, so it needs an engine it can update: hf or vllm")
+        if self.engine_name == "hf":
             from .engines.hf import HFEngine
 
             # The engine samples the trainer's own model object: no weight copy after a step.
@@ -303,7 +308,7 @@ class P2ORun:
                             batch_size=self.cfg.gen_batch_size)
         from .engines import load_engine
 
-        engine = load_engine(self.cfg.engine, self.state.checkpoint or self.cfg.model, device=self.cfg.device,
+        engine = load_engine(self.engine_name, self.state.checkpoint or self.cfg.model, device=self.cfg.device,
                              batch_size=self.cfg.gen_batch_size)
         engine.update_weights(self.trainer.model.state_dict())
         return engine
@@ -357,7 +362,7 @@ class P2ORun:
         t1 = time.perf_counter()
         self._in_step = True
         metrics = self.trainer.step(rollouts)
-        if self.cfg.engine != "hf":
+        if self.engine_name != "hf":
             self.engine.update_weights(self.trainer.model.state_dict())
         self.state.step += 1
         self.state.batch += 1
@@ -541,7 +546,7 @@ HELP: dict[str, str] = {
     "eval_max_new_tokens": "Eval response limit (default --max-new-tokens).",
     "save_every": "Checkpoint every N train steps (and at each epoch end).",
     "keep_last": "Checkpoints kept.",
-    "engine": "Rollout engine: hf.",
+    "engine": "Rollout engine: auto (vllm when CUDA and vllm are present, else hf), hf or vllm.",
     "device": "auto, cpu, cuda …",
     "gen_batch_size": "Sequences per generate call (hf engine).",
     "instruction": "Answer-format instruction appended to each question.",

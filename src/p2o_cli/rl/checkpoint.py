@@ -112,6 +112,21 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([tensor(s) for s in state["cuda"]])
 
 
+def write_weight_index(model_dir: Path) -> None:
+    """List the model's tensors in ``model.safetensors.index.json``.
+
+    vLLM otherwise loads every ``*.safetensors`` in the directory, optimizer state included;
+    transformers ignores the index when ``model.safetensors`` exists.
+    """
+    weights = model_dir / "model.safetensors"
+    index = model_dir / "model.safetensors.index.json"
+    if not weights.is_file() or index.exists():
+        return
+    with safe_open(weights, framework="pt") as fh:
+        names = list(fh.keys())
+    index.write_text(json.dumps({"metadata": {}, "weight_map": dict.fromkeys(names, weights.name)}, indent=2) + "\n")
+
+
 def save_checkpoint(
     out_dir: str | Path,
     model: Any,
@@ -126,6 +141,7 @@ def save_checkpoint(
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        write_weight_index(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         if optimizer_state is not None:
