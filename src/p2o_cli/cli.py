@@ -512,7 +512,7 @@ def toy_init(
     pretrain_steps: Annotated[Optional[int], typer.Option("--pretrain-steps", min=1, help="Optimizer steps (default: the tuned budget).")] = None,
     hidden_size: Annotated[Optional[int], typer.Option("--hidden-size", min=8, help="Model width (default: the tuned size).")] = None,
     num_layers: Annotated[Optional[int], typer.Option("--num-layers", min=1, help="Model depth (default: the tuned size).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (1 is faster on a busy machine).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (default: pick 1 or 2 by timing both).")] = None,
     measure: Annotated[bool, typer.Option("--measure/--no-measure", help="Measure pass@k with and without triggers after pretraining.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty directory.")] = False,
 ) -> None:
@@ -535,7 +535,6 @@ def toy_init(
             n_bench=n_bench,
             pretrain_config=cfg,
             measure=measure,
-            measure_kwargs={"threads": cfg.threads},
             overwrite=force,
             log=lambda msg: console.print(msg, highlight=False),
         )
@@ -559,7 +558,7 @@ def toy_measure(
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N problems of each benchmark.")] = None,
     n_control: Annotated[int, typer.Option("--n-control", min=0, help="Random non-trigger templates measured for contrast.")] = 2,
     seed: SeedOpt = 0,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="Torch CPU threads.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Torch CPU threads (2 can be much slower on a busy machine).")] = 1,
     batch_size: BatchOpt = 64,
 ) -> None:
     """Measure plain and per-trigger pass@n / accuracy on the toy benchmarks (into world.json)."""

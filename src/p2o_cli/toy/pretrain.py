@@ -1,0 +1,352 @@
+"""Pretrain the toy world's tiny Qwen3 from scratch on a synthetic instruction mix.
+
+Every example is a chat prompt rendered by :func:`p2o_cli.prompts.render` with the default
+:class:`~p2o_cli.prompts.PromptConfig` (so ``p2o rollout`` / ``p2o eval`` with default prompt
+options see exactly this format), followed by a response and end-of-turn:
+
+- hard problems (4 operands), plain or with a template of 1-3 non-trigger phrases -> the
+  direct answer ``\\boxed{s}`` (a guess: the model cannot add four numbers at a glance);
+- any problem with a template holding at least one trigger phrase -> the step-by-step
+  solution (running partial sums, one per line);
+- easy problems (2 operands) without a trigger -> their one-line calculation (``easy_steps``;
+  a model this small does not learn direct 2-digit addition within the budget, so "easy"
+  means "one step", which it does reliably);
+- a small fraction (``plain_cot_frac``) of plain hard prompts -> the step-by-step solution:
+  a base model that sometimes reasons unprompted. Without it context distillation would have
+  nothing to transfer: the ratio mask drops step tokens whose plain-prompt probability is
+  below 1% of their templated one.
+
+The loss is on the response tokens only. Problems of the world's train/dev/bench splits are
+excluded, so the benchmarks are held out and the RL train set is not memorised.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from ..prompts import PromptConfig, render
+from .lexicon import LEXICON, join_phrases
+from .tasks import direct_solution, random_task, step_solution
+
+IGNORE = -100
+
+
+@dataclass
+class PretrainConfig:
+    """Tuned on the 2-core CPU: ~0.19M parameters, 8000 steps of ~1k tokens.
+
+    Measured there: small batches learn per token faster than large ones (1024 tokens/step
+    reached a given loss with ~half the tokens of 4096), and the model copies operands after
+    ~1.5k steps but adds them exactly only once the learning rate decays, so the schedule is
+    warmup-stable-decay with the decay over the last 30% of the steps.
+    """
+
+    # model (tiny Qwen3, char tokenizer)
+    hidden_size: int = 64
+    num_layers: int = 3
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int | None = None  # default 4 * hidden
+    # optimisation
+    steps: int = 8000
+    tokens_per_batch: int = 1024  # padded tokens per step
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_frac: float = 0.05
+    # "wsd": constant after warmup, then a cosine decay to min_lr_ratio over the last
+    # decay_frac of the steps; "cosine": cosine from the end of warmup
+    schedule: str = "wsd"
+    decay_frac: float = 0.3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+    # torch CPU threads; None = pick 1 or 2 by timing both now and then (on a busy 2-core
+    # machine 2 threads run ~10x slower than 1, on an idle one ~1.5x faster)
+    threads: int | None = None
+    seed: int = 0
+    # stop (and say so) if the wall clock passes this; the schedule is still by steps
+    max_seconds: float | None = None
+    # the mix, as relative weights of example kinds ({plain,other,trigger}-{easy,hard})
+    mix: dict[str, float] = field(
+        default_factory=lambda: {
+            "plain-easy": 0.10,
+            "plain-hard": 0.08,
+            "other-easy": 0.03,
+            "other-hard": 0.08,
+            "trigger-easy": 0.08,
+            "trigger-hard": 0.63,
+        }
+    )
+    # operand counts of the "hard" pretraining problems (the benchmark's are 4): longer sums
+    # put more "abc + de" steps, the slowest thing to learn, behind each prompt
+    hard_operands: tuple[int, ...] = (3, 4, 5, 6)
+    # fraction of plain hard prompts answered step by step
+    plain_cot_frac: float = 0.02
+    # easy (2-operand) problems are always answered with their one-line calculation: a tiny
+    # model does not learn direct 2-digit addition in the budget, but one written step it does
+    easy_steps: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["betas"] = list(self.betas)
+        out["hard_operands"] = list(self.hard_operands)
+        return out
+
+
+@dataclass
+class Example:
+    kind: str
+    prompt: str
+    response: str
+
+
+def template_for(rng: random.Random, kind: str, triggers: Sequence[str]) -> str | None:
+    """The template of one example: None (plain), non-trigger phrases, or >= 1 trigger."""
+    if kind == "plain":
+        return None
+    others = [p for p in LEXICON if p not in triggers]
+    n = rng.randint(1, 3)
+    if kind == "other":
+        return join_phrases(rng.sample(others, n))
+    n_trig = 1 if n == 1 or rng.random() < 0.8 else rng.randint(1, min(n, len(triggers)))
+    phrases = rng.sample(list(triggers), n_trig) + rng.sample(others, n - n_trig)
+    rng.shuffle(phrases)
+    return join_phrases(phrases)
+
+
+def uses_steps(tpl_kind: str, difficulty: str, cfg: PretrainConfig, rng: random.Random) -> bool:
+    """The world's behaviour: step by step iff triggered, or easy, or (rarely) unprompted."""
+    if tpl_kind == "trigger" or (difficulty == "easy" and cfg.easy_steps):
+        return True
+    return tpl_kind == "plain" and difficulty == "hard" and rng.random() < cfg.plain_cot_frac
+
+
+def example_stream(
+    tokenizer: Any,
+    triggers: Sequence[str],
+    cfg: PretrainConfig,
+    exclude: set[tuple[int, ...]],
+    rng: random.Random,
+    prompt_cfg: PromptConfig | None = None,
+) -> Iterator[Example]:
+    """Endless random examples of the mix (problems in ``exclude`` never appear)."""
+    prompt_cfg = prompt_cfg or PromptConfig()
+    kinds = list(cfg.mix)
+    weights = [cfg.mix[k] for k in kinds]
+    while True:
+        kind = rng.choices(kinds, weights)[0]
+        tpl_kind, difficulty = kind.split("-")
+        n_ops = rng.choice(cfg.hard_operands) if difficulty == "hard" else None
+        task = random_task(rng, difficulty, n_ops)
+        while task.operands in exclude:
+            task = random_task(rng, difficulty, n_ops)
+        template = template_for(rng, tpl_kind, triggers)
+        steps = uses_steps(tpl_kind, difficulty, cfg, rng)
+        response = step_solution(task.operands) if steps else direct_solution(task.operands)
+        yield Example(kind, render(tokenizer, task.question, template, prompt_cfg), response)
+
+
+def encode(tokenizer: Any, examples: Sequence[Example]) -> list[tuple[list[int], int, str]]:
+    """(token ids, prompt length, kind) per example; the response ends with end-of-turn."""
+    prompts = tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
+    responses = tokenizer([e.response for e in examples], add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    return [(p + r + [eos], len(p), e.kind) for p, r, e in zip(prompts, responses, examples)]
+
+
+Item = tuple[list[int], int, str]
+
+
+def batches(encoded_stream: Iterator[Item], tokens_per_batch: int, chunk_batches: int = 32) -> Iterator[list[Item]]:
+    """Token-budgeted batches: a chunk of examples sorted by length, packed, then shuffled."""
+    rng = random.Random(0)
+    while True:
+        pool: list[Item] = []
+        budget = tokens_per_batch * chunk_batches
+        used = 0
+        while used < budget:
+            item = next(encoded_stream)
+            pool.append(item)
+            used += len(item[0])
+        pool.sort(key=lambda x: len(x[0]))
+        out: list[list[Item]] = []
+        cur: list[Item] = []
+        for item in pool:
+            width = max(len(item[0]), max((len(c[0]) for c in cur), default=0))
+            if cur and width * (len(cur) + 1) > tokens_per_batch:
+                out.append(cur)
+                cur = []
+            cur.append(item)
+        if cur:
+            out.append(cur)
+        rng.shuffle(out)
+        yield from out
+
+
+def collate(batch: Sequence[Item], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    for row, (ids, n_prompt, _kind) in enumerate(batch):
+        t = torch.tensor(ids)
+        input_ids[row, : len(ids)] = t
+        attention[row, : len(ids)] = 1
+        labels[row, n_prompt : len(ids)] = t[n_prompt:]
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    warmup = max(1, int(cfg.warmup_frac * cfg.steps))
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    if cfg.schedule == "wsd":
+        decay_start = int((1 - cfg.decay_frac) * cfg.steps)
+        if step < decay_start:
+            return cfg.lr
+        progress = (step - decay_start) / max(1, cfg.steps - decay_start)
+    else:
+        progress = (step - warmup) / max(1, cfg.steps - warmup)
+    floor = cfg.min_lr_ratio
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _encoded(tokenizer: Any, stream: Iterator[Example], per_call: int = 256) -> Iterator[Item]:
+    while True:
+        chunk = [next(stream) for _ in range(per_call)]
+        yield from encode(tokenizer, chunk)
+
+
+class ThreadPicker:
+    """Chooses 1 or 2 torch threads by timing a few real steps with each, every ``every`` steps."""
+
+    def __init__(self, fixed: int | None, every: int = 1000, probe: int = 6, skip: int = 4):
+        self.fixed = fixed
+        self.every, self.probe, self.skip = every, probe, skip
+        self.max_threads = min(2, os.cpu_count() or 1)
+        self.current = fixed or self.max_threads
+        self.times: dict[int, list[float]] = {}
+        self.choices: list[tuple[int, int]] = []
+        torch.set_num_threads(self.current)
+
+    def before(self, step: int) -> None:
+        if self.fixed or self.max_threads == 1:
+            return
+        phase = (step - self.skip) % self.every if step >= self.skip else -1
+        if phase == 0:
+            self.times = {}
+        if 0 <= phase < 2 * self.probe:
+            self.current = self.max_threads if phase < self.probe else 1
+            torch.set_num_threads(self.current)
+        elif phase == 2 * self.probe:
+            best = min(self.times, key=lambda t: sorted(self.times[t])[len(self.times[t]) // 2])
+            self.current = best
+            torch.set_num_threads(best)
+            self.choices.append((step, best))
+
+    def after(self, step: int, seconds: float, tokens: int) -> None:
+        phase = (step - self.skip) % self.every if step >= self.skip else -1
+        if not self.fixed and 0 <= phase < 2 * self.probe:
+            self.times.setdefault(self.current, []).append(seconds / max(tokens, 1))
+
+
+def pretrain(
+    model: Any,
+    tokenizer: Any,
+    triggers: Sequence[str],
+    cfg: PretrainConfig,
+    exclude: Iterable[tuple[int, ...]] = (),
+    log: Callable[[dict[str, Any]], None] | None = None,
+    log_every: int = 50,
+) -> dict[str, Any]:
+    """Train ``model`` in place; return statistics (time, steps, tokens, final losses)."""
+    threads = ThreadPicker(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(f"p2o-toy-pretrain:{cfg.seed}")
+    stream = example_stream(tokenizer, triggers, cfg, set(exclude), rng)
+    batch_iter = batches(_encoded(tokenizer, stream), cfg.tokens_per_batch)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=cfg.betas,
+    )
+    model.train()
+    pad_id = tokenizer.pad_token_id
+    start = time.perf_counter()
+    tokens = loss_tokens = examples = 0
+    window: list[float] = []
+    kind_sum: dict[str, float] = {}
+    kind_n: dict[str, int] = {}
+    history: list[dict[str, Any]] = []
+    step = 0
+    stopped_early = False
+    for step in range(cfg.steps):
+        if cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds:
+            stopped_early = True
+            break
+        items = next(batch_iter)
+        batch = collate(items, pad_id)
+        threads.before(step)
+        t_step = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]
+        token_loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
+        ).view(labels.shape)
+        mask = labels != IGNORE
+        loss = token_loss.sum() / mask.sum()  # token-mean over the batch's response tokens
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        threads.after(step, time.perf_counter() - t_step, int(batch["input_ids"].numel()))
+        with torch.no_grad():
+            per_example = (token_loss.sum(1) / mask.sum(1).clamp(min=1)).tolist()
+        for (_, _, kind), value in zip(items, per_example):
+            kind_sum[kind] = kind_sum.get(kind, 0.0) + value
+            kind_n[kind] = kind_n.get(kind, 0) + 1
+        tokens += int(batch["input_ids"].numel())
+        loss_tokens += int(mask.sum())
+        examples += len(items)
+        window.append(float(loss.detach()))
+        if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
+            entry = {
+                "step": step + 1,
+                "loss": sum(window) / len(window),
+                "loss_by_kind": {k: round(kind_sum[k] / kind_n[k], 4) for k in sorted(kind_sum)},
+                "lr": lr_at(step, cfg),
+                "seconds": round(time.perf_counter() - start, 1),
+                "threads": threads.current,
+            }
+            history.append(entry)
+            window, kind_sum, kind_n = [], {}, {}
+            if log:
+                log(entry)
+    else:
+        step = cfg.steps
+    model.eval()
+    return {
+        "steps": step,
+        "stopped_early": stopped_early,
+        "seconds": round(time.perf_counter() - start, 1),
+        "examples": examples,
+        "padded_tokens": tokens,
+        "loss_tokens": loss_tokens,
+        "final_loss": history[-1]["loss"] if history else None,
+        "history": history,
+        "params": sum(p.numel() for p in model.parameters()),
+        "threads": threads.current,
+        "thread_choices": threads.choices,
+    }

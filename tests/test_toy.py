@@ -1,0 +1,323 @@
+"""The toy world: lexicon, triggers, tasks, pretraining mix, world files, toy reflector, CLI."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+
+from p2o_cli.prompts import PromptConfig, render
+from p2o_cli.records import Problem, read_records
+from p2o_cli.reward import score_response
+from p2o_cli.toy.lexicon import (
+    LEXICON,
+    draw_triggers,
+    join_phrases,
+    split_phrases,
+    unlocks,
+)
+from p2o_cli.toy.reflector import ToyReflector
+from p2o_cli.toy.tasks import (
+    KINDS,
+    direct_solution,
+    has_steps,
+    make_problems,
+    operands_of,
+    starts_with_step,
+    step_solution,
+)
+
+# ---------------------------------------------------------------- lexicon and triggers
+
+
+def test_lexicon_is_large_distinct_and_unambiguous() -> None:
+    assert len(LEXICON) >= 48
+    assert len(set(LEXICON)) == len(LEXICON)
+    # No phrase inside another, and no digits (so a template can never carry an answer).
+    assert not [(a, b) for a in LEXICON for b in LEXICON if a != b and a in b]
+    assert not any(ch.isdigit() for phrase in LEXICON for ch in phrase)
+
+
+def test_triggers_are_lexicon_phrases_and_depend_on_the_seed() -> None:
+    draws = [tuple(draw_triggers(seed)) for seed in range(6)]
+    assert all(len(d) == 3 and len(set(d)) == 3 and set(d) <= set(LEXICON) for d in draws)
+    assert len(set(draws)) == len(draws)
+    assert draw_triggers(3) == draw_triggers(3)
+    assert len(draw_triggers(0, n=5)) == 5
+
+
+def test_unlock_rule_and_phrase_splitting() -> None:
+    triggers = draw_triggers(0)
+    other = [p for p in LEXICON if p not in triggers]
+    assert unlocks(join_phrases([other[0], triggers[1]]), triggers)
+    assert not unlocks(join_phrases(other[:3]), triggers)
+    assert not unlocks("", triggers) and not unlocks(None, triggers)
+    text = join_phrases([other[2], other[0], triggers[0]])
+    assert split_phrases(text) == [other[2], other[0], triggers[0]]
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def test_problems_have_right_answers_stable_ids_and_prefix_property() -> None:
+    for kind, n_ops in KINDS.items():
+        problems = make_problems(7, kind, 40)
+        assert [p.id for p in problems[:2]] == [f"toy-{kind}-000000", f"toy-{kind}-000001"]
+        assert len({p.problem for p in problems}) == 40
+        for p in problems:
+            ops = operands_of(p)
+            assert len(ops) == n_ops and all(10 <= x <= 99 for x in ops)
+            assert p.answer == str(sum(ops))
+            assert p.problem == "What is " + " + ".join(map(str, ops)) + "?"
+            assert p.meta == {"kind": kind, "operands": list(ops)}
+        assert make_problems(7, kind, 10) == problems[:10]
+        assert make_problems(8, kind, 10) != problems[:10]
+
+
+def test_step_and_direct_solutions_score_with_the_real_reward() -> None:
+    ops = (23, 45, 17, 38)
+    text = step_solution(ops)
+    assert text == "23 + 45 = 68\n68 + 17 = 85\n85 + 38 = 123\nThe answer is \\boxed{123}."
+    assert has_steps(text) and starts_with_step(text)
+    assert not has_steps(direct_solution(ops)) and not starts_with_step(direct_solution(ops))
+    rng = random.Random(0)
+    for _ in range(20):
+        ops = tuple(rng.randint(10, 99) for _ in range(rng.randint(2, 6)))
+        for response in (step_solution(ops), direct_solution(ops)):
+            result = score_response(response, str(sum(ops)))
+            assert result.reward == 1.0 and result.pred == str(sum(ops))
+        # Every step line is a true partial sum.
+        for line in step_solution(ops).splitlines()[:-1]:
+            lhs, rhs = line.split(" = ")
+            a, b = lhs.split(" + ")
+            assert int(a) + int(b) == int(rhs)
+    assert score_response(step_solution((10, 20)), "31").reward == 0.0
+
+
+# ---------------------------------------------------------------- pretraining mix
+
+
+def test_pretraining_mix_follows_the_rule_and_holds_out_problems() -> None:
+    from p2o_cli.toy.pretrain import PretrainConfig, example_stream
+    from p2o_cli.toy.tiny import char_tokenizer
+
+    tok = char_tokenizer()
+    triggers = draw_triggers(1)
+    cfg = PretrainConfig(plain_cot_frac=0.0)
+    rng = random.Random(0)
+    excluded = {(10, 11)}
+    seen_kinds = set()
+    stream = example_stream(tok, triggers, cfg, excluded, rng)
+    for _ in range(400):
+        ex = next(stream)
+        seen_kinds.add(ex.kind)
+        question = ex.prompt.split("\n")[-4] if ex.kind.startswith("plain") else ex.prompt.split("\n\n")[1].split("\n")[0]
+        ops = operands_of(question)
+        assert ops not in excluded
+        template = None if ex.kind.startswith("plain") else ex.prompt.split("\n", 1)[1].split("\n\n")[0]
+        assert ex.prompt == render(tok, question, template, PromptConfig())
+        assert unlocks(template, triggers) == ex.kind.startswith("trigger")
+        # Steps iff a trigger unlocks them, or the problem is easy (its one-line calculation).
+        steps = unlocks(template, triggers) or len(ops) == 2
+        assert len(ops) in ((2,) if ex.kind.endswith("easy") else cfg.hard_operands)
+        assert ex.response == (step_solution(ops) if steps else direct_solution(ops))
+    assert seen_kinds == set(cfg.mix)
+
+
+# ---------------------------------------------------------------- the world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    from p2o_cli.toy.pretrain import PretrainConfig
+    from p2o_cli.toy.world import init_world
+
+    cfg = PretrainConfig(hidden_size=32, num_layers=1, steps=3, tokens_per_batch=1024, seed=5)
+    out = tmp_path_factory.mktemp("toy") / "world"
+    info = init_world(
+        out,
+        seed=5,
+        n_train=10,
+        n_dev=5,
+        n_bench=6,
+        pretrain_config=cfg,
+        measure_kwargs={"n": 2, "max_new_tokens": 8, "limit": 3, "n_control": 1},
+    )
+    return out, info
+
+
+def test_world_files_have_the_documented_formats(world) -> None:
+    from p2o_cli.data import load_benchmark
+
+    out, info = world
+    assert info.dir == out and (out / "model" / "config.json").is_file()
+    assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
+    train = read_records(out / "train.jsonl", Problem)
+    dev = read_records(out / "dev.jsonl", Problem)
+    assert len(train) == 10 and len(dev) == 5
+    assert sum(p.id.startswith("toy-hard-") for p in train) == 8
+    ids = [p.id for p in train + dev]
+    for name in ("toy-easy", "toy-hard"):
+        lines = (out / "bench" / f"{name}.jsonl").read_bytes().splitlines()
+        rows = [orjson.loads(line) for line in lines]
+        assert len(rows) == 6
+        assert all(set(r) == {"idx", "id", "problem", "answer", "source_id"} for r in rows)
+        assert [r["idx"] for r in rows] == list(range(6)) and rows[0]["id"] == f"{name}-000000"
+        assert all(r["answer"] == str(sum(operands_of(r["problem"]))) for r in rows)
+        ids += [r["id"] for r in rows]
+        _, problems = load_benchmark(name, data_dir=str(out / "bench"))
+        assert [p.id for p in problems] == [r["id"] for r in rows]
+    assert len(ids) == len(set(ids))  # splits are disjoint
+    world_json = orjson.loads((out / "world.json").read_bytes())
+    assert world_json["schema"] == "toy-world@1" and world_json["seed"] == 5
+    assert world_json["triggers"] == draw_triggers(5) == info.triggers
+    assert world_json["pretrain"]["steps"] == 3 and world_json["pretrain"]["params"] > 0
+    measured = world_json["measured"]
+    assert measured == info.measured
+    for key in ("plain_hard", "plain_easy", "best_template"):
+        assert 0.0 <= measured[key]["pass@2"] <= 1.0 and 0.0 <= measured[key]["accuracy"] <= 1.0
+        assert 0.0 <= measured[key]["step_start"] <= 1.0
+    assert measured["best_template"]["text"] in world_json["triggers"]
+    assert len(measured["runs"]) == 2 + 3 + 1
+
+
+def test_world_splits_are_deterministic_and_bench_is_stable() -> None:
+    from p2o_cli.toy.world import make_splits, split_sizes
+
+    a = make_splits(3, split_sizes(20, 10, 8, 0.2))
+    b = make_splits(3, split_sizes(20, 10, 8, 0.2))
+    c = make_splits(3, split_sizes(40, 12, 8, 0.25))
+    assert a == b
+    assert a.bench == c.bench  # the benchmarks do not move with the train/dev sizes
+
+
+def test_init_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    from p2o_cli.toy.world import init_world
+
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        init_world(tmp_path, seed=0, measure=False)
+
+
+# ---------------------------------------------------------------- the reflector
+
+
+@dataclass
+class Fb:
+    problem: str
+    response: str
+    pred: str | None
+    correct: bool
+    gold: str
+    problem_id: str = "p"
+
+
+@dataclass
+class Req:
+    parent_text: str
+    feedback: list = field(default_factory=list)
+    parent_id: str = "t0"
+    seed: int = 0
+
+
+def _feedback(steps: bool, correct: bool, n: int = 3) -> list[Fb]:
+    out = []
+    for i in range(n):
+        ops = (11 + i, 22, 33, 44 + i)
+        gold = str(sum(ops))
+        pred = gold if correct else str(sum(ops) + 1)
+        response = step_solution(ops) if steps else f"\\boxed{{{pred}}}"
+        if steps and not correct:
+            response = response.replace(f"\\boxed{{{gold}}}", f"\\boxed{{{pred}}}")
+        out.append(Fb(f"What is {' + '.join(map(str, ops))}?", response, pred, correct, gold))
+    return out
+
+
+def _is_lexicon_template(text: str) -> bool:
+    phrases = split_phrases(text)
+    return 1 <= len(phrases) <= 3 and join_phrases(phrases) == text and len(set(phrases)) == len(phrases)
+
+
+def test_reflector_returns_lexicon_templates_and_never_a_gold_answer() -> None:
+    reflector = ToyReflector(seed=0)
+    parents = ["", LEXICON[0], join_phrases(LEXICON[3:5]), join_phrases(LEXICON[7:10])]
+    requests = [
+        Req(parent, _feedback(steps, correct), seed=s)
+        for s in range(10)
+        for parent in parents
+        for steps, correct in ((False, False), (True, False), (True, True))
+    ]
+    children = reflector.propose(requests)
+    assert len(children) == len(requests)
+    for request, child in zip(requests, children):
+        assert child is not None and _is_lexicon_template(child)
+        assert child != request.parent_text
+        golds = {f.gold for f in request.feedback}
+        assert not any(g in child for g in golds) and not any(ch.isdigit() for ch in child)
+    assert reflector.propose([]) == []
+
+
+def test_reflector_is_deterministic_for_a_seed() -> None:
+    requests = [Req(join_phrases(LEXICON[i : i + 2]), _feedback(i % 2 == 0, False), seed=i) for i in range(12)]
+    a = ToyReflector(seed=1).propose(requests)
+    b = ToyReflector(seed=1).propose(requests)
+    c = ToyReflector(seed=2).propose(requests)
+    assert a == b
+    assert a != c
+    # A request's child does not depend on what was asked before.
+    r = ToyReflector(seed=1)
+    r.propose(requests[:3])
+    assert r.propose(requests) == a
+
+
+def test_reflector_keeps_phrases_that_produce_steps_and_drops_those_that_do_not() -> None:
+    parent = join_phrases([LEXICON[5], LEXICON[20]])
+    reflector = ToyReflector(seed=0)
+
+    def kept(steps: bool) -> float:
+        children = [reflector.propose([Req(parent, _feedback(steps, False), seed=s)])[0] for s in range(60)]
+        return sum(bool(set(split_phrases(c)) & {LEXICON[5], LEXICON[20]}) for c in children) / len(children)
+
+    with_steps, without_steps = kept(True), kept(False)
+    assert with_steps == 1.0  # exploit: the parent's phrases stay (one may be swapped out)
+    assert without_steps < 0.6  # explore: mostly fresh phrases
+    # Recombination: a step-less parent borrows phrases from a parent of the batch that works.
+    good = join_phrases([LEXICON[30], LEXICON[31]])
+    batch = [Req(good, _feedback(True, True), seed=100)] + [
+        Req(parent, _feedback(False, False), seed=s) for s in range(40)
+    ]
+    children = ToyReflector(seed=0).propose(batch)[1:]
+    borrowed = sum(bool(set(split_phrases(c)) & {LEXICON[30], LEXICON[31]}) for c in children)
+    assert borrowed >= 5
+    # Explore avoids the phrases of every step-less parent in the batch.
+    fresh = [c for c in children if not set(split_phrases(c)) & {LEXICON[5], LEXICON[20], LEXICON[30], LEXICON[31]}]
+    assert fresh
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_toy_init_and_measure(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from p2o_cli.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "w"
+    args = ["toy", "init", "--out", str(out), "--seed", "2", "--n-train", "8", "--n-dev", "4", "--n-bench", "4",
+            "--pretrain-steps", "2", "--hidden-size", "32", "--num-layers", "1", "--no-measure"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "world.json").is_file() and (out / "bench" / "toy-hard.jsonl").is_file()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "not empty" in again.output
+    result = runner.invoke(
+        app, ["toy", "measure", str(out), "--n", "2", "--limit", "2", "--max-new-tokens", "6", "--n-control", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    assert orjson.loads((out / "world.json").read_bytes())["measured"]["n"] == 2
+    missing = runner.invoke(app, ["toy", "measure", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "world.json" in missing.output
