@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Completion, Engine, ProgressFn, SamplingConfig
+from .base import Completion, Engine, ProgressFn
 
 ENGINES = ("hf", "vllm", "openai")
 
@@ -52,4 +52,4 @@ def load_engine(name: str, model: str | None, **options: Any) -> Engine:
     raise ValueError(f"unknown engine {name!r}; choose one of auto, {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Completion", "Engine", "ProgressFn", "SamplingConfig", "load_engine", "resolve_engine"]
+__all__ = ["ENGINES", "Completion", "Engine", "ProgressFn", "load_engine", "resolve_engine"]

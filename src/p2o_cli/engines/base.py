@@ -22,15 +22,6 @@ class Completion:
     logprobs: list[float] | None = None
 
 
-@dataclass
-class SamplingConfig:
-    n: int = 1
-    temperature: float = 0.6
-    top_p: float = 1.0
-    max_new_tokens: int = 1024
-    seed: int | None = 0
-
-
 @runtime_checkable
 class Engine(Protocol):
     def generate(

@@ -16,8 +16,11 @@ options see exactly this format), followed by a response and end-of-turn:
   nothing to transfer: the ratio mask drops step tokens whose plain-prompt probability is
   below 1% of their templated one.
 
-The loss is on the response tokens only. Problems of the world's train/dev/bench splits are
-excluded, so the benchmarks are held out and the RL train set is not memorised.
+Hard pretraining problems have 3-8 operands (``hard_operands``; the benchmark's have 4): the
+slowest skill to learn is the "abc + de" step, and longer sums put more of those behind each
+(expensive) prompt. The loss is on the response tokens only. Problems of the world's
+train/dev/bench splits are excluded, so the benchmarks are held out and the RL train set is
+not memorised.
 """
 
 from __future__ import annotations
