@@ -88,7 +88,7 @@ def test_assign_command(tmp_path) -> None:
     templates = tmp_path / "templates.jsonl"
     write_records(templates, TEMPLATES)
     hard = tmp_path / "hard.jsonl"
-    write_records(hard, [Hard(f"h{i}", f"q{i}", "1", [0.0], 0.0) for i in range(5)])
+    write_records(hard, [Hard(f"h{i}", f"q{i}", "1", [0.0, float(i == 3)], i / 10) for i in range(5)])
     runner = CliRunner()
     outs = []
     for name in ("a.jsonl", "b.jsonl"):
@@ -101,6 +101,8 @@ def test_assign_command(tmp_path) -> None:
     records = read_records(tmp_path / "a.jsonl", Assignment)
     assert [r.id for r in records] == [f"h{i}" for i in range(5)]
     assert all(len(r.template_ids) == 4 for r in records)
+    # each assignment carries its hard record's plain rewards, for --templated-baseline plain
+    assert [r.plain_rewards for r in records] == [[0.0, 0.0]] * 3 + [[0.0, 1.0], [0.0, 0.0]]
 
     out = tmp_path / "same.jsonl"
     result = runner.invoke(app, ["assign", "--templates", str(templates), "--hard", str(hard), "--k", "4",

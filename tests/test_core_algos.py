@@ -62,6 +62,24 @@ def test_two_interleaved_groups_with_string_ids():
     assert_close(ca.grpo_advantages(rewards, torch.tensor([0, 1, 0, 1, 0, 1])), adv)
 
 
+def test_anchored_groups():
+    # group t: templated rewards [1, 1] anchored by the plain rewards [0, 0] that made it hard:
+    #   stats over [1, 1, 0, 0]: mean 0.5, unbiased std 0.57735 -> both get +0.866025
+    #   (without the anchor the group is constant and gets exactly 0)
+    # group p: [1, 0], no anchor: mean 0.5, std 0.70711 -> ±0.707106
+    # an anchor for an id not in the batch changes nothing
+    rewards, ids = t([1, 1, 1, 0]), ["t", "t", "p", "p"]
+    adv = ca.compute_advantages("grpo", rewards, ids, anchors={"t": [0.0, 0.0], "absent": [1.0]})
+    a, b = 0.5 / (SQRT_1_3 + 1e-6), 0.5 / (math.sqrt(0.5) + 1e-6)
+    assert_close(adv, t([a, a, b, -b]))
+    assert_close(adv[0], t(0.8660), atol=1e-4, rtol=0)
+    assert torch.equal(ca.compute_advantages("grpo", rewards, ids)[:2], torch.zeros(2))
+    # Dr. GRPO: [1, 0] anchored by [0, 0, 0, 0]: mean 1/6 -> [5/6, -1/6]
+    assert_close(ca.compute_advantages("dr_grpo", t([1, 0]), ["h", "h"], anchors={"h": [0] * 4}), t([5 / 6, -1 / 6]))
+    with pytest.raises(ValueError, match="sequence"):
+        ca.compute_advantages("grpo", rewards, torch.tensor([0, 0, 1, 1]), anchors={0: [0.0]})
+
+
 def test_grpo_matches_naive_per_group_loop():
     gen = torch.Generator().manual_seed(3)
     rewards = torch.randint(0, 2, (40,), generator=gen).double() + torch.rand(40, generator=gen, dtype=torch.float64)

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from p2o_cli.loop import RunConfig, load_config_file
-from p2o_cli.records import Assignment, Template, read_records
+from p2o_cli.records import Assignment, Hard, Template, read_records
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -66,9 +66,12 @@ def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, wo
     assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["step-3", "step-4"]
 
     # An untrained model solves nothing, so epoch 0's hard set goes to GEPA and epoch 1 rolls out
-    # those problems with the assigned templates, one per rollout.
+    # those problems with the assigned templates, one per rollout, each carrying the plain
+    # rewards that made its problem hard. The last epoch has no prompt phase.
     gepa_rows = [r for r in rows if "gepa/dev_coverage" in r]
-    assert [r["epoch"] for r in gepa_rows] == [0, 1]
+    assert [r["epoch"] for r in gepa_rows] == [0]
+    assert not (straight / "epoch-1" / "templates.jsonl").exists()
+    hard0 = {h.id: h.rewards for h in read_records(straight / "epoch-0" / "hard.jsonl", Hard)}
     templates = read_records(straight / "epoch-0" / "templates.jsonl", Template)
     assignments = read_records(straight / "epoch-0" / "assignments.jsonl", Assignment)
     assert templates[0].template_id == "t0" and len(assignments) == 8
@@ -77,6 +80,7 @@ def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, wo
     by_id = {a.id: a.template_ids for a in assignments}
     for rollout in epoch1:
         assert rollout["template_id"] == by_id[rollout["id"]][rollout["k"]]
+        assert rollout["plain_rewards"] == hard0[rollout["id"]]
 
     # Kill a second run with SIGKILL once it has a checkpoint, then resume it.
     killed = tmp_path / "killed"

@@ -79,6 +79,14 @@ def test_assigned_problem_gets_one_template_per_rollout(tokenizer) -> None:
     assert a[2].prompt == plain
     assert all(r.policy_version == 5 for r in out)
     assert [r.template_id for r in out if r.id == "b"] == [None] * 4
+    assert all(r.plain_rewards is None for r in out)  # the assignment carried none
+
+
+def test_templated_rollouts_carry_the_plain_rewards_that_made_them_hard(tokenizer) -> None:
+    engine = EchoEngine({p.problem: p.answer for p in PROBLEMS})
+    assignments = {"a": Assignment("a", ["magic", "dud"], plain_rewards=[0.0, 0.0, 1.0])}
+    out = generate_rollouts(engine, tokenizer, PROBLEMS, RolloutConfig(k=2), ExactScorer(), assignments, TEMPLATES)
+    assert [(r.id, r.plain_rewards) for r in out] == [("a", [0.0, 0.0, 1.0])] * 2 + [("b", None)] * 2
 
 
 def test_unknown_template_in_assignment() -> None:

@@ -131,6 +131,29 @@ def test_positive_advantage_raises_log_probability(tiny_model_dir) -> None:
     assert metrics["actor/pg_clipfrac"] >= 0 and math.isfinite(metrics["actor/grad_norm"])
 
 
+def test_plain_baseline_distills_what_every_templated_rollout_shares(tiny_model_dir) -> None:
+    # All three templated rollouts solve the problem: against each other (the paper's group
+    # baseline) they carry no signal; against the plain rewards that made it hard they do.
+    solved = [dataclasses.replace(make("h", k, "42", 1.0, HINT), plain_rewards=[0.0] * 3) for k in range(3)]
+    rollouts = solved + [make("e", 0, "42", 1.0), make("e", 1, "24", 0.0)]
+    group = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(template_ratio_mask=None))
+    plain = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(template_ratio_mask=None,
+                                                                      templated_baseline="plain"))
+    g_group, g_plain = group.compute_gradients(rollouts), plain.compute_gradients(rollouts)
+    g_e = group.compute_gradients(rollouts[3:])
+    for name in g_group:  # under "group" the solved group adds nothing to the gradient
+        torch.testing.assert_close(g_group[name] * 5, g_e[name] * 2, rtol=1e-3, atol=1e-6)
+    assert max((g_group[n] - g_plain[n]).abs().max().item() for n in g_group) > 1e-6
+
+    trainer = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(
+        template_ratio_mask=None, templated_baseline="plain", lr=3e-3, warmup_ratio=0.0, total_steps=10))
+    before = seq_log_prob(trainer.model, solved[0])
+    trainer.step(rollouts)
+    assert seq_log_prob(trainer.model, solved[0]) > before  # π("42" | x) rose without the template
+    with pytest.raises(ValueError, match="templated-baseline"):
+        TrainConfig(templated_baseline="mean")
+
+
 def test_first_mini_batch_is_on_policy_and_kl_starts_at_zero(tiny_model_dir) -> None:
     one = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(mini_batches=1))
     m = one.step(batch())

@@ -418,7 +418,8 @@ def assign_command(
         template_records = read_records(templates, Template)
         problems = read_records(hard, Hard)
         result = assign_templates([h.id for h in problems], template_records, k=k, seed=seed,
-                                  same_template_in_group=same_template_in_group)
+                                  same_template_in_group=same_template_in_group,
+                                  plain_rewards={h.id: h.rewards for h in problems})
         write_records(out, result.assignments)
         typer.echo(
             f"{len(result.assignments)} problems assigned from a covering set of {len(result.cover)} templates "
@@ -445,6 +446,7 @@ def train_step(
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations in backward.")] = False,
     distill: Annotated[str, typer.Option("--distill", help="Train templated rollouts on: original (x, context distillation) or none (x̃).")] = "original",
     template_ratio_mask: Annotated[Optional[str], typer.Option("--template-ratio-mask", help="LOW,HIGH: zero loss where π(y|x)/π(y|x̃) is outside; none = off (default: 0.01,10).")] = None,
+    templated_baseline: Annotated[str, typer.Option("--templated-baseline", help="Templated groups' baseline: group (the K templated rollouts) or plain (with the plain rewards that made the problem hard).")] = "group",
     adv_estimator: Annotated[str, typer.Option("--adv-estimator", help="grpo or dr_grpo.")] = "grpo",
     no_std_norm: Annotated[bool, typer.Option("--no-std-norm", help="GRPO advantages without dividing by the group std.")] = False,
     loss_agg: Annotated[str, typer.Option("--loss-agg", help="token-mean, seq-mean-token-mean or seq-mean-token-sum.")] = "token-mean",
@@ -469,6 +471,7 @@ def train_step(
             weight_decay=weight_decay, max_grad_norm=max_grad_norm, mini_batches=mini_batches,
             max_tokens_per_micro_batch=max_tokens, gradient_checkpointing=gradient_checkpointing, distill=distill,
             template_ratio_mask=DEFAULT_RATIO_MASK if template_ratio_mask is None else parse_ratio_mask(template_ratio_mask),
+            templated_baseline=templated_baseline,
             adv_estimator=adv_estimator, norm_adv_by_std=not no_std_norm, loss_agg=loss_agg, clip_low=clip_low,
             clip_high=clip_high, dual_clip=dual_clip or None, kl_coef=kl_coef, ref_model=ref_model,
             temperature=temperature, attn_implementation=attn_implementation, seed=seed,

@@ -80,6 +80,7 @@ class RunConfig:
     gradient_checkpointing: bool = False
     distill: str = "original"
     template_ratio_mask: str = "0.01,10"
+    templated_baseline: str = "group"
     tau: float = 0.2
     # Prompt phase.
     no_gepa: bool = False
@@ -142,6 +143,7 @@ class RunConfig:
             gradient_checkpointing=self.gradient_checkpointing,
             distill=self.distill,
             template_ratio_mask=None if self.distill == "none" else parse_ratio_mask(self.template_ratio_mask),
+            templated_baseline=self.templated_baseline,
             clip_low=self.clip_low,
             clip_high=self.clip_high,
             dual_clip=self.dual_clip if self.dual_clip > 0 else None,
@@ -415,7 +417,8 @@ class P2ORun:
                               cfg.gepa_config(epoch), state_path=edir / "gepa-state.json",
                               metrics_path=edir / "gepa-metrics.jsonl", on_iteration=on_iteration, resume=True)
         assigned = assign_templates([h.id for h in hard], result.templates, cfg.k, seed=cfg.seed + epoch,
-                                    same_template_in_group=cfg.same_template_in_group)
+                                    same_template_in_group=cfg.same_template_in_group,
+                                    plain_rewards={h.id: h.rewards for h in hard})
         write_records(edir / "templates.jsonl", result.templates)
         write_records(edir / "assignments.jsonl", assigned.assignments)
         self.state.templates = str((edir / "templates.jsonl").relative_to(self.dir.root))
@@ -461,7 +464,8 @@ class P2ORun:
                 self.dir.log({"epoch": epoch, "training/step": self.state.step, "epoch/hard_count": len(hard)})
                 self.say(f"epoch {epoch}: {len(hard)} hard problems")
                 self.state.templates = self.state.assignments = None
-                if not cfg.no_gepa and len(hard) >= max(cfg.min_hard, 1):
+                # The last epoch's templates would never be rolled out, so it gets no prompt phase.
+                if not cfg.no_gepa and epoch + 1 < cfg.epochs and len(hard) >= max(cfg.min_hard, 1):
                     self.prompt_phase(epoch, hard)
                 self.state.epoch += 1
                 self.state.batch = 0
@@ -525,6 +529,7 @@ HELP: dict[str, str] = {
     "gradient_checkpointing": "Recompute activations in backward.",
     "distill": "original (gradient on x: context distillation) or none (train on x̃: the ablation).",
     "template_ratio_mask": "LOW,HIGH bounds on π(y|x)/π(y|x̃) per token, or 'none'.",
+    "templated_baseline": "Templated groups' advantage baseline: group (the K templated rollouts) or plain (with the rewards that made the problem hard).",
     "tau": "Hard if mean reward < tau (0.2 = at most 1 of 6).",
     "no_gepa": "Skip the prompt phase: the GRPO baseline.",
     "min_hard": "Run GEPA at epoch end only with at least this many hard problems.",

@@ -64,6 +64,9 @@ class Rollout:
     # The sampled token ids (end-of-turn token included when it stopped), where the engine
     # gives them: train-step then trains on exactly what was sampled instead of re-tokenizing.
     response_ids: list[int] | None = None
+    # Templated rollouts only: the plain rewards that made this problem hard (from its
+    # assignment), which train-step may use as the group's baseline (--templated-baseline plain).
+    plain_rewards: list[float] | None = None
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Template:
 class Assignment:
     id: str
     template_ids: list[str]
+    plain_rewards: list[float] = field(default_factory=list)  # the hard record's rewards
 
 
 R = TypeVar("R")

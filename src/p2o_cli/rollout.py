@@ -32,6 +32,7 @@ class _Request:
     template: Template | None
     prompt: str
     original_prompt: str
+    plain_rewards: list[float] | None = None
 
 
 def plan_requests(
@@ -54,7 +55,8 @@ def plan_requests(
                 template_id = assignment.template_ids[k % len(assignment.template_ids)]
                 template = templates[template_id]
             prompt = render(tokenizer, problem.problem, template.text, cfg.prompt) if template else plain
-            requests.append(_Request(problem, k, template, prompt, plain))
+            plain_rewards = (list(assignment.plain_rewards) or None) if template and assignment else None
+            requests.append(_Request(problem, k, template, prompt, plain, plain_rewards))
     return requests
 
 
@@ -120,6 +122,7 @@ def generate_rollouts(
             problem=request.problem.problem,
             answer=request.problem.answer,
             response_ids=completion.token_ids,
+            plain_rewards=request.plain_rewards,
         )
         for request, completion, result in zip(requests, completions, results)
     ]

@@ -15,7 +15,7 @@ and independent of the order or the other members of the hard file.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..records import Assignment, Template
@@ -76,8 +76,14 @@ def assign_templates(
     seed: int = 0,
     same_template_in_group: bool = False,
     floor: float = SELECTION_FLOOR,
+    plain_rewards: Mapping[str, Sequence[float]] | None = None,
 ) -> AssignResult:
-    """K template ids for every hard id (see the module docstring)."""
+    """K template ids for every hard id (see the module docstring).
+
+    ``plain_rewards`` (hard id -> the rewards that made it hard) is copied into each
+    assignment, so the rollouts it produces can carry their problem's plain baseline.
+    """
+    plain_rewards = plain_rewards or {}
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     unique = unique_by_text(templates)
@@ -102,5 +108,5 @@ def assign_templates(
             picked = weighted_sample(candidates, 1, rng, floor) * k
         else:
             picked = _draw(candidates, k, rng, floor)
-        assignments.append(Assignment(pid, [t.template_id for t in picked]))
+        assignments.append(Assignment(pid, [t.template_id for t in picked], list(plain_rewards.get(pid, []))))
     return AssignResult(assignments, cover, covered, fallback)

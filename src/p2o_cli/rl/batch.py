@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 DISTILL_MODES = ("original", "none")
+TEMPLATED_BASELINES = ("group", "plain")
 
 
 @dataclass
@@ -287,3 +288,16 @@ def stack_rows(rows: Sequence[Tensor], fill: float = 0.0) -> Tensor:
 def length_mask(lengths: Sequence[int], device: torch.device | str | None = None) -> Tensor:
     width = max(lengths, default=0)
     return torch.arange(width, device=device)[None, :] < torch.tensor(list(lengths), device=device)[:, None]
+
+
+def plain_anchors(rollouts: Sequence[Any]) -> dict[str, list[float]]:
+    """Problem id -> the plain rewards its templated rollouts carry (the rewards that made it hard).
+
+    Feeds ``core_algos.compute_advantages(anchors=...)``; problems rolled out without templates,
+    or whose records predate the field, get no anchor and keep plain GRPO statistics.
+    """
+    anchors: dict[str, list[float]] = {}
+    for r in rollouts:
+        if r.template is not None and r.plain_rewards and r.id not in anchors:
+            anchors[r.id] = [float(v) for v in r.plain_rewards]
+    return anchors

@@ -15,7 +15,7 @@ Stats dictionaries hold plain Python floats, ready to log.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 import torch
@@ -238,19 +238,39 @@ def _dr_grpo_estimator(rewards: Tensor, index: Tensor) -> Tensor:
     return grpo_advantages(rewards, index, norm_by_std=False)
 
 
-def compute_advantages(name: str, rewards: Tensor, group_ids: Sequence[Hashable] | Tensor, **kwargs: object) -> Tensor:
+def compute_advantages(
+    name: str,
+    rewards: Tensor,
+    group_ids: Sequence[Hashable] | Tensor,
+    anchors: Mapping[Hashable, Sequence[float]] | None = None,
+    **kwargs: object,
+) -> Tensor:
     """Advantages ``[N]`` for flat rewards ``[N]`` grouped by ``group_ids`` (e.g. problem ids).
 
     ``name`` picks a registered estimator: ``"grpo"`` (mean-centred, std-normalised;
     kwargs ``norm_by_std``, ``eps``) or ``"dr_grpo"`` / ``"grpo_no_std"`` (mean-centred only).
+
+    ``anchors`` maps a group id to extra rewards that join that group's statistics (mean,
+    std) but get no advantage of their own: P²O anchors a templated group with the plain
+    rewards that made its problem hard, so a template's successes count against what the
+    policy does without it instead of against each other.
     """
     estimator = get_advantage_estimator(name)
     if rewards.dim() != 1:
         raise ValueError(f"rewards must be 1-D [N], got shape {tuple(rewards.shape)}")
+    n = rewards.numel()
+    rewards = _as_float(rewards)
+    if anchors:
+        if isinstance(group_ids, Tensor):
+            raise ValueError("anchors need group ids as a sequence, not a tensor")
+        present = set(group_ids)
+        extra = [(gid, float(v)) for gid, values in anchors.items() if gid in present for v in values]
+        group_ids = list(group_ids) + [gid for gid, _ in extra]
+        rewards = torch.cat([rewards, rewards.new_tensor([v for _, v in extra])])
     index = group_index(group_ids, device=rewards.device)
     if index.shape != rewards.shape:
-        raise ValueError(f"{rewards.numel()} rewards but {index.numel()} group ids")
-    return estimator(_as_float(rewards), index, **kwargs)
+        raise ValueError(f"{n} rewards but {index.numel() - (rewards.numel() - n)} group ids")
+    return estimator(rewards, index, **kwargs)[:n]
 
 
 def frac_zero_std(rewards: Tensor, group_ids: Sequence[Hashable] | Tensor) -> float:

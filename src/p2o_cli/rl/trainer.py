@@ -32,7 +32,17 @@ import torch
 from torch import Tensor
 
 from . import core_algos as ca
-from .batch import DISTILL_MODES, MicroBatch, Plan, encode_rollouts, pad_rows, plan_batch, stack_rows
+from .batch import (
+    DISTILL_MODES,
+    TEMPLATED_BASELINES,
+    MicroBatch,
+    Plan,
+    encode_rollouts,
+    pad_rows,
+    plain_anchors,
+    plan_batch,
+    stack_rows,
+)
 from .checkpoint import (
     OPTIMIZER_STATE,
     capture_rng,
@@ -66,6 +76,12 @@ class TrainConfig:
     template_ratio_mask: tuple[float, float] | None = DEFAULT_RATIO_MASK
     adv_estimator: str = "grpo"
     norm_adv_by_std: bool = True
+    # What a templated group's advantages are measured against: "group" (the paper: the K
+    # templated rollouts themselves) or "plain" (those K together with the plain rewards that
+    # made the problem hard). Under "group", a trait every templated rollout shares — such as
+    # the reasoning the template switched on — gets advantages summing to zero, so it is not
+    # distilled; "plain" credits it against the policy without the template.
+    templated_baseline: str = "group"
     policy_loss: str = "ppo_clip"
     clip_low: float = 0.2
     clip_high: float = 0.2
@@ -94,6 +110,9 @@ class TrainConfig:
                 if self.template_ratio_mask != DEFAULT_RATIO_MASK:
                     raise ValueError("--distill none trains on x̃, so --template-ratio-mask does not apply")
                 self.template_ratio_mask = None
+        if self.templated_baseline not in TEMPLATED_BASELINES:
+            raise ValueError(f"--templated-baseline must be one of {', '.join(TEMPLATED_BASELINES)}, "
+                             f"got {self.templated_baseline!r}")
         if self.loss_agg not in ca.AGG_MODES:
             raise ValueError(f"--loss-agg must be one of {', '.join(ca.AGG_MODES)}, got {self.loss_agg!r}")
         ca.get_advantage_estimator(self.adv_estimator)
@@ -350,7 +369,8 @@ class PolicyTrainer:
             raise ValueError("no rollout has a response token to train on")
         rewards = torch.tensor([float(r.reward) for r in rollouts], dtype=torch.float32)
         kwargs = {"norm_by_std": cfg.norm_adv_by_std} if cfg.adv_estimator == "grpo" else {}
-        adv = ca.compute_advantages(cfg.adv_estimator, rewards, [r.id for r in rollouts], **kwargs)
+        anchors = plain_anchors(rollouts) if cfg.templated_baseline == "plain" else None
+        adv = ca.compute_advantages(cfg.adv_estimator, rewards, [r.id for r in rollouts], anchors=anchors, **kwargs)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         plan = plan_batch(
             seqs, n_mini, cfg.max_tokens_per_micro_batch,
