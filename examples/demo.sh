@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The toy-world demo: P²O, the GRPO baseline and the w/o-distillation ablation with the same
-# seed and step budget, then a report. Usage: examples/demo.sh [WORK_DIR] (SEED=0 by default).
+# The toy-world demo: P²O, the GRPO baseline, the w/o-distillation ablation and P²O with the
+# paper's group baseline for templated groups, all with the same seed and step budget, then a
+# report. Usage: examples/demo.sh [WORK_DIR] (SEED=0 by default).
 set -euo pipefail
 work=${1:-demo-out}
 seed=${SEED:-0}
@@ -25,6 +26,7 @@ run() {  # run NAME FLAGS...: fresh, or resumed if a previous demo was interrupt
 run p2o
 run grpo --no-gepa
 run p2o-no-distill --distill none
+run p2o-group-baseline --templated-baseline group
 
 p2o report "$work/runs-$seed/p2o" "$work/runs-$seed/grpo" "$work/runs-$seed/p2o-no-distill" \
-    --out "$work/report-$seed"
+    "$work/runs-$seed/p2o-group-baseline" --out "$work/report-$seed"
