@@ -117,6 +117,11 @@ def test_config_file_and_validation(tmp_path) -> None:
         load_config_file(path)
     with pytest.raises(ValueError, match="--mini-batches cannot exceed --batch-size"):
         RunConfig(model="m", data="d", batch_size=1, mini_batches=2)
+    # objective options are checked when the config is built, before any model or data loads
+    with pytest.raises(ValueError, match="--templated-baseline must be one of group, plain"):
+        RunConfig(model="m", data="d", templated_baseline="mean")
+    with pytest.raises(ValueError, match="--template-ratio-mask"):
+        RunConfig(model="m", data="d", template_ratio_mask="5,1")
 
 
 def test_bad_flag_values_exit_2(tmp_path, tiny_model_dir, world) -> None:

@@ -122,6 +122,7 @@ class RunConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.mini_batches > self.batch_size:
             raise ValueError("--mini-batches cannot exceed --batch-size")
+        self.train_config(total_steps=1)  # the objective's options fail here, before any loading
 
     def prompt_config(self) -> PromptConfig:
         cfg = PromptConfig(position=self.template_position, enable_thinking=self.enable_thinking)
