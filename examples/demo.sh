@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The toy-world demo: P²O, the GRPO baseline, the w/o-distillation ablation and P²O with the
 # paper's group baseline for templated groups, all with the same seed and step budget, then a
-# report. Usage: examples/demo.sh [WORK_DIR] (SEED=0 by default).
+# report. Usage: examples/demo.sh [WORK_DIR] (SEED=1 by default).
 set -euo pipefail
 work=${1:-demo-out}
-seed=${SEED:-0}
+seed=${SEED:-1}
 config=${CONFIG:-examples/toy.toml}
 world="$work/world-$seed"
 
