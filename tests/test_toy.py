@@ -321,3 +321,34 @@ def test_cli_toy_init_and_measure(tmp_path: Path) -> None:
     assert orjson.loads((out / "world.json").read_bytes())["measured"]["n"] == 2
     missing = runner.invoke(app, ["toy", "measure", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "world.json" in missing.output
+
+
+def test_toy_trace_counts_plain_hard_rollouts_that_open_with_a_step(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from p2o_cli.cli import app
+    from p2o_cli.records import Rollout, write_records
+    from p2o_cli.toy.world import plain_step_share
+
+    def rollout(pid: str, k: int, response: str, template: str | None = None) -> Rollout:
+        return Rollout(id=pid, k=k, prompt="p", response=response, reward=0.0, pred=None, finish_reason="stop",
+                       n_tokens=3, template=template, template_id="t" if template is not None else None)
+
+    run = tmp_path / "run"
+    (run / "epoch-0").mkdir(parents=True)
+    (run / "epoch-1").mkdir()
+    write_records(run / "epoch-0" / "rollouts-0000.jsonl", [
+        rollout("toy-hard-000001", 0, "12 + 30 = 42\n42 + 10 = 52\nThe answer is \\boxed{52}."),
+        rollout("toy-hard-000001", 1, "\\boxed{50}"),
+        rollout("toy-hard-000002", 0, "\\boxed{7}", template=""),  # the empty template is the plain prompt
+        rollout("toy-hard-000003", 0, "1 + 2 = 3", template="Stay calm."),  # templated: not counted
+        rollout("toy-easy-000001", 0, "1 + 2 = 3"),  # easy: not counted
+    ])
+    write_records(run / "epoch-1" / "rollouts-0000.jsonl", [rollout("toy-hard-000001", 0, "9", template="Stay calm.")])
+    # 1 of the 3 plain hard rollouts opens with a step line; epoch 1 has none
+    assert plain_step_share(run) == [{"epoch": 0, "plain_hard_rollouts": 3, "share": 1 / 3},
+                                     {"epoch": 1, "plain_hard_rollouts": 0, "share": None}]
+    result = CliRunner().invoke(app, ["toy", "trace", str(run)])
+    assert result.exit_code == 0 and "33.3%" in result.output
+    result = CliRunner().invoke(app, ["toy", "trace", str(tmp_path)])
+    assert result.exit_code == 2 and "no epoch-* directories" in result.output

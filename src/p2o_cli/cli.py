@@ -584,6 +584,25 @@ def toy_measure(
         console.print(measured_table(measured))
 
 
+@toy_app.command("trace")
+def toy_trace(
+    runs: Annotated[list[str], typer.Argument(help="p2o run directories on a toy world.")],
+) -> None:
+    """Per epoch: the share of plain rollouts on hard problems that open with a step line."""
+    with user_errors():
+        from rich.table import Table
+
+        from .progress import console
+        from .toy.world import plain_step_share
+
+        table = Table("run", "epoch", "plain hard rollouts", "open with a step")
+        for run_dir in runs:
+            for row in plain_step_share(run_dir):
+                share = "-" if row["share"] is None else f"{100 * row['share']:.1f}%"
+                table.add_row(Path(run_dir).name, str(row["epoch"]), str(row["plain_hard_rollouts"]), share)
+        console.print(table)
+
+
 app.add_typer(toy_app, name="toy")
 
 

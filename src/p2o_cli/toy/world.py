@@ -26,7 +26,7 @@ import orjson
 
 from ..records import Problem, atomic_path, write_json, write_records
 from .lexicon import LEXICON, draw_triggers, join_phrases
-from .tasks import has_steps, make_problems, operand_keys, starts_with_step
+from .tasks import has_steps, make_problems, operand_keys, problem_id, starts_with_step
 
 SCHEMA = "toy-world@1"
 BENCH_NAMES = ("toy-easy", "toy-hard")
@@ -349,3 +349,25 @@ def measured_table(measured: dict[str, Any]) -> Any:
             f"{100 * row['step_start']:.1f}",
         )
     return table
+
+
+def plain_step_share(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Per epoch of a ``p2o run`` on the toy world: how often a plain (untemplated) rollout of a
+    hard problem opens with a step line — the behaviour context distillation has to carry from
+    the templated prompt to the plain one. Epochs whose hard problems were all templated get
+    ``share`` None.
+    """
+    from ..records import Rollout, read_records
+
+    rows = []
+    epochs = sorted(Path(run_dir).glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not epochs:
+        raise ValueError(f"{run_dir}: no epoch-* directories (not a p2o run directory?)")
+    hard_prefix = problem_id("hard", 0)[: -len("000000")]
+    for edir in epochs:
+        plain = [r for f in sorted(edir.glob("rollouts-*.jsonl")) for r in read_records(f, Rollout, unique=False)
+                 if not r.template and r.id.startswith(hard_prefix)]  # the empty template is x itself
+        stepped = sum(starts_with_step(r.response) for r in plain)
+        rows.append({"epoch": int(edir.name.split("-")[1]), "plain_hard_rollouts": len(plain),
+                     "share": stepped / len(plain) if plain else None})
+    return rows
