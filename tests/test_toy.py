@@ -352,3 +352,16 @@ def test_toy_trace_counts_plain_hard_rollouts_that_open_with_a_step(tmp_path: Pa
     assert result.exit_code == 0 and "33.3%" in result.output
     result = CliRunner().invoke(app, ["toy", "trace", str(tmp_path)])
     assert result.exit_code == 2 and "no epoch-* directories" in result.output
+
+
+def test_missed_world_targets_are_named() -> None:
+    from p2o_cli.toy.world import missed_targets
+
+    def measured(plain: float, best: float) -> dict:
+        return {"n": 6, "plain_hard": {"pass@6": plain}, "best_template": {"pass@6": best}}
+
+    assert missed_targets(measured(0.031, 0.586)) == []
+    (line,) = missed_targets(measured(0.055, 0.211))  # the seed-3 world of README
+    assert "best template toy-hard pass@6 is 21.1% (target > 50%)" in line
+    lines = missed_targets(measured(0.10, 0.50))  # both bounds are strict
+    assert len(lines) == 2 and "plain toy-hard pass@6 is 10.0% (target < 10%)" in lines[0]

@@ -523,7 +523,7 @@ def toy_init(
     with user_errors():
         from .progress import console
         from .toy.pretrain import PretrainConfig
-        from .toy.world import init_world, measured_table
+        from .toy.world import init_world, measured_table, missed_targets
 
         quiet_libraries()
         cfg = PretrainConfig(seed=seed)
@@ -549,6 +549,8 @@ def toy_init(
         )
         if info.measured:
             console.print(measured_table(info.measured))
+            for line in missed_targets(info.measured):
+                console.print(f"[yellow]warning[/]: {line}", highlight=False)
         typer.echo(f"toy world written to {out}", err=True)
 
 
@@ -567,7 +569,7 @@ def toy_measure(
     """Measure plain and per-trigger pass@n / accuracy on the toy benchmarks (into world.json)."""
     with user_errors():
         from .progress import console
-        from .toy.world import measure_world, measured_table
+        from .toy.world import measure_world, measured_table, missed_targets
 
         quiet_libraries()
         measured = measure_world(
@@ -582,6 +584,8 @@ def toy_measure(
             threads=threads,
         )
         console.print(measured_table(measured))
+        for line in missed_targets(measured):
+            console.print(f"[yellow]warning[/]: {line}", highlight=False)
 
 
 @toy_app.command("trace")

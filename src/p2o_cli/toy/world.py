@@ -328,6 +328,27 @@ def measure_world(
     return measured
 
 
+# A world is worth running P²O on when plain prompts rarely solve hard problems and a trigger
+# template often does (pass@n over the toy-hard benchmark).
+PLAIN_HARD_PASS_MAX = 0.10
+BEST_TEMPLATE_PASS_MIN = 0.50
+
+
+def missed_targets(measured: dict[str, Any]) -> list[str]:
+    """One line per world target the measurement misses (empty when the world is usable)."""
+    n = measured["n"]
+    plain, best = measured["plain_hard"][f"pass@{n}"], measured["best_template"][f"pass@{n}"]
+    missed = []
+    if plain >= PLAIN_HARD_PASS_MAX:
+        missed.append(f"plain toy-hard pass@{n} is {100 * plain:.1f}% (target < {100 * PLAIN_HARD_PASS_MAX:.0f}%): "
+                      "hard problems are not hard")
+    if best <= BEST_TEMPLATE_PASS_MIN:
+        missed.append(f"best template toy-hard pass@{n} is {100 * best:.1f}% (target > "
+                      f"{100 * BEST_TEMPLATE_PASS_MIN:.0f}%): pretraining did not learn to add step by step; "
+                      "try more --pretrain-steps or another --seed")
+    return missed
+
+
 def measured_table(measured: dict[str, Any]) -> Any:
     """A rich table of :func:`measure_world`'s numbers (percentages)."""
     from rich.table import Table
