@@ -523,7 +523,7 @@ def toy_init(
     with user_errors():
         from .progress import console
         from .toy.pretrain import PretrainConfig
-        from .toy.world import init_world, measured_table, missed_targets
+        from .toy.world import init_world
 
         quiet_libraries()
         cfg = PretrainConfig(seed=seed)
@@ -548,10 +548,18 @@ def toy_init(
             highlight=False,
         )
         if info.measured:
-            console.print(measured_table(info.measured))
-            for line in missed_targets(info.measured):
-                console.print(f"[yellow]warning[/]: {line}", highlight=False)
+            show_measured(info.measured)
         typer.echo(f"toy world written to {out}", err=True)
+
+
+def show_measured(measured: dict[str, Any]) -> None:
+    """The toy world's measurement table, then a warning for each target it misses."""
+    from .progress import console
+    from .toy.world import measured_table, missed_targets
+
+    console.print(measured_table(measured))
+    for line in missed_targets(measured):
+        console.print(f"[yellow]warning[/]: {line}", highlight=False)
 
 
 @toy_app.command("measure")
@@ -568,8 +576,7 @@ def toy_measure(
 ) -> None:
     """Measure plain and per-trigger pass@n / accuracy on the toy benchmarks (into world.json)."""
     with user_errors():
-        from .progress import console
-        from .toy.world import measure_world, measured_table, missed_targets
+        from .toy.world import measure_world
 
         quiet_libraries()
         measured = measure_world(
@@ -583,9 +590,7 @@ def toy_measure(
             seed=seed,
             threads=threads,
         )
-        console.print(measured_table(measured))
-        for line in missed_targets(measured):
-            console.print(f"[yellow]warning[/]: {line}", highlight=False)
+        show_measured(measured)
 
 
 @toy_app.command("trace")
