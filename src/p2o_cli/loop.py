@@ -212,6 +212,16 @@ class RunDir:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def epochs(self) -> list[int]:
+        """The epochs that have a directory, in order (creates nothing)."""
+        numbers = (p.name.removeprefix("epoch-") for p in self.root.glob("epoch-*") if p.is_dir())
+        return sorted(int(n) for n in numbers if n.isdigit())
+
+    def read_rollouts(self, epoch: int) -> list[Rollout]:
+        """Every rollout of an epoch, in batch order."""
+        files = sorted((self.root / f"epoch-{epoch}").glob("rollouts-*.jsonl"))
+        return [r for f in files for r in read_records(f, Rollout, unique=False)]
+
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"

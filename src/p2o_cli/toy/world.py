@@ -378,17 +378,18 @@ def plain_step_share(run_dir: str | Path) -> list[dict[str, Any]]:
     the templated prompt to the plain one. Epochs whose hard problems were all templated get
     ``share`` None.
     """
-    from ..records import Rollout, read_records
+    from ..loop import RunDir
 
-    rows = []
-    epochs = sorted(Path(run_dir).glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]))
+    run = RunDir(run_dir)
+    epochs = run.epochs()
     if not epochs:
         raise ValueError(f"{run_dir}: no epoch-* directories (not a p2o run directory?)")
     hard_prefix = problem_id("hard", 0)[: -len("000000")]
-    for edir in epochs:
-        plain = [r for f in sorted(edir.glob("rollouts-*.jsonl")) for r in read_records(f, Rollout, unique=False)
+    rows = []
+    for epoch in epochs:
+        plain = [r for r in run.read_rollouts(epoch)
                  if not r.template and r.id.startswith(hard_prefix)]  # the empty template is x itself
         stepped = sum(starts_with_step(r.response) for r in plain)
-        rows.append({"epoch": int(edir.name.split("-")[1]), "plain_hard_rollouts": len(plain),
+        rows.append({"epoch": epoch, "plain_hard_rollouts": len(plain),
                      "share": stepped / len(plain) if plain else None})
     return rows
