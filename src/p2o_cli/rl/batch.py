@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-DISTILL_MODES = ("original", "none")
-TEMPLATED_BASELINES = ("group", "plain")
+from ..errors import P2OError
+from .config import DISTILL_MODES
 
 
 @dataclass
@@ -76,7 +76,7 @@ class MicroBatch:
 def training_prompt(rollout: Any, distill: str) -> str:
     """The prompt whose log-probs and gradient train ``rollout``: x (``original``) or x̃ (``none``)."""
     if distill not in DISTILL_MODES:
-        raise ValueError(f"--distill must be one of {', '.join(DISTILL_MODES)}, got {distill!r}")
+        raise P2OError(f"--distill must be one of {', '.join(DISTILL_MODES)}, got {distill!r}")
     if distill == "original" and rollout.original_prompt is not None:
         return rollout.original_prompt
     return rollout.prompt
@@ -97,7 +97,7 @@ def encode_rollouts(
     """
     eos = tokenizer.eos_token_id
     if eos is None:
-        raise ValueError("the tokenizer has no eos token; cannot mark responses that stopped")
+        raise P2OError("the tokenizer has no eos token; cannot mark responses that stopped")
     cache: dict[str, list[int]] = {}
 
     def encode(text: str) -> list[int]:
@@ -109,7 +109,7 @@ def encode_rollouts(
     for index, rollout in enumerate(rollouts):
         prompt_ids = encode(training_prompt(rollout, distill))
         if not prompt_ids:
-            raise ValueError(f"rollout {rollout.id!r} (k={rollout.k}) has an empty prompt")
+            raise P2OError(f"rollout {rollout.id!r} (k={rollout.k}) has an empty prompt")
         if getattr(rollout, "response_ids", None):
             response_ids = list(rollout.response_ids)
         else:
@@ -165,7 +165,7 @@ def pack(lengths: dict[int, int], max_tokens: int) -> list[list[int]]:
     for i in sorted(lengths, key=lambda i: (-lengths[i], i)):
         n = lengths[i]
         if n > max_tokens:
-            raise ValueError(
+            raise P2OError(
                 f"a sequence of {n} tokens exceeds --max-tokens-per-micro-batch {max_tokens}; raise the budget"
             )
         for b, free in enumerate(room):

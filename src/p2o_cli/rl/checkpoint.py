@@ -23,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from ..errors import P2OError
 from ..records import atomic_path
 
 TRAINER_STATE = "trainer_state.json"
@@ -53,7 +54,7 @@ def flatten_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Tensor], s
 def unflatten_optimizer_state(tensors: dict[str, Tensor], index: str) -> dict[str, Any]:
     meta = json.loads(index)
     if meta.get("format") != FORMAT:
-        raise ValueError(f"optimizer state format {meta.get('format')!r} is not {FORMAT}")
+        raise P2OError(f"optimizer state format {meta.get('format')!r} is not {FORMAT}")
     state = {
         name: {slot: tensors[f"{name}/{slot}"] if value is None else value for slot, value in entry.items()}
         for name, entry in meta["state"].items()
@@ -76,7 +77,7 @@ def load_optimizer_state(path: str | Path) -> dict[str, Any]:
     with safe_open(str(path), framework="pt") as fh:
         metadata = fh.metadata() or {}
         if INDEX_KEY not in metadata:
-            raise ValueError(f"{path}: not a p2o optimizer state (no {INDEX_KEY} metadata)")
+            raise P2OError(f"{path}: not a p2o optimizer state (no {INDEX_KEY} metadata)")
         tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118 (safe_open is not a mapping)
     return unflatten_optimizer_state(tensors, metadata[INDEX_KEY])
 
@@ -88,9 +89,9 @@ def read_trainer_state(model_dir: str | Path) -> dict[str, Any] | None:
     try:
         state = json.loads(path.read_text())
     except ValueError as err:
-        raise ValueError(f"{path}: malformed JSON ({err})") from None
+        raise P2OError(f"{path}: malformed JSON ({err})") from None
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise P2OError(f"{path}: expected a JSON object")
     return state
 
 

@@ -24,17 +24,15 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..errors import P2OError
 from . import core_algos as ca
 from .batch import (
-    DISTILL_MODES,
-    TEMPLATED_BASELINES,
     MicroBatch,
     Plan,
     encode_rollouts,
@@ -51,112 +49,8 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-
-DEFAULT_RATIO_MASK = (0.01, 10.0)
-# Schedule fields left None continue the checkpoint's schedule, else take these.
-SCHEDULE_DEFAULTS: dict[str, float | int] = {"lr": 1e-6, "warmup_ratio": 0.05, "total_steps": 1000, "min_lr_ratio": 0.0}
-
-
-@dataclass
-class TrainConfig:
-    # LR schedule, in train steps (rollout batches): linear warmup, then cosine to min_lr_ratio·lr.
-    lr: float | None = None
-    warmup_ratio: float | None = None
-    total_steps: int | None = None
-    min_lr_ratio: float | None = None
-    weight_decay: float = 0.01
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    max_grad_norm: float = 1.0  # <= 0: no clipping (the norm is still logged)
-    mini_batches: int = 2
-    max_tokens_per_micro_batch: int = 16384
-    gradient_checkpointing: bool = False
-    # Objective.
-    distill: str = "original"
-    template_ratio_mask: tuple[float, float] | None = DEFAULT_RATIO_MASK
-    adv_estimator: str = "grpo"
-    norm_adv_by_std: bool = True
-    # What a templated group's advantages are measured against: "group" (the paper: the K
-    # templated rollouts themselves) or "plain" (those K together with the plain rewards that
-    # made the problem hard). Under "group", a trait every templated rollout shares — such as
-    # the reasoning the template switched on — gets advantages summing to zero, so it is not
-    # distilled; "plain" credits it against the policy without the template.
-    templated_baseline: str = "group"
-    policy_loss: str = "ppo_clip"
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    dual_clip: float | None = 3.0
-    loss_agg: str = "token-mean"
-    kl_coef: float = 0.0
-    kl_penalty: str = "k3"
-    ref_model: str | None = None
-    # Log-probs use logits / temperature, as verl and TRL do: set it to the rollouts' sampling
-    # temperature so the trained distribution is the sampled one (p2o rollout's default is 0.6).
-    temperature: float = 0.6
-    # Numerics.
-    bf16: bool = True  # autocast to bf16 on GPU; CPU always runs fp32
-    attn_implementation: str | None = None
-    log_entropy: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.distill not in DISTILL_MODES:
-            raise ValueError(f"--distill must be one of {', '.join(DISTILL_MODES)}, got {self.distill!r}")
-        if self.template_ratio_mask is not None:
-            low, high = self.template_ratio_mask = tuple(float(v) for v in self.template_ratio_mask)  # type: ignore[assignment]
-            if not 0.0 < low <= 1.0 <= high or not math.isfinite(high):
-                raise ValueError(f"--template-ratio-mask needs 0 < LOW <= 1 <= HIGH, got {low},{high}")
-            if self.distill == "none":
-                if self.template_ratio_mask != DEFAULT_RATIO_MASK:
-                    raise ValueError("--distill none trains on x̃, so --template-ratio-mask does not apply")
-                self.template_ratio_mask = None
-        if self.templated_baseline not in TEMPLATED_BASELINES:
-            raise ValueError(f"--templated-baseline must be one of {', '.join(TEMPLATED_BASELINES)}, "
-                             f"got {self.templated_baseline!r}")
-        if self.loss_agg not in ca.AGG_MODES:
-            raise ValueError(f"--loss-agg must be one of {', '.join(ca.AGG_MODES)}, got {self.loss_agg!r}")
-        ca.get_advantage_estimator(self.adv_estimator)
-        ca.get_policy_loss(self.policy_loss)
-        ca.get_kl_penalty(self.kl_penalty)
-        if self.kl_coef < 0 or (self.kl_coef > 0 and not self.ref_model):
-            raise ValueError("--kl-coef must be >= 0, and > 0 needs --ref-model")
-        if self.mini_batches < 1 or self.max_tokens_per_micro_batch < 2:
-            raise ValueError("--mini-batches must be >= 1 and --max-tokens-per-micro-batch >= 2")
-        if not self.temperature > 0:
-            raise ValueError(f"--temperature must be > 0, got {self.temperature}")
-        if self.dual_clip is not None and self.dual_clip <= 1.0:
-            raise ValueError(f"--dual-clip must be > 1 (0 turns it off), got {self.dual_clip}")
-        if not 0.0 <= self.clip_low < 1.0 or self.clip_high < 0:
-            raise ValueError("--clip-low must be in [0, 1) and --clip-high >= 0")
-        for name, value in (("warmup_ratio", self.warmup_ratio), ("min_lr_ratio", self.min_lr_ratio)):
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
-        if self.lr is not None and not self.lr >= 0:
-            raise ValueError(f"--lr must be >= 0, got {self.lr}")
-        if self.total_steps is not None and self.total_steps < 1:
-            raise ValueError(f"--total-steps must be >= 1, got {self.total_steps}")
-
-    def with_schedule(self, stored: dict[str, Any] | None) -> TrainConfig:
-        """Fill unset schedule fields from a checkpoint's stored schedule, then the defaults."""
-        stored = stored or {}
-        return dataclasses.replace(
-            self, **{k: v if (v := getattr(self, k)) is not None else stored.get(k, d) for k, d in SCHEDULE_DEFAULTS.items()}
-        )
-
-    def schedule(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in SCHEDULE_DEFAULTS}
-
-
-def parse_ratio_mask(text: str) -> tuple[float, float] | None:
-    """``"LOW,HIGH"`` → bounds; ``"none"``/``"off"`` → no mask."""
-    if text.strip().lower() in ("none", "off"):
-        return None
-    parts = text.split(",")
-    try:
-        low, high = (float(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"--template-ratio-mask expects LOW,HIGH (e.g. 0.01,10) or none, got {text!r}") from None
-    return low, high
+from .config import TrainConfig
+from .metrics import StepSums, step_metrics
 
 
 def lr_at(cfg: TrainConfig, train_step: int) -> float:
@@ -173,36 +67,6 @@ def lr_at(cfg: TrainConfig, train_step: int) -> float:
 def _has_gpu() -> bool:
     xpu = getattr(torch, "xpu", None)
     return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
-
-
-class _Sums:
-    """Metric accumulators, reduced over processes once per step (sum, min or max)."""
-
-    def __init__(self) -> None:
-        self.sum: dict[str, float] = {}
-        self.min: dict[str, float] = {}
-        self.max: dict[str, float] = {}
-
-    def add(self, key: str, value: float) -> None:
-        self.sum[key] = self.sum.get(key, 0.0) + float(value)
-
-    def low(self, key: str, value: float) -> None:
-        self.min[key] = min(self.min.get(key, math.inf), float(value))
-
-    def high(self, key: str, value: float) -> None:
-        self.max[key] = max(self.max.get(key, -math.inf), float(value))
-
-    def reduce(self, accelerator: Any) -> None:
-        if accelerator.num_processes == 1:
-            return
-        import torch.distributed as dist
-
-        device = accelerator.device
-        for table, op in ((self.sum, dist.ReduceOp.SUM), (self.min, dist.ReduceOp.MIN), (self.max, dist.ReduceOp.MAX)):
-            keys = sorted(table)  # every process has the same keys: they come from the shared plan
-            t = torch.tensor([table[k] for k in keys], dtype=torch.float64, device=device)
-            dist.all_reduce(t, op=op)
-            table.update(zip(keys, t.tolist()))
 
 
 class PolicyTrainer:
@@ -222,6 +86,7 @@ class PolicyTrainer:
         from accelerate import Accelerator
 
         state = state or {}
+        cfg.check()
         self.cfg = cfg.with_schedule(state.get("schedule"))
         # Precision is ours (bf16 autocast on GPU, fp32 on CPU), whatever `accelerate launch` says.
         # cpu=True on a machine without GPUs is what makes accelerate join `accelerate launch
@@ -253,7 +118,10 @@ class PolicyTrainer:
         self.wrapped, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.model = self.accelerator.unwrap_model(self.wrapped)
         if optimizer_state is not None:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_optimizer_state_dict,
+            )
 
             # The file holds the full (unsharded) state keyed by parameter name; torch maps it
             # onto whatever wrapper this run uses (none, DDP, FSDP).
@@ -310,7 +178,9 @@ class PolicyTrainer:
             self.train_steps += 1
         t3 = time.perf_counter()
         sums.reduce(self.accelerator)
-        metrics = self._metrics(rollouts, plan, adv, sums, lr)
+        metrics = {"training/step": self.global_step, "training/train_steps": self.train_steps,
+                   **step_metrics(self.cfg, rollouts, plan, adv, sums, lr, self.accelerator.num_processes,
+                                  has_ref=self.ref_model is not None)}
         metrics.update({"timing/prepare": t1 - t0, "timing/old_log_probs": t2 - t1, "timing/update": t3 - t2,
                         "timing/step": t3 - t0})
         metrics["perf/tokens_per_s"] = sum(s.n_tokens for s in plan.seqs) / max(t3 - t0, 1e-9)
@@ -347,7 +217,10 @@ class PolicyTrainer:
         state_dict = acc.get_state_dict(self.wrapped) if sharded else None  # a collective when sharded
         optimizer_state = None
         if acc.distributed_type != DistributedType.DEEPSPEED:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_optimizer_state_dict,
+            )
 
             optimizer_state = get_optimizer_state_dict(
                 self.wrapped, self.optimizer.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -360,24 +233,24 @@ class PolicyTrainer:
 
     # ------------------------------------------------------------ internals
 
-    def _prepare(self, rollouts: Sequence[Any], n_mini: int) -> tuple[Plan, Tensor, _Sums]:
+    def _prepare(self, rollouts: Sequence[Any], n_mini: int) -> tuple[Plan, Tensor, StepSums]:
         if not rollouts:
-            raise ValueError("no rollouts to train on")
+            raise P2OError("no rollouts to train on")
         cfg = self.cfg
-        seqs = encode_rollouts(rollouts, self.tokenizer, cfg.distill, keep_templated=cfg.template_ratio_mask is not None)
+        seqs = encode_rollouts(rollouts, self.tokenizer, cfg.distill, keep_templated=cfg.ratio_mask is not None)
         if not any(s.response_ids for s in seqs):
-            raise ValueError("no rollout has a response token to train on")
+            raise P2OError("no rollout has a response token to train on")
         rewards = torch.tensor([float(r.reward) for r in rollouts], dtype=torch.float32)
-        kwargs = {"norm_by_std": cfg.norm_adv_by_std} if cfg.adv_estimator == "grpo" else {}
         anchors = plain_anchors(rollouts) if cfg.templated_baseline == "plain" else None
-        adv = ca.compute_advantages(cfg.adv_estimator, rewards, [r.id for r in rollouts], anchors=anchors, **kwargs)
+        adv = ca.compute_advantages(cfg.adv_estimator, rewards, [r.id for r in rollouts], anchors=anchors,
+                                    norm_by_std=cfg.std_norm)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         plan = plan_batch(
             seqs, n_mini, cfg.max_tokens_per_micro_batch,
             seed=cfg.seed * 1_000_003 + self.train_steps,  # a fresh split each batch, same on every process
             rank=self.accelerator.process_index, world_size=self.accelerator.num_processes, pad_token=pad,
         )
-        return plan, adv.to(self.accelerator.device), _Sums()
+        return plan, adv.to(self.accelerator.device), StepSums()
 
     @contextlib.contextmanager
     def _train_mode(self) -> Any:
@@ -415,7 +288,7 @@ class PolicyTrainer:
         return logp, ent
 
     @torch.no_grad()
-    def _score(self, plan: Plan, sums: _Sums) -> dict[str, Any]:
+    def _score(self, plan: Plan, sums: StepSums) -> dict[str, Any]:
         """Old (and reference, and x̃) log-probs per sequence, the loss masks, the global counts."""
         old: dict[int, Tensor] = {}
         ref: dict[int, Tensor] = {}
@@ -428,8 +301,8 @@ class PolicyTrainer:
                 if self.ref_model is not None:
                     ref.update(zip(mb.seqs, ref_logp.split(mb.lengths)))
         keep = {i: torch.ones_like(lp, dtype=torch.bool) for i, lp in old.items()}
-        if self.cfg.template_ratio_mask is not None:
-            low, high = self.cfg.template_ratio_mask
+        if self.cfg.ratio_mask is not None:
+            low, high = self.cfg.ratio_mask
             for mb in plan.templated:
                 logp_xt, _ = self._log_probs(self.wrapped, mb)
                 if mb.dummy:
@@ -456,7 +329,7 @@ class PolicyTrainer:
         return {"old": old, "ref": ref, "keep": keep, "counts": counts.tolist()}
 
     def _accumulate(self, mbs: list[MicroBatch], old: dict[str, Any], adv: Tensor, counts: Sequence[float],
-                    sums: _Sums) -> None:
+                    sums: StepSums) -> None:
         """Forward/backward every micro-batch of one mini-batch; gradients sum across processes."""
         cfg, acc = self.cfg, self.accelerator
         tokens, n_seqs = max(counts[0], 1.0), max(counts[1], 1.0)
@@ -473,7 +346,7 @@ class PolicyTrainer:
                 old_rows = stack_rows([old["old"][i] for i in mb.seqs])
                 mask = stack_rows([old["keep"][i] for i in mb.seqs], fill=False) & resp_mask
                 pg, stats = policy_loss(logp_rows, old_rows, adv[mb.seqs], mask, clip_low=cfg.clip_low,
-                                        clip_high=cfg.clip_high, dual_clip=cfg.dual_clip)
+                                        clip_high=cfg.clip_high, dual_clip=cfg.dual_clip_bound)
                 loss = ca.aggregate_loss(pg, mask, cfg.loss_agg, global_tokens=tokens, global_seqs=n_seqs)
                 sums.add("pg_loss", loss.item())
                 if self.ref_model is not None:
@@ -499,7 +372,7 @@ class PolicyTrainer:
         sums.high("micro_batch_tokens", 0)
         sums.add("micro_batches", len(mbs))
 
-    def _optimizer_step(self, sums: _Sums) -> None:
+    def _optimizer_step(self, sums: StepSums) -> None:
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else math.inf
         norm = self.accelerator.clip_grad_norm_(self.wrapped.parameters(), max_norm)
         # DeepSpeed clips inside its own step and may report no norm here.
@@ -513,51 +386,3 @@ class PolicyTrainer:
         sums.add("updates", float(finite))
         sums.add("skipped", float(not finite))
         self.optimizer.zero_grad(set_to_none=True)
-
-    def _metrics(self, rollouts: Sequence[Any], plan: Plan, adv: Tensor, sums: _Sums, lr: float) -> dict[str, float]:
-        # Counts that every process holds whole (rewards, lengths) were not reduced; sums are.
-        n = self.accelerator.num_processes
-        s, lo, hi = sums.sum, sums.min, sums.max
-        rewards = torch.tensor([float(r.reward) for r in rollouts])
-        lengths = torch.tensor([float(len(x.response_ids)) for x in plan.seqs])
-        updates = max(s.get("updates", 0.0) / n, 1.0)
-        n_mini = max(len(plan.train), 1)
-        tokens = max(s["tokens"], 1.0)
-        m: dict[str, float] = {
-            "training/step": self.global_step,
-            "training/train_steps": self.train_steps,
-            "actor/lr": lr,
-            "actor/pg_loss": s["pg_loss"] / n_mini,
-            "actor/pg_clipfrac": s["clipfrac"] / tokens,
-            "actor/pg_clipfrac_lower": s["clipfrac_lower"] / tokens,
-            "actor/ppo_kl": s["ppo_kl"] / tokens,
-            "actor/grad_norm": s.get("grad_norm", 0.0) / n / updates,
-            "actor/skipped_updates": s.get("skipped", 0.0) / n,
-            "actor/mini_batches": n_mini,
-            "actor/loss_tokens": s["tokens"],
-            "critic/rewards/mean": rewards.mean().item(),
-            "critic/advantages/mean": adv.mean().item(),
-            "critic/advantages/max": adv.max().item(),
-            "critic/advantages/min": adv.min().item(),
-            "frac_reward_zero_std": ca.frac_zero_std(rewards, [r.id for r in rollouts]),
-            "response_length/mean": lengths.mean().item(),
-            "response_length/max": lengths.max().item(),
-            "response_length/clip_ratio": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
-            "perf/micro_batches": s["micro_batches"],
-            "perf/max_tokens_per_micro_batch": hi["micro_batch_tokens"],
-        }
-        if self.cfg.log_entropy:
-            m["actor/entropy"] = s["entropy"] / max(s["entropy_tokens"], 1.0)
-        if self.ref_model is not None:
-            m["actor/kl_loss"] = s["kl_loss"] / n_mini
-        if self.cfg.template_ratio_mask is not None:
-            # Over the tokens of templated rollouts, the only ones whose ratio is not exactly 1.
-            n_ratio = s["ratio/tokens"]
-            m["actor/template_ratio/tokens"] = n_ratio
-            m["actor/template_ratio/mean"] = s["ratio/sum"] / n_ratio if n_ratio else 1.0
-            m["actor/template_ratio/min"] = lo["ratio/min"] if n_ratio else 1.0
-            m["actor/template_ratio/max"] = hi["ratio/max"] if n_ratio else 1.0
-            m["actor/template_ratio/masked_frac"] = s["ratio/dropped"] / n_ratio if n_ratio else 0.0
-        if torch.cuda.is_available() and self.accelerator.device.type == "cuda":
-            m["perf/max_memory_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        return m

@@ -1,0 +1,135 @@
+"""The train step's options (``p2o train-step``, the ``[train]`` table of ``p2o run``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Config, internal, option, seed_option, temperature_option
+from ..errors import ConfigError
+
+DISTILL_MODES = ("original", "none")
+TEMPLATED_BASELINES = ("group", "plain")
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
+DEFAULT_RATIO_MASK = (0.01, 10.0)
+# Schedule fields left None continue the checkpoint's schedule, else take these.
+SCHEDULE_DEFAULTS: dict[str, float | int] = {"lr": 1e-6, "warmup_ratio": 0.05, "total_steps": 1000, "min_lr_ratio": 0.0}
+
+
+@dataclass
+class TrainConfig(Config):
+    # LR schedule, in train steps (rollout batches): linear warmup, then cosine to min_lr_ratio·lr.
+    lr: float | None = option(None, min=0.0, help="Peak learning rate (default: the checkpoint's, else 1e-6).")
+    warmup_ratio: float | None = option(None, min=0.0, max=1.0,
+                                        help="Linear warmup share of the schedule (default: the checkpoint's, else 0.05).")
+    total_steps: int | None = option(None, min=1, help="Train steps (rollout batches) the cosine schedule spans "
+                                                       "(default: the checkpoint's, else 1000).")
+    min_lr_ratio: float | None = option(None, min=0.0, max=1.0,
+                                        help="Final LR as a share of --lr (default: the checkpoint's, else 0).")
+    weight_decay: float = option(0.01, min=0.0, help="AdamW weight decay.")
+    adam_betas: tuple[float, float] = internal((0.9, 0.999))
+    adam_eps: float = option(1e-8, above=0.0, help="AdamW epsilon.")
+    max_grad_norm: float = option(1.0, min=0.0, help="Gradient clipping norm; 0 = off (the norm is still logged).")
+    mini_batches: int = option(2, min=1, help="Optimizer updates per rollout batch (whole groups each; "
+                                              "2 = one-step off-policy).")
+    max_tokens_per_micro_batch: int = option(16384, min=2, help="Token budget of one forward/backward "
+                                                                "(bounds peak memory).")
+    gradient_checkpointing: bool = option(False, help="Recompute activations in backward.")
+    # Objective.
+    distill: str = option("original", choices=DISTILL_MODES,
+                          help="Train templated rollouts on: original (x, context distillation) or none (x̃, the ablation).")
+    template_ratio_mask: str = option("0.01,10", help="LOW,HIGH: zero the loss where π(y|x)/π(y|x̃) is outside; "
+                                                      "none = off.")
+    adv_estimator: str = option("grpo", help="Advantage estimator (registered name: grpo, dr_grpo).")
+    std_norm: bool = option(True, help="Divide GRPO advantages by the group's std (estimators that normalise).")
+    # What a templated group's advantages are measured against: "group" (the paper: the K
+    # templated rollouts themselves) or "plain" (those K together with the plain rewards that
+    # made the problem hard). Under "group", a trait every templated rollout shares — such as
+    # the reasoning the template switched on — gets advantages summing to zero, so it is not
+    # distilled; "plain" credits it against the policy without the template.
+    templated_baseline: str = option("group", choices=TEMPLATED_BASELINES,
+                                     help="Templated groups' baseline: group (the K templated rollouts) or plain "
+                                          "(with the plain rewards that made the problem hard).")
+    policy_loss: str = option("ppo_clip", help="Policy loss (registered name).")
+    clip_low: float = option(0.2, min=0.0, help="PPO ratio clip below 1 (config alias: epsilon).")
+    clip_high: float = option(0.2, min=0.0, help="PPO ratio clip above 1; clip-higher when above --clip-low "
+                                                 "(config alias: epsilon_high).")
+    dual_clip: float = option(3.0, min=0.0, help="Dual-clip bound for negative advantages; 0 = off.")
+    loss_agg: str = option("token-mean", choices=LOSS_AGG_MODES, help="How token losses become the batch loss.")
+    kl_coef: float = option(0.0, min=0.0, help="KL(π‖π_ref) loss coefficient; needs --ref-model (config alias: beta).")
+    kl_penalty: str = option("k3", help="Per-token KL estimator (registered name).")
+    ref_model: str | None = option(None, help="Reference model directory for --kl-coef.")
+    # Log-probs use logits / temperature, as verl and TRL do: the rollouts' sampling temperature,
+    # so the trained distribution is the sampled one.
+    temperature: float = temperature_option()
+    bf16: bool = option(True, help="bf16 autocast on GPU (CPU always runs fp32).")
+    attn_implementation: str | None = option(None, help="sdpa, eager, flash_attention_2 … (default: the model's).")
+    log_entropy: bool = option(True, help="Log the policy's token entropy.")
+    seed: int = seed_option()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.template_ratio_mask, (tuple, list)) or self.template_ratio_mask is None:
+            self.template_ratio_mask = format_ratio_mask(self.template_ratio_mask)
+        super().__post_init__()
+        bounds = parse_ratio_mask(self.template_ratio_mask)
+        if bounds is not None:
+            low, high = bounds
+            if not 0.0 < low <= 1.0 <= high or not math.isfinite(high):
+                raise ConfigError(f"--template-ratio-mask needs 0 < LOW <= 1 <= HIGH, got {low:g},{high:g}")
+            if self.distill == "none" and bounds != DEFAULT_RATIO_MASK:
+                raise ConfigError("--distill none trains on x̃, so --template-ratio-mask does not apply")
+        if self.kl_coef > 0 and not self.ref_model:
+            raise ConfigError("--kl-coef > 0 needs --ref-model")
+        if not self.temperature > 0:
+            raise ConfigError(f"--temperature must be > 0 for training, got {self.temperature}")
+        if 0 < self.dual_clip <= 1.0:
+            raise ConfigError(f"--dual-clip must be > 1 (0 turns it off), got {self.dual_clip}")
+        if self.clip_low >= 1.0:
+            raise ConfigError(f"--clip-low must be below 1, got {self.clip_low}")
+
+    def check(self) -> None:
+        """The names of registered functions (importing the registries imports torch)."""
+        from . import core_algos as ca
+
+        for lookup, name in ((ca.get_advantage_estimator, self.adv_estimator), (ca.get_policy_loss, self.policy_loss),
+                             (ca.get_kl_penalty, self.kl_penalty)):
+            try:
+                lookup(name)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+
+    @property
+    def ratio_mask(self) -> tuple[float, float] | None:
+        """The template ratio mask's bounds; None when off (always off under ``distill="none"``)."""
+        return None if self.distill == "none" else parse_ratio_mask(self.template_ratio_mask)
+
+    @property
+    def dual_clip_bound(self) -> float | None:
+        return self.dual_clip if self.dual_clip > 0 else None
+
+    def with_schedule(self, stored: dict[str, Any] | None) -> TrainConfig:
+        """Fill unset schedule fields from a checkpoint's stored schedule, then the defaults."""
+        stored = stored or {}
+        return dataclasses.replace(
+            self, **{k: v if (v := getattr(self, k)) is not None else stored.get(k, d) for k, d in SCHEDULE_DEFAULTS.items()}
+        )
+
+    def schedule(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in SCHEDULE_DEFAULTS}
+
+
+def parse_ratio_mask(text: str) -> tuple[float, float] | None:
+    """``"LOW,HIGH"`` → bounds; ``"none"``/``"off"`` → no mask."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        low, high = (float(p) for p in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--template-ratio-mask expects LOW,HIGH (e.g. 0.01,10) or none, got {text!r}") from None
+    return low, high
+
+
+def format_ratio_mask(bounds: tuple[float, float] | list[float] | None) -> str:
+    return "none" if bounds is None else f"{bounds[0]:g},{bounds[1]:g}"
