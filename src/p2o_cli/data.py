@@ -17,7 +17,24 @@ from typing import Any
 
 import orjson
 
+from .config import Config, option
+from .errors import P2OError
 from .records import Problem, RecordError, from_dict, iter_json_lines
+
+
+@dataclass
+class DataConfig(Config):
+    """Where the training problems' fields are and how many to use."""
+
+    problem_field: str | None = option(None, help="Field holding the question (dotted paths allowed).")
+    answer_field: str | None = option(None, help="Field holding the gold answer (dotted paths allowed).")
+    split: str = option("train", help="Split, for a hub dataset.")
+    limit: int | None = option(None, min=1, help="Use only the first N problems.")
+
+
+def load_training_problems(source: str, cfg: DataConfig) -> list[Problem]:
+    return load_problems(source, problem_field=cfg.problem_field, answer_field=cfg.answer_field, split=cfg.split,
+                         limit=cfg.limit)
 
 PROBLEM_FIELDS = ("problem", "question", "Question", "input", "prompt")
 ANSWER_FIELDS = ("answer", "final_answer", "reward_model.ground_truth", "solution")
@@ -74,35 +91,35 @@ def _problem_text(field: str, value: Any) -> str:
     if chat:  # verl: a chat list; the question is the last user turn
         users = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "user"]
         if not users or not isinstance(users[-1], str):
-            raise ValueError(f"field {field!r} is a chat list without a user message")
+            raise P2OError(f"field {field!r} is a chat list without a user message")
         value = users[-1]
     if not isinstance(value, str):
-        raise ValueError(f"field {field!r} must be a string, got {type(value).__name__}")
+        raise P2OError(f"field {field!r} must be a string, got {type(value).__name__}")
     text = strip_instruction(value) if chat or field == "prompt" else value
     if not text.strip():
-        raise ValueError(f"field {field!r} is empty")
+        raise P2OError(f"field {field!r} is empty")
     return text
 
 
 def _answer_text(field: str, value: Any) -> str:
     if field.split(".")[-1] == "solution":
         if not isinstance(value, str) or (boxed := last_boxed(value)) is None:
-            raise ValueError(f"field {field!r} has no \\boxed{{}} answer")
+            raise P2OError(f"field {field!r} has no \\boxed{{}} answer")
         return boxed
     if isinstance(value, list):  # OlympiadBench's final_answer: ["$x$"]
         if not value:
-            raise ValueError(f"field {field!r} is an empty list")
+            raise P2OError(f"field {field!r} is an empty list")
         value = value[0].strip().strip("$") if isinstance(value[0], str) else value[0]
     if isinstance(value, bool):
-        raise ValueError(f"field {field!r} must be a string or a number, got bool")
+        raise P2OError(f"field {field!r} must be a string or a number, got bool")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # amc23 stores 27.0; the gold is "27"
     if isinstance(value, (int, float)):
         return str(value)
     if not isinstance(value, str):
-        raise ValueError(f"field {field!r} must be a string or a number, got {type(value).__name__}")
+        raise P2OError(f"field {field!r} must be a string or a number, got {type(value).__name__}")
     if not value.strip():
-        raise ValueError(f"field {field!r} is empty")
+        raise P2OError(f"field {field!r} is empty")
     return value
 
 
@@ -111,13 +128,13 @@ def _find(row: dict[str, Any], given: str | None, options: Sequence[str], what: 
     if given is not None:
         value = get_field(row, given)
         if value is _MISSING or value is None:
-            raise ValueError(f"no {what} field {given!r}")
+            raise P2OError(f"no {what} field {given!r}")
         return given, value
     for name in options:
         value = get_field(row, name)
         if value is not _MISSING and value is not None:
             return name, value
-    raise ValueError(f"no {what} field (tried: {', '.join(options)})")
+    raise P2OError(f"no {what} field (tried: {', '.join(options)})")
 
 
 # ---------------------------------------------------------------- sources
@@ -216,7 +233,7 @@ def load_problems(
                     raise
                 ifield, ivalue = "id", f"{stem}-{index}"
             if isinstance(ivalue, bool) or not isinstance(ivalue, (str, int)):
-                raise ValueError(f"field {ifield!r} must be a string or an integer")
+                raise P2OError(f"field {ifield!r} must be a string or an integer")
             source_name = row.get("source", row.get("data_source"))
             record = {
                 "id": str(ivalue),
@@ -309,7 +326,7 @@ def load_benchmark(
     path = _local_bench_file(data_dir, name) if data_dir else None
     if bench is None and path is None:
         where = f" and no {name}.jsonl in {data_dir}" if data_dir else " (a custom benchmark needs --data-dir)"
-        raise ValueError(f"unknown benchmark {name!r}{where}; known: {', '.join(BENCHMARKS)}, all")
+        raise P2OError(f"unknown benchmark {name!r}{where}; known: {', '.join(BENCHMARKS)}, all")
     if path is not None:
         problems = load_problems(str(path))
     elif data_dir:

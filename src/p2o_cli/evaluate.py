@@ -16,12 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
+from .config import Config, option, section, seed_option
 from .data import Benchmark, load_benchmark, resolve_bench_names
 from .engines import Engine, ProgressFn
 from .prompts import PromptConfig, render
@@ -33,17 +32,27 @@ if TYPE_CHECKING:
 ProgressFactory = Callable[[str, int], AbstractContextManager[ProgressFn]]
 
 
+# The response limit of ``p2o eval`` when --eval-max-new-tokens is not given (p2o run uses its
+# --max-new-tokens instead).
+EVAL_MAX_NEW_TOKENS = 2048
+
+
 @dataclass
-class EvalConfig:
-    benches: list[str]
-    data_dir: str | None = None
-    n: int | None = None  # samples per problem; None = the benchmark's protocol
-    temperature: float | None = None  # None = the benchmark's protocol
-    top_p: float = 1.0  # ignored (1.0) for greedy runs
-    max_new_tokens: int = 2048
-    seed: int = 0
-    limit: int | None = None
-    prompt: PromptConfig = field(default_factory=PromptConfig)
+class EvalConfig(Config):
+    """Benchmark evaluation: which benchmarks, and any override of their protocols."""
+
+    bench: list[str] = option(default_factory=list, help="Benchmark name (repeatable); 'all' = the six.")
+    data_dir: str | None = option(None, envvar="P2O_DATA_DIR",
+                                  help="Local benchmark files (else $P2O_DATA_DIR, else the Hugging Face hub).")
+    eval_n: int | None = option(None, min=1, help="Samples per eval problem (default: the benchmark's protocol).")
+    eval_temperature: float | None = option(None, min=0.0,
+                                            help="Eval temperature (default: the benchmark's protocol).")
+    eval_top_p: float = option(1.0, above=0.0, max=1.0, help="Eval nucleus mass (ignored for greedy protocols).")
+    eval_max_new_tokens: int | None = option(None, min=1, help="Eval response limit (default: --max-new-tokens in "
+                                                               f"p2o run, {EVAL_MAX_NEW_TOKENS} in p2o eval).")
+    eval_limit: int | None = option(None, min=1, help="First N problems of each benchmark.")
+    seed: int = seed_option()
+    prompt: PromptConfig = section(PromptConfig, shared=True)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -69,10 +78,10 @@ def sample_metrics(correct: Sequence[Sequence[bool]]) -> tuple[float, dict[str, 
 
 def protocol_of(bench: Benchmark, cfg: EvalConfig) -> tuple[int, float, str]:
     """(samples per problem, temperature, label) after the config's overrides."""
-    temperature = bench.temperature if cfg.temperature is None else cfg.temperature
+    temperature = bench.temperature if cfg.eval_temperature is None else cfg.eval_temperature
     if temperature == 0:
         return 1, 0.0, "greedy"  # greedy samples are identical: one is enough
-    n = cfg.n or bench.n
+    n = cfg.eval_n or bench.n
     return n, temperature, f"avg@{n}"
 
 
@@ -86,14 +95,14 @@ def _score_bench(
     progress: ProgressFn | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     n, temperature, label = protocol_of(bench, cfg)
-    top_p = cfg.top_p if temperature > 0 else 1.0
+    top_p = cfg.eval_top_p if temperature > 0 else 1.0
     prompts = [render(tokenizer, p.problem, None, cfg.prompt) for p in problems]
     outputs = engine.generate(
         prompts,
         n=n,
         temperature=temperature,
         top_p=top_p,
-        max_new_tokens=cfg.max_new_tokens,
+        max_new_tokens=cfg.eval_max_new_tokens or EVAL_MAX_NEW_TOKENS,
         seed=cfg.seed,
         progress=progress,
     )
@@ -151,7 +160,7 @@ def evaluate(
     ``progress_factory(description, total)`` instead opens one progress display per benchmark.
     """
     # Load everything first so a bad name fails before any generation.
-    loaded = [load_benchmark(name, cfg.data_dir, cfg.limit) for name in resolve_bench_names(cfg.benches)]
+    loaded = [load_benchmark(name, cfg.data_dir, cfg.eval_limit) for name in resolve_bench_names(cfg.bench)]
     benchmarks: dict[str, Any] = {}
     samples: list[dict[str, Any]] = []
     for bench, problems in loaded:
@@ -168,19 +177,3 @@ def evaluate(
         "config": asdict(cfg),
     }
     return results, samples
-
-
-def results_table(results: dict[str, Any]) -> Table:
-    """Benchmark x accuracy, with the unweighted average as the last row."""
-    table = Table(title="p2o eval")
-    for name, justify in (("Benchmark", "left"), ("Acc %", "right"), ("Problems", "right"),
-                          ("Samples", "right"), ("Protocol", "left"), ("Tokens", "right"),
-                          ("Trunc %", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for name, r in results["benchmarks"].items():
-        protocol = r["protocol"] if r["temperature"] == 0 else f"{r['protocol']} T={r['temperature']:g}"
-        table.add_row(name, f"{r['accuracy']:.1f}", str(r["n_problems"]), str(r["samples_per_problem"]),
-                      protocol, f"{r['mean_response_tokens']:.0f}", f"{r['truncation_rate']:.1f}")
-    table.add_section()
-    table.add_row("Average", f"{results['average']:.1f}", "", "", "", "", "", style="bold")
-    return table

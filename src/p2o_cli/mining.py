@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from .config import Config, option
+from .errors import P2OError
 from .records import Failure, Hard, Rollout
 
 # "At most 1 of 6 correct" (the paper's rule) is mean reward < 0.2 for K=6.
 DEFAULT_TAU = 0.2
+
+
+@dataclass
+class MiningConfig(Config):
+    tau: float = option(DEFAULT_TAU, min=0.0, max=1.0, help="Hard if mean reward < tau (0.2 = at most 1 of 6).")
+    max_failures: int | None = option(None, min=0, help="Failed responses kept per problem (default: all).")
 
 
 def group_rollouts(rollouts: Iterable[Rollout]) -> dict[str, list[Rollout]]:
@@ -28,7 +37,7 @@ def mine_hard(rollouts: Iterable[Rollout], tau: float = DEFAULT_TAU, max_failure
             continue
         first = group[0]
         if first.problem is None or first.answer is None:
-            raise ValueError(f"rollouts for {pid!r} carry no problem/answer text; re-run p2o rollout")
+            raise P2OError(f"rollouts for {pid!r} carry no problem/answer text; re-run p2o rollout")
         failures = [Failure(r.response, r.pred, r.template_id) for r in group if r.reward <= 0]
         hard.append(
             Hard(

@@ -9,24 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .config import Config, option
+
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 Position = Literal["user-prefix", "user-suffix", "system"]
 POSITIONS: tuple[str, ...] = ("user-prefix", "user-suffix", "system")
 
 
 @dataclass
-class PromptConfig:
-    """How a problem becomes a chat prompt."""
+class PromptConfig(Config):
+    """How a problem becomes a chat prompt (the same for x and x̃)."""
 
-    instruction: str = DEFAULT_INSTRUCTION
-    position: str = "user-prefix"
-    system_prompt: str | None = None
+    instruction: str = option(DEFAULT_INSTRUCTION, help="Answer-format instruction appended to each question.")
+    template_position: str = option("user-prefix", choices=POSITIONS,
+                                    help="Where a template goes: user-prefix, user-suffix or system.")
+    system_prompt: str | None = option(None, help="System message (none by default).")
     # Qwen3's thinking switch; passed to the chat template identically for x and x̃.
-    enable_thinking: bool = False
-
-    def __post_init__(self) -> None:
-        if self.position not in POSITIONS:
-            raise ValueError(f"template position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
+    enable_thinking: bool = option(False, help="Qwen3 thinking mode, the same for x and x̃.")
 
 
 def user_content(question: str, instruction: str) -> str:
@@ -38,9 +37,9 @@ def build_messages(question: str, template: str | None, cfg: PromptConfig) -> li
     user = user_content(question, cfg.instruction)
     system = cfg.system_prompt
     if template:
-        if cfg.position == "user-prefix":
+        if cfg.template_position == "user-prefix":
             user = f"{template}\n\n{user}"
-        elif cfg.position == "user-suffix":
+        elif cfg.template_position == "user-suffix":
             user = f"{user}\n\n{template}"
         else:
             system = f"{system}\n\n{template}" if system else template

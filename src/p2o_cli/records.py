@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .errors import P2OError
+
 STDIO = "-"
 
 
@@ -154,35 +156,35 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
                 return _coerce(value, option, name)
             except ValueError:
                 pass
-        raise ValueError(f"field {name!r} has the wrong type ({type(value).__name__})")
+        raise P2OError(f"field {name!r} has the wrong type ({type(value).__name__})")
     if origin is list:
         if not isinstance(value, list):
-            raise ValueError(f"field {name!r} must be a list, got {type(value).__name__}")
+            raise P2OError(f"field {name!r} must be a list, got {type(value).__name__}")
         (item_tp,) = typing.get_args(tp)
         return [_coerce(v, item_tp, f"{name}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"field {name!r} must be an object, got {type(value).__name__}")
+            raise P2OError(f"field {name!r} must be an object, got {type(value).__name__}")
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"field {name!r} must be an object, got {type(value).__name__}")
+            raise P2OError(f"field {name!r} must be an object, got {type(value).__name__}")
         return from_dict(tp, value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"field {name!r} must be a number, got {type(value).__name__}")
+            raise P2OError(f"field {name!r} must be a number, got {type(value).__name__}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"field {name!r} must be an integer, got {type(value).__name__}")
+            raise P2OError(f"field {name!r} must be an integer, got {type(value).__name__}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"field {name!r} must be a string, got {type(value).__name__}")
+            raise P2OError(f"field {name!r} must be a string, got {type(value).__name__}")
         return value
     if tp is Any:
         return value
-    raise ValueError(f"field {name!r}: unsupported type {_type_name(tp)}")
+    raise P2OError(f"field {name!r}: unsupported type {_type_name(tp)}")
 
 
 def from_dict(cls: type[R], obj: dict[str, Any]) -> R:
@@ -193,11 +195,11 @@ def from_dict(cls: type[R], obj: dict[str, Any]) -> R:
         if f.name in obj:
             kwargs[f.name] = _coerce(obj[f.name], hints[f.name], f.name)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ValueError(f"missing field {f.name!r}")
+            raise P2OError(f"missing field {f.name!r}")
     schema = obj.get("schema")
     expected = SCHEMAS.get(cls)
     if schema is not None and expected is not None and schema.split("@")[0] != expected.split("@")[0]:
-        raise ValueError(f"expected a {expected} record, got schema {schema!r}")
+        raise P2OError(f"expected a {expected} record, got schema {schema!r}")
     return cls(**kwargs)
 
 

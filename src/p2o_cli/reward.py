@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from .config import Config, option
 
 # 10x the longest gold answer in our data (210 chars); longer boxes are degenerate generations
 # that would only burn a timeout each.
@@ -28,6 +28,12 @@ _CACHE_LIMIT = 500_000
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _TOKEN = re.compile(r"[^\s$]*")
 _TEXT_MACRO = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+
+
+@dataclass
+class RewardConfig(Config):
+    reward_timeout: float = option(5.0, above=0.0, help="Seconds per answer check (a check running longer scores 0).")
+    strict_format: bool = option(False, help="Reward only responses with exactly one \\boxed{}.")
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,12 @@ def _as_word(answer: str) -> str | None:
 
 
 def _parse_gold(gold: str) -> list:
+    from math_verify import (  # sympy: slow to import
+        ExprExtractionConfig,
+        LatexExtractionConfig,
+        parse,
+    )
+
     # Expr config as well, so plain golds like "1/2" or "x^2+1" parse even outside LaTeX.
     config = [LatexExtractionConfig(), ExprExtractionConfig()]
     return parse(f"\\boxed{{{gold}}}", config, parsing_timeout=None) or parse(
@@ -102,6 +114,8 @@ def _is_correct(pred: str, gold: str) -> bool:
     word = _as_word(gold)
     if word is not None:
         return _as_word(pred) == word
+    from math_verify import LatexExtractionConfig, parse, verify
+
     gold_parsed = _parse_gold(gold)
     # math-verify's own timeouts use signal.alarm, which only works on the main thread.
     pred_parsed = parse(f"\\boxed{{{pred}}}", [LatexExtractionConfig()], parsing_timeout=None)
@@ -303,3 +317,8 @@ def score_many(responses: Sequence[str], golds: Sequence[str], **kw) -> list[Rew
     """One-off batch scoring with a temporary RewardScorer (kw: timeout_s, workers, strict_format)."""
     with RewardScorer(**kw) as scorer:
         return scorer.score(responses, golds)
+
+
+def open_scorer(cfg: RewardConfig) -> RewardScorer:
+    """The process-pool scorer a command uses, with its reward options."""
+    return RewardScorer(timeout_s=cfg.reward_timeout, strict_format=cfg.strict_format)

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .config import (
+    Config,
+    internal,
+    k_option,
+    option,
+    section,
+    seed_option,
+    temperature_option,
+)
 from .engines import Engine, ProgressFn
+from .errors import P2OError
 from .prompts import PromptConfig, render
 from .records import Assignment, Problem, Rollout, Template
 
@@ -15,14 +25,14 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class RolloutConfig:
-    k: int = 6
-    temperature: float = 0.6
-    top_p: float = 1.0
-    max_new_tokens: int = 1024
-    seed: int = 0
-    policy_version: int = 0
-    prompt: PromptConfig = field(default_factory=PromptConfig)
+class RolloutConfig(Config):
+    k: int = k_option()
+    temperature: float = temperature_option()
+    top_p: float = option(1.0, above=0.0, max=1.0, help="Nucleus sampling mass.")
+    max_new_tokens: int = option(1024, min=1, help="Longest response, in tokens.")
+    seed: int = seed_option()
+    policy_version: int = internal(0)  # recorded in each rollout: the train step that sampled it
+    prompt: PromptConfig = section(PromptConfig, shared=True)
 
 
 @dataclass
@@ -64,10 +74,10 @@ def check_assignments(assignments: Mapping[str, Assignment], templates: Mapping[
     """Every assigned template id must exist (raises ValueError naming the first that does not)."""
     for assignment in assignments.values():
         if not assignment.template_ids:
-            raise ValueError(f"assignment for {assignment.id!r} has no template ids")
+            raise P2OError(f"assignment for {assignment.id!r} has no template ids")
         for template_id in assignment.template_ids:
             if template_id not in templates:
-                raise ValueError(f"assignment for {assignment.id!r} names unknown template {template_id!r}")
+                raise P2OError(f"assignment for {assignment.id!r} names unknown template {template_id!r}")
 
 
 def generate_rollouts(

