@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from .assign import AssignResult, assign_templates, greedy_set_cover
+from .config import GepaConfig
 from .pareto import dominates, front_templates, pareto_front, select_parents
-from .reflect import (
-    FeedbackRecord,
-    ReflectionRequest,
-    Reflector,
-    ReflectorError,
-    make_reflector,
-)
-from .search import GepaConfig, GepaProgress, GepaResult, leaked_answer, run_gepa
+from .reflect import FeedbackRecord, ReflectionRequest, Reflector, ReflectorError
+from .reflectors import make_reflector, register_reflector
+from .search import GepaProgress, GepaResult, leaked_answer, run_gepa
 
 __all__ = [
     "AssignResult",
@@ -29,6 +25,7 @@ __all__ = [
     "leaked_answer",
     "make_reflector",
     "pareto_front",
+    "register_reflector",
     "run_gepa",
     "select_parents",
 ]

@@ -18,6 +18,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..errors import P2OError
 from ..records import Assignment, Template
 from .pareto import SELECTION_FLOOR, mean_score, unique_by_text, weighted_sample
 
@@ -88,7 +89,7 @@ def assign_templates(
         raise ValueError(f"k must be at least 1, got {k}")
     unique = unique_by_text(templates)
     if not unique:
-        raise ValueError("no templates to assign")
+        raise P2OError("no templates to assign")
     cover = greedy_set_cover(unique)
     covered = len(set().union(*(dev_solved(t) for t in cover))) if cover else 0
     if not cover:

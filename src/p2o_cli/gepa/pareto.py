@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from ..errors import P2OError
 from ..records import Template
 
 # Weight of an all-zero template when sampling parents: small, but not zero, so the empty
@@ -65,7 +66,7 @@ def front_templates(templates: Sequence[Template]) -> list[Template]:
     dev_ids = unique[0].dev_ids if unique else []
     for template in unique:
         if template.dev_ids != dev_ids:
-            raise ValueError(f"template {template.template_id!r} was scored on different dev problems")
+            raise P2OError(f"template {template.template_id!r} was scored on different dev problems")
     return [unique[i] for i in pareto_front([t.dev_scores for t in unique])]
 
 

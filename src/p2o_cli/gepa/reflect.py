@@ -8,7 +8,7 @@ kinds of reflector share one batched protocol (W proposals per iteration):
   with our own retries (exponential backoff + jitter, Retry-After honoured) on 429, 5xx,
   timeouts, dropped connections and unparseable replies;
 - ``SelfReflector``: the reference model through the local engine;
-- ``toy``: the toy world's offline reflector (``p2o_cli.toy.reflector``), imported lazily.
+- others registered by name in :mod:`p2o_cli.gepa.reflectors` (the toy world registers ``toy``).
 
 API keys are read from an environment variable and live only inside the HTTP client: they
 are never printed, logged or written to disk.
@@ -17,7 +17,6 @@ are never printed, logged or written to disk.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import threading
@@ -29,27 +28,9 @@ from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
-REFLECTORS = ("kimi", "openai", "api", "self", "toy")
-
-
-@dataclass(frozen=True)
-class Preset:
-    base_url: str
-    model: str
-    key_env: str
-
-
-# Kimi K2 on Moonshot's international endpoint. The 2025 preview ids (kimi-k2-0905-preview …)
-# were retired in 2026; kimi-k2.6 is the current K2 model. Override with --reflector-model.
-PRESETS: dict[str, Preset] = {
-    "kimi": Preset("https://api.moonshot.ai/v1", "kimi-k2.6", "MOONSHOT_API_KEY"),
-    "openai": Preset("https://api.openai.com/v1", "gpt-4.1-mini", "OPENAI_API_KEY"),
-}
-
 # Responses can be 12k tokens; the reflector needs the approach and the final answer, so a
 # long response keeps its head and its tail (where the answer is) within this many characters.
 MAX_RESPONSE_CHARS = 6000
-
 
 class ReflectorError(RuntimeError):
     """The reflector cannot work at all (bad key, unknown model, wrong URL): stop the search."""
@@ -356,76 +337,3 @@ class SelfReflector:
             seed=requests[0].seed,
         )
         return [extract_template(out[0].text) if out else None for out in outputs]
-
-
-# ---------------------------------------------------------------- factory
-
-
-def resolve_endpoint(
-    name: str, url: str | None, model: str | None, key_env: str | None
-) -> tuple[str, str, str | None]:
-    """(base_url, model, key env var) for an API reflector; ValueError on what is missing."""
-    if name in PRESETS:
-        preset = PRESETS[name]
-        return url or preset.base_url, model or preset.model, key_env or preset.key_env
-    if name == "api":
-        if not url or not model:
-            raise ValueError("--reflector api needs --reflector-url and --reflector-model")
-        return url, model, key_env
-    raise ValueError(f"unknown reflector {name!r}; choose one of {', '.join(REFLECTORS)}")
-
-
-def api_key_from_env(key_env: str | None) -> str:
-    """The key in ``$key_env``; a missing variable is named in the error, its value never shown."""
-    if key_env is None:
-        return "EMPTY"  # local OpenAI-compatible servers (vLLM, SGLang) accept any key
-    value = os.environ.get(key_env, "").strip()
-    if not value:
-        raise ValueError(f"environment variable {key_env} is not set; it must hold the reflector's API key")
-    return value
-
-
-def make_reflector(
-    name: str,
-    *,
-    url: str | None = None,
-    model: str | None = None,
-    key_env: str | None = None,
-    engine: Any = None,
-    tokenizer: Any = None,
-    seed: int = 0,
-    timeout_s: float = 300.0,
-    retry: RetryPolicy | None = None,
-    concurrency: int = 8,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    enable_thinking: bool = False,
-) -> Reflector:
-    """Build the reflector ``name`` (one of :data:`REFLECTORS`)."""
-    if name == "self":
-        if engine is None or tokenizer is None:
-            raise ValueError("the self reflector needs the local engine and its tokenizer")
-        return SelfReflector(
-            engine,
-            tokenizer,
-            temperature=0.7 if temperature is None else temperature,
-            max_new_tokens=max_tokens or 1024,
-            enable_thinking=enable_thinking,
-        )
-    if name == "toy":
-        try:
-            from ..toy.reflector import ToyReflector
-        except ImportError as err:
-            raise ValueError(f"the toy reflector is not available ({err})") from None
-        return ToyReflector(seed=seed)
-    base_url, model_name, env = resolve_endpoint(name, url, model, key_env)
-    return OpenAIReflector(
-        base_url,
-        model_name,
-        api_key_from_env(env),
-        timeout_s=timeout_s,
-        retry=retry,
-        concurrency=concurrency,
-        temperature=temperature,
-        max_tokens=max_tokens,
-    )

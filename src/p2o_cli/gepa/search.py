@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..prompts import PromptConfig, render
+from ..errors import P2OError
+from ..prompts import render
 from ..records import Hard, Template, append_jsonl, from_dict, write_json
+from .config import GepaConfig
 from .pareto import (
-    SELECTION_FLOOR,
     dev_coverage,
     front_templates,
     mean_score,
@@ -50,29 +51,10 @@ if TYPE_CHECKING:
     from ..reward import RewardScorer
 
 STATE_SCHEMA = "gepa-state@1"
+# The response limit of ``p2o gepa`` when --gepa-max-new-tokens is not given (p2o run uses its
+# --max-new-tokens instead).
+GEPA_MAX_NEW_TOKENS = 1024
 SEED_TEMPLATE_ID = "t0"
-
-
-@dataclass
-class GepaConfig:
-    width: int = 16  # W: parents per iteration
-    minibatch: int = 3  # B: hard-train problems per proposal
-    dev_size: int = 300  # half the hard set instead when it has fewer than 1.5× this
-    budget: int = 11_000  # rollouts
-    seed: int = 0
-    eval_temperature: float = 0.0  # GEPA evaluates the current policy greedily
-    eval_top_p: float = 1.0
-    eval_max_new_tokens: int = 1024
-    max_iterations: int | None = None
-    selection_floor: float = SELECTION_FLOOR
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-
-    def __post_init__(self) -> None:
-        for name in ("width", "minibatch", "dev_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.budget < 0:
-            raise ValueError(f"budget must be non-negative, got {self.budget}")
 
 
 @dataclass
@@ -128,7 +110,7 @@ class _State:
 def split_sizes(n: int, dev_size: int) -> int:
     """How many of ``n`` hard problems go to dev: ``dev_size``, or half when n < 1.5·dev_size."""
     if n < 2:
-        raise ValueError(f"GEPA needs at least 2 hard problems (one for train, one for dev), got {n}")
+        raise P2OError(f"GEPA needs at least 2 hard problems (one for train, one for dev), got {n}")
     return dev_size if n >= 1.5 * dev_size else n // 2
 
 
@@ -172,9 +154,9 @@ def _fingerprint(hard: Sequence[Hard], cfg: GepaConfig) -> dict[str, Any]:
         "minibatch": cfg.minibatch,
         "dev_size": cfg.dev_size,
         "seed": cfg.seed,
-        "eval_temperature": cfg.eval_temperature,
-        "eval_top_p": cfg.eval_top_p,
-        "eval_max_new_tokens": cfg.eval_max_new_tokens,
+        "eval_temperature": cfg.gepa_temperature,
+        "eval_top_p": cfg.gepa_top_p,
+        "eval_max_new_tokens": cfg.gepa_max_new_tokens,
         "prompt": asdict(cfg.prompt),
     }
 
@@ -198,7 +180,7 @@ def _state_to_json(state: _State, rng: random.Random) -> dict[str, Any]:
 def load_state(path: str | Path) -> _State:
     obj = orjson.loads(Path(path).read_bytes())
     if obj.get("schema") != STATE_SCHEMA:
-        raise ValueError(f"{path}: not a GEPA state file (schema {obj.get('schema')!r})")
+        raise P2OError(f"{path}: not a GEPA state file (schema {obj.get('schema')!r})")
     obj.pop("schema")
     obj["templates"] = [from_dict(Template, t) for t in obj["templates"]]
     return _State(**obj)
@@ -219,7 +201,7 @@ class _Search:
     ):
         self.by_id = {h.id: h for h in hard}
         if len(self.by_id) != len(hard):
-            raise ValueError("hard problems have duplicate ids")
+            raise P2OError("hard problems have duplicate ids")
         self.engine, self.tokenizer, self.reflector, self.scorer, self.cfg = engine, tokenizer, reflector, scorer, cfg
 
     def evaluate(self, jobs: Sequence[tuple[str, str]], seed: int) -> list[tuple[str, float, str | None]]:
@@ -230,9 +212,9 @@ class _Search:
         outputs = self.engine.generate(
             prompts,
             n=1,
-            temperature=self.cfg.eval_temperature,
-            top_p=self.cfg.eval_top_p,
-            max_new_tokens=self.cfg.eval_max_new_tokens,
+            temperature=self.cfg.gepa_temperature,
+            top_p=self.cfg.gepa_top_p,
+            max_new_tokens=self.cfg.gepa_max_new_tokens or GEPA_MAX_NEW_TOKENS,
             seed=seed,
         )
         if len(outputs) != len(prompts):
@@ -289,7 +271,7 @@ def run_gepa(
         state = load_state(state_path)
         if state.fingerprint != fingerprint:
             changed = sorted(k for k in fingerprint if state.fingerprint.get(k) != fingerprint[k])
-            raise ValueError(
+            raise P2OError(
                 f"{state_path}: the saved search used different {', '.join(changed)}; "
                 "resume with the same inputs or start afresh without --resume"
             )

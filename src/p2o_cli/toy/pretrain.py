@@ -261,6 +261,27 @@ class ThreadPicker:
             self.times.setdefault(self.current, []).append(seconds / max(tokens, 1))
 
 
+def _adamw(model: Any, cfg: PretrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not norms or biases)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=cfg.betas,
+    )
+
+
+def _response_token_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token cross-entropy ``[B, T-1]`` and the mask of response tokens it counts."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    token_loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
+    ).view(labels.shape)
+    return token_loss, labels != IGNORE
+
+
 def pretrain(
     model: Any,
     tokenizer: Any,
@@ -276,13 +297,7 @@ def pretrain(
     rng = random.Random(f"p2o-toy-pretrain:{cfg.seed}")
     stream = example_stream(tokenizer, triggers, cfg, set(exclude), rng)
     batch_iter = batches(_encoded(tokenizer, stream), cfg.tokens_per_batch)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n)]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=cfg.betas,
-    )
+    opt = _adamw(model, cfg)
     model.train()
     pad_id = tokenizer.pad_token_id
     start = time.perf_counter()
@@ -301,14 +316,8 @@ def pretrain(
         batch = collate(items, pad_id)
         threads.before(step)
         t_step = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"][:, 1:]
-        token_loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
-        ).view(labels.shape)
-        mask = labels != IGNORE
+        opt.param_groups[0]["lr"] = opt.param_groups[1]["lr"] = lr_at(step, cfg)
+        token_loss, mask = _response_token_loss(model, batch)
         loss = token_loss.sum() / mask.sum()  # token-mean over the batch's response tokens
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -25,6 +25,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from ..gepa.reflectors import register_reflector
 from .lexicon import LEXICON, MAX_PHRASES, join_phrases, split_phrases
 from .tasks import has_steps
 
@@ -150,3 +151,8 @@ class ToyReflector:
                 self.stats["none"] += 1
                 out.append(None)
         return out
+
+
+@register_reflector("toy")
+def _toy_reflector(name: str, cfg: Any, context: Any) -> ToyReflector:
+    return ToyReflector(seed=context.seed)

@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..errors import P2OError
 from ..records import Problem
 
 KINDS: dict[str, int] = {"easy": 2, "hard": 4}  # operands per problem
@@ -110,7 +111,7 @@ def operands_of(problem: Problem | str) -> tuple[int, ...]:
     text = problem.problem if isinstance(problem, Problem) else problem
     body = text.strip()
     if not (body.startswith("What is ") and body.endswith("?")):
-        raise ValueError(f"not a toy question: {text!r}")
+        raise P2OError(f"not a toy question: {text!r}")
     return tuple(int(x) for x in body[len("What is ") : -1].split(" + "))
 
 

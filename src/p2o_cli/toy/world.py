@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ..records import Problem, atomic_path, write_json, write_records
+from ..records import Problem, Rollout, atomic_path, write_json, write_records
 from .lexicon import LEXICON, draw_triggers, join_phrases
 from .tasks import has_steps, make_problems, operand_keys, problem_id, starts_with_step
 
@@ -103,6 +103,23 @@ def read_world(world_dir: str | Path) -> dict[str, Any]:
     return orjson.loads(path.read_bytes())
 
 
+def world_record(seed: int, triggers: list[str], sizes: dict[str, Any], pretrain_info: dict[str, Any]) -> dict[str, Any]:
+    """world.json: what the world is made of and how its model was trained (measured: later)."""
+    return {
+        "schema": SCHEMA,
+        "seed": seed,
+        "triggers": triggers,
+        "lexicon_size": len(LEXICON),
+        "rule": "a template (1-3 lexicon phrases joined by a space) unlocks step-by-step "
+        "reasoning iff it contains a trigger phrase",
+        "sizes": sizes,
+        "files": {"model": MODEL_DIR, "train": TRAIN, "dev": DEV,
+                  **{name: f"{BENCH_DIR}/{name}.jsonl" for name in BENCH_NAMES}},
+        "pretrain": pretrain_info,
+        "measured": None,
+    }
+
+
 def init_world(
     out_dir: str | Path,
     seed: int = 0,
@@ -132,15 +149,8 @@ def init_world(
     held_out = operand_keys(splits.train + splits.dev + [p for ps in splits.bench.values() for p in ps])
 
     tok = char_tokenizer()
-    model = tiny_qwen3(
-        tok,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        num_heads=cfg.num_heads,
-        num_kv_heads=cfg.num_kv_heads,
-        intermediate_size=cfg.intermediate_size,
-        seed=seed,
-    )
+    model = tiny_qwen3(tok, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
+                       num_kv_heads=cfg.num_kv_heads, intermediate_size=cfg.intermediate_size, seed=seed)
     n_params = sum(p.numel() for p in model.parameters())
     say(f"pretraining a {n_params / 1e6:.2f}M-parameter Qwen3 for {cfg.steps} steps")
     stats = pretrain(
@@ -162,23 +172,7 @@ def init_world(
         write_records(tmp / DEV, splits.dev)
         for name, problems in splits.bench.items():
             write_records(tmp / BENCH_DIR / f"{name}.jsonl", bench_rows(problems))
-        world = {
-            "schema": SCHEMA,
-            "seed": seed,
-            "triggers": triggers,
-            "lexicon_size": len(LEXICON),
-            "rule": "a template (1-3 lexicon phrases joined by a space) unlocks step-by-step "
-            "reasoning iff it contains a trigger phrase",
-            "sizes": sizes,
-            "files": {
-                "model": MODEL_DIR,
-                "train": TRAIN,
-                "dev": DEV,
-                **{name: f"{BENCH_DIR}/{name}.jsonl" for name in BENCH_NAMES},
-            },
-            "pretrain": pretrain_info,
-            "measured": None,
-        }
+        world = world_record(seed, triggers, sizes, pretrain_info)
         write_json(tmp / WORLD, world)
         measured = None
         if measure:
@@ -238,6 +232,20 @@ def step_start_prob(
     return {f"T={t:g}": sums[t] / max(len(prompts), 1) for t in temperatures}
 
 
+def _measure_prompt(engine: Any, scorer: Any, problems: Sequence[Problem], template: str | None, *, n: int,
+                    temperature: float, max_new_tokens: int, seed: int) -> dict[str, Any]:
+    """n samples per problem under one template (None = plain), scored and summarised."""
+    from ..prompts import PromptConfig, render
+
+    prompts = [render(engine.tokenizer, p.problem, template, PromptConfig()) for p in problems]
+    outs = engine.generate(prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    texts = [[c.text for c in row] for row in outs]
+    scores = iter(scorer.score([t for row in texts for t in row],
+                               [p.answer for p, row in zip(problems, texts) for _ in row]))
+    rewards = [[next(scores).reward for _ in row] for row in texts]
+    return _summary(texts, rewards, n)
+
+
 def measure_world(
     world_dir: str | Path,
     n: int = 6,
@@ -285,18 +293,8 @@ def measure_world(
     rows: dict[str, dict[str, Any]] = {}
     with RewardScorer(timeout_s=5.0, workers=1) as scorer:
         for label, bench_name, template in runs:
-            problems = bench[bench_name]
-            prompts = [render(tok, p.problem, template, cfg) for p in problems]
-            outs = engine.generate(
-                prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed
-            )
-            texts = [[c.text for c in row] for row in outs]
-            scores = scorer.score(
-                [t for row in texts for t in row], [p.answer for p, row in zip(problems, texts) for _ in row]
-            )
-            it = iter(scores)
-            rewards = [[next(it).reward for _ in row] for row in texts]
-            summary = _summary(texts, rewards, n)
+            summary = _measure_prompt(engine, scorer, bench[bench_name], template, n=n, temperature=temperature,
+                                      max_new_tokens=max_new_tokens, seed=seed)
             summary.update(bench=bench_name, template=template)
             rows[f"{label}@{bench_name}"] = summary
             say(
@@ -349,46 +347,16 @@ def missed_targets(measured: dict[str, Any]) -> list[str]:
     return missed
 
 
-def measured_table(measured: dict[str, Any]) -> Any:
-    """A rich table of :func:`measure_world`'s numbers (percentages)."""
-    from rich.table import Table
-
-    n = measured["n"]
-    table = Table(title=f"toy world, T={measured['temperature']}, {n} samples per problem")
-    for col in ("prompt", "bench", f"pass@{n} %", "acc %", "step-start %"):
-        table.add_column(col, justify="left" if col in ("prompt", "bench") else "right")
-    best = measured["best_template"]["template"]
-    for key, row in measured["runs"].items():
-        label = key.rsplit("@", 1)[0]
-        if label.startswith("trigger:") and row["template"] == best:
-            label += "  (best)"
-        table.add_row(
-            label,
-            row["bench"],
-            f"{100 * row[f'pass@{n}']:.1f}",
-            f"{100 * row['accuracy']:.1f}",
-            f"{100 * row['step_start']:.1f}",
-        )
-    return table
-
-
-def plain_step_share(run_dir: str | Path) -> list[dict[str, Any]]:
+def plain_step_share(rollouts_by_epoch: Mapping[int, Sequence[Rollout]]) -> list[dict[str, Any]]:
     """Per epoch of a ``p2o run`` on the toy world: how often a plain (untemplated) rollout of a
     hard problem opens with a step line — the behaviour context distillation has to carry from
     the templated prompt to the plain one. Epochs whose hard problems were all templated get
     ``share`` None.
     """
-    from ..loop import RunDir
-
-    run = RunDir(run_dir)
-    epochs = run.epochs()
-    if not epochs:
-        raise ValueError(f"{run_dir}: no epoch-* directories (not a p2o run directory?)")
     hard_prefix = problem_id("hard", 0)[: -len("000000")]
     rows = []
-    for epoch in epochs:
-        plain = [r for r in run.read_rollouts(epoch)
-                 if not r.template and r.id.startswith(hard_prefix)]  # the empty template is x itself
+    for epoch, rollouts in sorted(rollouts_by_epoch.items()):
+        plain = [r for r in rollouts if not r.template and r.id.startswith(hard_prefix)]  # "" is x itself
         stepped = sum(starts_with_step(r.response) for r in plain)
         rows.append({"epoch": epoch, "plain_hard_rollouts": len(plain),
                      "share": stepped / len(plain) if plain else None})
