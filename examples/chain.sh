@@ -30,6 +30,6 @@ p2o mine-hard --rollouts "$work/rollouts.jsonl" --tau 0.2 --out "$work/hard.json
 p2o rollout --model "$work/model" --data "$work/problems.jsonl" --k 6 --temperature 1.0 \
     --max-new-tokens 32 --out - | p2o mine-hard --rollouts - --out - > "$work/hard-piped.jsonl"
 
-p2o eval --model "$work/model" --bench toy-add --data-dir "$work/bench" --n 4 \
-    --max-new-tokens 32 --out "$work/results.json"
+p2o eval --model "$work/model" --bench toy-add --data-dir "$work/bench" --eval-n 4 \
+    --eval-max-new-tokens 32 --out "$work/results.json"
 echo "outputs in $work: rollouts.jsonl hard.jsonl hard-piped.jsonl results.json results.samples.jsonl"

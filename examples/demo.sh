@@ -13,7 +13,7 @@ if [ ! -f "$world/world.json" ]; then
 fi
 
 common=(--config "$config" --model "$world/model" --data "$world/train.jsonl"
-        --eval-data-dir "$world/bench" --seed "$seed")
+        --data-dir "$world/bench" --seed "$seed")
 run() {  # run NAME FLAGS...: fresh, or resumed if a previous demo was interrupted
     local name=$1; shift
     local out="$work/runs-$seed/$name"

@@ -54,7 +54,7 @@ def test_chain_through_files(tmp_path, tiny_model_dir, problems) -> None:
     shutil.copy(problems, bench / "toy-q.jsonl")
     out = tmp_path / "results.json"
     result = invoke("eval", "--model", str(tiny_model_dir), "--bench", "toy-q", "--data-dir", str(bench),
-                    "--n", "2", "--max-new-tokens", "8", "--out", str(out))
+                    "--eval-n", "2", "--eval-max-new-tokens", "8", "--out", str(out))
     assert result.exit_code == 0, result.output
     results = orjson.loads(out.read_bytes())
     assert results["benchmarks"]["toy-q"]["n_problems"] == 4
@@ -83,8 +83,8 @@ def test_chain_through_pipes(tmp_path, tiny_model_dir, problems) -> None:
 def test_eval_reads_the_shared_benchmarks(tmp_path, tiny_model_dir, shared_data) -> None:
     out = tmp_path / "results.json"
     result = invoke("eval", "--model", str(tiny_model_dir), "--bench", "aime24", "--bench", "math500",
-                    "--data-dir", str(shared_data / "bench" / "normalized"), "--limit", "2", "--n", "1",
-                    "--max-new-tokens", "4", "--out", str(out))
+                    "--data-dir", str(shared_data / "bench" / "normalized"), "--eval-limit", "2", "--eval-n", "1",
+                    "--eval-max-new-tokens", "4", "--out", str(out))
     assert result.exit_code == 0, result.output
     results = orjson.loads(out.read_bytes())
     assert set(results["benchmarks"]) == {"aime24", "math500"}

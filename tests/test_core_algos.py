@@ -369,12 +369,14 @@ def test_entropy_from_logits():
 
 
 def test_advantage_registry_and_custom_registration():
+    from p2o_cli.rl import registry
+
     assert {"grpo", "dr_grpo", "grpo_no_std"} <= set(ca.known_advantage_estimators())
     with pytest.raises(ValueError, match=r"unknown advantage estimator 'ppo'; known: dr_grpo, grpo, grpo_no_std"):
         ca.compute_advantages("ppo", t([1.0]), ["a"])
 
     @ca.register_advantage_estimator("test_raw")
-    def raw(rewards: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def raw(rewards: torch.Tensor, index: torch.Tensor, norm_by_std: bool = True, eps: float = 1e-6) -> torch.Tensor:
         return rewards * 2
 
     try:
@@ -382,7 +384,7 @@ def test_advantage_registry_and_custom_registration():
         with pytest.raises(ValueError, match="already registered"):
             ca.register_advantage_estimator("grpo")(raw)
     finally:
-        ca._ADVANTAGE_ESTIMATORS.pop("test_raw")
+        registry._ADVANTAGE_ESTIMATORS.pop("test_raw")
     assert "test_raw" not in ca.known_advantage_estimators()
     assert ca.known_kl_penalties() == ["k1", "k2", "k3", "kl", "low_var_kl", "mse"]
     assert ca.get_kl_penalty("kl") is ca.get_kl_penalty("k1")

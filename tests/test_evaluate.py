@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from p2o_cli.cli.display import results_table
 from p2o_cli.engines import Completion
 from p2o_cli.evaluate import (
     EvalConfig,
     evaluate,
     pass_at_k,
-    results_table,
     sample_metrics,
 )
 from p2o_cli.reward import RewardScorer
@@ -98,7 +98,7 @@ def test_avg16_protocol_accuracy_and_pass_at_k(tmp_path: Path, scorer) -> None:
     golds = toy_bench(tmp_path, "toy-hard", 4)
     correct = [16, 8, 1, 0]
     engine = FakeEngine(golds, dict(zip(golds, correct)))
-    cfg = EvalConfig(benches=["toy-hard"], data_dir=str(tmp_path), top_p=0.95, max_new_tokens=64)
+    cfg = EvalConfig(bench=["toy-hard"], data_dir=str(tmp_path), eval_top_p=0.95, eval_max_new_tokens=64)
     results, samples = evaluate(engine, char_tokenizer(), cfg, scorer)
     r = results["benchmarks"]["toy-hard"]
     assert engine.calls == [{"n": 16, "temperature": 0.6, "top_p": 0.95, "prompts": 4}]
@@ -112,7 +112,7 @@ def test_avg16_protocol_accuracy_and_pass_at_k(tmp_path: Path, scorer) -> None:
     assert r["mean_response_tokens"] == pytest.approx((sum(correct) * 10 + wrong * 64) / 64)
     assert r["source"] == str((tmp_path / "toy-hard.jsonl").resolve())
     assert results["average"] == pytest.approx(r["accuracy"])
-    assert results["config"]["benches"] == ["toy-hard"] and results["config"]["prompt"]["enable_thinking"] is False
+    assert results["config"]["bench"] == ["toy-hard"] and results["config"]["prompt"]["enable_thinking"] is False
 
     assert len(samples) == 64
     first = samples[0]
@@ -129,7 +129,7 @@ def test_avg16_protocol_accuracy_and_pass_at_k(tmp_path: Path, scorer) -> None:
 def test_greedy_protocol_forces_one_sample_and_top_p_1(tmp_path: Path, scorer) -> None:
     golds = toy_bench(tmp_path, "toy-big", 100)
     engine = FakeEngine(golds, {q: int(i < 37) for i, q in enumerate(golds)})
-    cfg = EvalConfig(benches=["toy-big"], data_dir=str(tmp_path), top_p=0.9, n=8)
+    cfg = EvalConfig(bench=["toy-big"], data_dir=str(tmp_path), eval_top_p=0.9, eval_n=8)
     results, samples = evaluate(engine, char_tokenizer(), cfg, scorer)
     r = results["benchmarks"]["toy-big"]
     assert engine.calls == [{"n": 1, "temperature": 0.0, "top_p": 1.0, "prompts": 100}]
@@ -151,14 +151,14 @@ def test_overrides_average_and_table(tmp_path: Path, scorer) -> None:
         seen.append((description, total))
         yield lambda n, tokens: done.append(n)
 
-    cfg = EvalConfig(benches=["toy-hard,toy-hard", "toy-hard"], data_dir=str(tmp_path), n=4, temperature=1.0, limit=2)
+    cfg = EvalConfig(bench=["toy-hard,toy-hard", "toy-hard"], data_dir=str(tmp_path), eval_n=4, eval_temperature=1.0, eval_limit=2)
     results, _ = evaluate(engine, char_tokenizer(), cfg, scorer, progress_factory=factory)
     r = results["benchmarks"]["toy-hard"]
     assert (r["protocol"], r["samples_per_problem"], r["temperature"], r["n_problems"]) == ("avg@4", 4, 1.0, 2)
     assert r["accuracy"] == pytest.approx(75.0)
     assert seen == [("eval toy-hard", 8)] and sum(done) == 8
 
-    cfg = EvalConfig(benches=["toy-hard"], data_dir=str(tmp_path), temperature=0.0)
+    cfg = EvalConfig(bench=["toy-hard"], data_dir=str(tmp_path), eval_temperature=0.0)
     greedy, _ = evaluate(engine, char_tokenizer(), cfg, scorer)
     assert greedy["benchmarks"]["toy-hard"]["protocol"] == "greedy"
     assert greedy["benchmarks"]["toy-hard"]["accuracy"] == pytest.approx(200 / 3)
@@ -176,7 +176,7 @@ def test_unknown_bench_fails_before_generating(tmp_path: Path, scorer) -> None:
     golds = toy_bench(tmp_path, "toy-hard", 2)
     engine = FakeEngine(golds, dict.fromkeys(golds, 1))
     with pytest.raises(ValueError, match="unknown benchmark 'nope'"):
-        evaluate(engine, char_tokenizer(), EvalConfig(benches=["toy-hard", "nope"], data_dir=str(tmp_path)), scorer)
+        evaluate(engine, char_tokenizer(), EvalConfig(bench=["toy-hard", "nope"], data_dir=str(tmp_path)), scorer)
     assert engine.calls == []
 
 
@@ -188,7 +188,7 @@ def test_real_benchmark_golds_verify_against_themselves(shared_data: Path, score
     names = ["aime24", "amc23", "math500", "minerva_math", "olympiadbench"]
     golds = {p.problem: p.answer for name in names for p in load_benchmark(name, normalized, limit=5)[1]}
     engine = FakeEngine(golds, dict.fromkeys(golds, 16))
-    cfg = EvalConfig(benches=names, data_dir=normalized, n=2, limit=5)
+    cfg = EvalConfig(bench=names, data_dir=normalized, eval_n=2, eval_limit=5)
     results, samples = evaluate(engine, char_tokenizer(), cfg, scorer)
     assert {name: r["accuracy"] for name, r in results["benchmarks"].items()} == dict.fromkeys(names, 100.0)
     assert results["average"] == 100.0 and len(samples) == 5 * 2 * 2 + 15
@@ -202,7 +202,7 @@ def test_tiny_hf_model_end_to_end(tmp_path: Path, tiny_model_dir: Path, scorer) 
 
     toy_bench(tmp_path, "toy-hard", 3)
     engine = load_engine("hf", str(tiny_model_dir), device="cpu", batch_size=8)
-    cfg = EvalConfig(benches=["toy-hard"], data_dir=str(tmp_path), n=2, max_new_tokens=8, seed=1)
+    cfg = EvalConfig(bench=["toy-hard"], data_dir=str(tmp_path), eval_n=2, eval_max_new_tokens=8, seed=1)
     results, samples = evaluate(engine, engine.tokenizer, cfg, scorer)
     r = results["benchmarks"]["toy-hard"]
     assert (r["n_problems"], r["samples_per_problem"], r["accuracy"]) == (3, 2, 0.0)

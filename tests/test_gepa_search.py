@@ -91,7 +91,7 @@ class SkillReflector:
 
 
 def config(**kw) -> GepaConfig:
-    base = {"width": 2, "minibatch": 2, "dev_size": 4, "budget": 60, "seed": 5, "eval_max_new_tokens": 16}
+    base = {"width": 2, "minibatch": 2, "dev_size": 4, "budget": 60, "seed": 5, "gepa_max_new_tokens": 16}
     base.update(kw)
     return GepaConfig(**base)
 
@@ -269,7 +269,7 @@ def test_gepa_and_assign_commands(tmp_path, tiny_model_dir, monkeypatch) -> None
     write_records(hard, [Hard(f"q{i}", f"What is {i}+{i}?", str(2 * i), [0.0] * 3, 0.0) for i in range(4)])
     out, metrics = tmp_path / "templates.jsonl", tmp_path / "metrics.jsonl"
     args = ["gepa", "--hard", str(hard), "--model", str(tiny_model_dir), "--reflector", "toy", "--out", str(out),
-            "--width", "2", "--minibatch", "1", "--dev-size", "300", "--budget", "8", "--max-new-tokens", "4",
+            "--width", "2", "--minibatch", "1", "--dev-size", "300", "--budget", "8", "--gepa-max-new-tokens", "4",
             "--metrics", str(metrics), "--seed", "1"]
     result = runner.invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from p2o_cli.loop import RunConfig, load_config_file
+from p2o_cli.config import build, read_config_file
+from p2o_cli.loop import RunConfig
 from p2o_cli.records import Assignment, Hard, Template, read_records
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -36,7 +37,7 @@ def run_args(model: Path, world: Path, out: Path, *extra: str) -> list[str]:
         "--out", str(out), "--epochs", "2", "--batch-size", "4", "--k", "2", "--max-new-tokens", "6",
         "--temperature", "1.0", "--lr", "1e-3", "--min-hard", "2", "--reflector", "toy", "--width", "2",
         "--minibatch", "2", "--budget", "16", "--dev-size", "2", "--gepa-max-new-tokens", "6",
-        "--eval-bench", "toy-mini", "--eval-data-dir", str(world / "bench"), "--eval-n", "1",
+        "--bench", "toy-mini", "--data-dir", str(world / "bench"), "--eval-n", "1",
         "--eval-temperature", "0", "--eval-every", "2", "--save-every", "1", "--keep-last", "2", *extra,
     ]
 
@@ -60,7 +61,7 @@ def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, wo
     evals = [r for r in rows if "eval/toy-mini/accuracy" in r]
     assert [r["training/step"] for r in evals] == [0, 2, 4]
     config = orjson.loads((straight / "config.json").read_bytes())
-    assert config["batch_size"] == 4 and config["reflector"] == "toy"
+    assert config["batch_size"] == 4 and config["reflector"]["reflector"] == "toy"
     state = orjson.loads((straight / "state.json").read_bytes())
     assert state["done"] and state["step"] == 4 and state["epoch"] == 2
     assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["step-3", "step-4"]
@@ -109,19 +110,19 @@ def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, wo
 def test_config_file_and_validation(tmp_path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('[run]\nmodel = "m"\ndata = "d.jsonl"\nbatch-size = 8\neval_bench = ["toy-hard"]\n')
-    values = load_config_file(path)
-    assert values == {"model": "m", "data": "d.jsonl", "batch_size": 8, "eval_bench": ["toy-hard"]}
-    assert RunConfig(**values).batch_size == 8
+    values = read_config_file(path, RunConfig)
+    assert values == {"model": "m", "data": "d.jsonl", "batch_size": 8, "bench": ["toy-hard"]}
+    assert build(RunConfig, values).batch_size == 8
     path.write_text('[run]\nbatchsize = 8\n')
     with pytest.raises(ValueError, match="unknown key 'batchsize'"):
-        load_config_file(path)
+        read_config_file(path, RunConfig)
     with pytest.raises(ValueError, match="--mini-batches cannot exceed --batch-size"):
-        RunConfig(model="m", data="d", batch_size=1, mini_batches=2)
+        build(RunConfig, {"model": "m", "data": "d", "batch_size": 1, "mini_batches": 2})
     # objective options are checked when the config is built, before any model or data loads
     with pytest.raises(ValueError, match="--templated-baseline must be one of group, plain"):
-        RunConfig(model="m", data="d", templated_baseline="mean")
+        build(RunConfig, {"model": "m", "data": "d", "templated_baseline": "mean"})
     with pytest.raises(ValueError, match="--template-ratio-mask"):
-        RunConfig(model="m", data="d", template_ratio_mask="5,1")
+        build(RunConfig, {"model": "m", "data": "d", "template_ratio_mask": "5,1"})
 
 
 def test_bad_flag_values_exit_2(tmp_path, tiny_model_dir, world) -> None:

@@ -20,7 +20,7 @@ def test_plain_prompt_is_chatml_with_instruction(tokenizer) -> None:
 
 @pytest.mark.parametrize("position", ["user-prefix", "user-suffix", "system"])
 def test_empty_template_is_byte_identical(tokenizer, position: str) -> None:
-    cfg = PromptConfig(position=position, system_prompt="Be exact." if position == "system" else None)
+    cfg = PromptConfig(template_position=position, system_prompt="Be exact." if position == "system" else None)
     assert render(tokenizer, Q, "", cfg) == render(tokenizer, Q, None, cfg)
 
 
@@ -34,18 +34,18 @@ def test_user_prefix_inserts_one_block_before_question(tokenizer) -> None:
 
 def test_user_suffix_and_system_positions() -> None:
     z = "Z!"
-    suffix = build_messages(Q, z, PromptConfig(position="user-suffix"))
+    suffix = build_messages(Q, z, PromptConfig(template_position="user-suffix"))
     assert suffix == [{"role": "user", "content": f"{Q}\n{DEFAULT_INSTRUCTION}\n\nZ!"}]
-    system = build_messages(Q, z, PromptConfig(position="system", system_prompt="S"))
+    system = build_messages(Q, z, PromptConfig(template_position="system", system_prompt="S"))
     assert system[0] == {"role": "system", "content": "S\n\nZ!"}
     assert system[1]["content"] == f"{Q}\n{DEFAULT_INSTRUCTION}"
-    alone = build_messages(Q, z, PromptConfig(position="system"))
+    alone = build_messages(Q, z, PromptConfig(template_position="system"))
     assert alone[0] == {"role": "system", "content": "Z!"}
 
 
 def test_bad_position_is_rejected() -> None:
-    with pytest.raises(ValueError, match="template position must be one of"):
-        PromptConfig(position="middle")
+    with pytest.raises(ValueError, match="--template-position must be one of"):
+        PromptConfig(template_position="middle")
 
 
 def test_thinking_flag_reaches_the_chat_template(tokenizer) -> None:

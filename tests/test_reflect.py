@@ -14,7 +14,6 @@ import pytest
 
 from p2o_cli.engines import Completion
 from p2o_cli.gepa.reflect import (
-    PRESETS,
     FeedbackRecord,
     OpenAIReflector,
     ReflectionRequest,
@@ -22,9 +21,9 @@ from p2o_cli.gepa.reflect import (
     RetryPolicy,
     SelfReflector,
     extract_template,
-    make_reflector,
     meta_prompt,
 )
+from p2o_cli.gepa.reflectors import PRESETS, make_reflector
 
 SECRET = "sk-test-secret-0123456789"
 TEMPLATE = "Check each case separately and add the parts at the end."

@@ -328,6 +328,7 @@ def test_toy_trace_counts_plain_hard_rollouts_that_open_with_a_step(tmp_path: Pa
 
     from p2o_cli.cli import app
     from p2o_cli.records import Rollout, write_records
+    from p2o_cli.loop import RunDir
     from p2o_cli.toy.world import plain_step_share
 
     def rollout(pid: str, k: int, response: str, template: str | None = None) -> Rollout:
@@ -346,7 +347,7 @@ def test_toy_trace_counts_plain_hard_rollouts_that_open_with_a_step(tmp_path: Pa
     ])
     write_records(run / "epoch-1" / "rollouts-0000.jsonl", [rollout("toy-hard-000001", 0, "9", template="Stay calm.")])
     # 1 of the 3 plain hard rollouts opens with a step line; epoch 1 has none
-    assert plain_step_share(run) == [{"epoch": 0, "plain_hard_rollouts": 3, "share": 1 / 3},
+    assert plain_step_share(RunDir(run).rollouts_by_epoch()) == [{"epoch": 0, "plain_hard_rollouts": 3, "share": 1 / 3},
                                      {"epoch": 1, "plain_hard_rollouts": 0, "share": None}]
     result = CliRunner().invoke(app, ["toy", "trace", str(run)])
     assert result.exit_code == 0 and "33.3%" in result.output

@@ -141,7 +141,7 @@ def vengine(vmodel):
 
 def eval_args(model: Path, bench: Path, out: Path, engine: str, *extra: str) -> list[str]:
     return ["eval", "--model", str(model), "--bench", "tiny", "--data-dir", str(bench), "--out", str(out),
-            "--temperature", "0", "--max-new-tokens", str(MAX_NEW), "--instruction", "", "--engine", engine, *extra]
+            "--eval-temperature", "0", "--eval-max-new-tokens", str(MAX_NEW), "--instruction", "", "--engine", engine, *extra]
 
 
 def read_eval(out: Path) -> tuple[dict, list[dict]]:
@@ -370,7 +370,8 @@ def test_eval_openai_scores_equal_hf(server, vmodel, bench_dir, hf_eval, tmp_pat
 
 def test_reflector_against_the_server(server) -> None:
     from p2o_cli.engines.openai_client import make_client, with_retries
-    from p2o_cli.gepa.reflect import FeedbackRecord, ReflectionRequest, make_reflector
+    from p2o_cli.gepa.reflect import FeedbackRecord, ReflectionRequest
+    from p2o_cli.gepa.reflectors import make_reflector
 
     client = make_client(server, timeout=60)
     reply = with_retries(lambda: client.chat.completions.create(
@@ -401,7 +402,7 @@ def test_run_loop_with_vllm_engine(vmodel, bench_dir, tmp_path) -> None:
         "--epochs", "1", "--batch-size", "4", "--k", "2", "--max-new-tokens", "12", "--temperature", "1.0",
         "--lr", "1e-3", "--min-hard", "2", "--reflector", "toy", "--width", "2", "--minibatch", "2",
         "--budget", "8", "--dev-size", "2", "--gepa-max-new-tokens", "8", "--instruction", "",
-        "--eval-bench", "tiny", "--eval-data-dir", str(bench_dir), "--eval-n", "1", "--eval-temperature", "0",
+        "--bench", "tiny", "--data-dir", str(bench_dir), "--eval-n", "1", "--eval-temperature", "0",
         "--eval-every", "2", "--save-every", "1", "--keep-last", "1")
     metrics = [orjson.loads(line) for line in (out / "metrics.jsonl").read_bytes().splitlines()]
     steps = [r for r in metrics if "actor/pg_loss" in r]

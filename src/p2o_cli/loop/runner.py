@@ -23,236 +23,28 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from .data import load_problems
-from .engines import Engine
-from .mining import mine_hard
-from .prompts import PromptConfig
-from .records import (
+from ..config import to_dict
+from ..data import load_training_problems
+from ..engines import Engine
+from ..errors import P2OError
+from ..mining import mine_hard
+from ..records import (
     Assignment,
     Hard,
     Problem,
     Rollout,
     Template,
-    append_jsonl,
     iter_json_lines,
     read_records,
     write_json,
     write_records,
 )
-from .rollout import RolloutConfig, generate_rollouts
-
-
-@dataclass
-class RunConfig:
-    """Every key of a run; each is also a ``p2o run`` flag (``--batch-size`` for ``batch_size``)."""
-
-    model: str = ""
-    data: str = ""
-    out: str = "runs/p2o"
-    name: str | None = None
-    # Data.
-    problem_field: str | None = None
-    answer_field: str | None = None
-    limit: int | None = None
-    # Policy phase.
-    epochs: int = 5
-    batch_size: int = 128
-    k: int = 6
-    temperature: float = 0.6
-    top_p: float = 1.0
-    max_new_tokens: int = 12288
-    lr: float = 1e-6
-    warmup_ratio: float = 0.05
-    min_lr_ratio: float = 0.0
-    mini_batches: int = 2
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    dual_clip: float = 3.0
-    loss_agg: str = "token-mean"
-    max_grad_norm: float = 1.0
-    max_tokens_per_micro_batch: int = 16384
-    gradient_checkpointing: bool = False
-    distill: str = "original"
-    template_ratio_mask: str = "0.01,10"
-    templated_baseline: str = "group"
-    tau: float = 0.2
-    # Prompt phase.
-    no_gepa: bool = False
-    min_hard: int = 100
-    reflector: str = "kimi"
-    reflector_url: str | None = None
-    reflector_model: str | None = None
-    reflector_key_env: str | None = None
-    width: int = 16
-    minibatch: int = 3
-    budget: int = 11000
-    dev_size: int = 300
-    gepa_max_new_tokens: int | None = None
-    same_template_in_group: bool = False
-    # Evaluation and checkpoints.
-    eval_bench: list[str] = field(default_factory=list)
-    eval_data_dir: str | None = None
-    eval_every: int = 0
-    eval_n: int | None = None
-    eval_temperature: float | None = None
-    eval_max_new_tokens: int | None = None
-    save_every: int = 1
-    keep_last: int = 2
-    # Engine and prompts.
-    engine: str = "auto"
-    device: str = "auto"
-    gen_batch_size: int = 64
-    instruction: str | None = None
-    template_position: str = "user-prefix"
-    enable_thinking: bool = False
-    reward_timeout: float = 5.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.model or not self.data:
-            raise ValueError("a run needs --model and --data (or a --config that sets them)")
-        for name in ("epochs", "batch_size", "k", "mini_batches", "keep_last"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.mini_batches > self.batch_size:
-            raise ValueError("--mini-batches cannot exceed --batch-size")
-        self.train_config(total_steps=1)  # the objective's options fail here, before any loading
-
-    def prompt_config(self) -> PromptConfig:
-        cfg = PromptConfig(position=self.template_position, enable_thinking=self.enable_thinking)
-        if self.instruction is not None:
-            cfg.instruction = self.instruction
-        return cfg
-
-    def train_config(self, total_steps: int) -> Any:
-        from .rl.trainer import TrainConfig, parse_ratio_mask
-
-        return TrainConfig(
-            lr=self.lr,
-            warmup_ratio=self.warmup_ratio,
-            total_steps=total_steps,
-            min_lr_ratio=self.min_lr_ratio,
-            max_grad_norm=self.max_grad_norm,
-            mini_batches=self.mini_batches,
-            max_tokens_per_micro_batch=self.max_tokens_per_micro_batch,
-            gradient_checkpointing=self.gradient_checkpointing,
-            distill=self.distill,
-            template_ratio_mask=None if self.distill == "none" else parse_ratio_mask(self.template_ratio_mask),
-            templated_baseline=self.templated_baseline,
-            clip_low=self.clip_low,
-            clip_high=self.clip_high,
-            dual_clip=self.dual_clip if self.dual_clip > 0 else None,
-            loss_agg=self.loss_agg,
-            temperature=self.temperature,
-            seed=self.seed,
-        )
-
-    def gepa_config(self, epoch: int) -> Any:
-        from .gepa.search import GepaConfig
-
-        return GepaConfig(
-            width=self.width,
-            minibatch=self.minibatch,
-            dev_size=self.dev_size,
-            budget=self.budget,
-            seed=self.seed * 1000 + epoch,
-            eval_max_new_tokens=self.gepa_max_new_tokens or self.max_new_tokens,
-            prompt=self.prompt_config(),
-        )
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Keys of a TOML file (``[run]`` table or top level), dashes read as underscores."""
-    import tomllib
-
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: {err}") from None
-    table = data.get("run", data)
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            raise ValueError(f"{path}: unknown key {key!r}")
-        out[name] = value
-    return out
-
-
-# ---------------------------------------------------------------- run directory
-
-
-@dataclass
-class RunState:
-    epoch: int = 0
-    batch: int = 0  # next batch of ``epoch`` to run
-    step: int = 0  # train steps done
-    checkpoint: str | None = None
-    # Templates and assignments in force for ``epoch`` (files in the run dir), if any.
-    templates: str | None = None
-    assignments: str | None = None
-    done: bool = False
-
-
-class RunDir:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    def epoch_dir(self, epoch: int) -> Path:
-        path = self.root / f"epoch-{epoch}"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def epochs(self) -> list[int]:
-        """The epochs that have a directory, in order (creates nothing)."""
-        numbers = (p.name.removeprefix("epoch-") for p in self.root.glob("epoch-*") if p.is_dir())
-        return sorted(int(n) for n in numbers if n.isdigit())
-
-    def read_rollouts(self, epoch: int) -> list[Rollout]:
-        """Every rollout of an epoch, in batch order."""
-        files = sorted((self.root / f"epoch-{epoch}").glob("rollouts-*.jsonl"))
-        return [r for f in files for r in read_records(f, Rollout, unique=False)]
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def state_path(self) -> Path:
-        return self.root / "state.json"
-
-    def read_state(self) -> RunState:
-        if not self.state_path.is_file():
-            raise ValueError(f"{self.root}: nothing to resume (no state.json)")
-        return RunState(**orjson.loads(self.state_path.read_bytes()))
-
-    def write_state(self, state: RunState) -> None:
-        write_json(self.state_path, dataclasses.asdict(state))
-
-    def log(self, row: dict[str, Any]) -> None:
-        append_jsonl(self.metrics, row)
-
-    def truncate_metrics(self, state: RunState) -> None:
-        """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
-        if not self.metrics.is_file():
-            return
-        kept = [
-            row
-            for _, row in iter_json_lines(self.metrics)
-            if row.get("training/step", 0) <= state.step and row.get("epoch", 0) <= state.epoch
-            and not (row.get("epoch", 0) == state.epoch and "epoch/hard_count" in row)
-        ]
-        write_records(self.metrics, kept)
-
+from ..rollout import generate_rollouts
+from .config import RunConfig
+from .rundir import RunDir, RunState
 
 # ---------------------------------------------------------------- the loop
 
@@ -280,68 +72,70 @@ class P2ORun:
             self.dir.truncate_metrics(self.state)
         else:
             if self.dir.state_path.exists():
-                raise ValueError(f"{cfg.out}: a run already lives here; use --resume {cfg.out} or a new --out")
+                raise P2OError(f"{cfg.out}: a run already lives here; use --resume {cfg.out} or a new --out")
             self.state = RunState()
             self.dir.root.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir.root / "config.json", dataclasses.asdict(cfg))
-        self.problems = load_problems(cfg.data, problem_field=cfg.problem_field, answer_field=cfg.answer_field,
-                                      limit=cfg.limit)
+        write_json(self.dir.root / "config.json", to_dict(cfg))
+        self.problems = load_training_problems(cfg.data, cfg.problems)
         if not self.problems:
-            raise ValueError(f"{cfg.data}: no problems")
+            raise P2OError(f"{cfg.data}: no problems")
         self.batches_per_epoch = -(-len(self.problems) // cfg.batch_size)
         self._open_models()
 
     # ------------------------------------------------------------ set-up
 
     def _open_models(self) -> None:
-        from .reward import RewardScorer
-        from .rl.trainer import PolicyTrainer
+        from ..reward import open_scorer
+        from ..rl.trainer import PolicyTrainer
 
         cfg = self.cfg
         start = self.state.checkpoint or cfg.model
         total = cfg.epochs * self.batches_per_epoch
-        self.trainer = PolicyTrainer.from_checkpoint(start, cfg.train_config(total))
+        self.trainer = PolicyTrainer.from_checkpoint(start, dataclasses.replace(cfg.train, total_steps=total))
         self.tokenizer = self.trainer.tokenizer
         self.engine = self._make_engine()
-        self.scorer = RewardScorer(timeout_s=cfg.reward_timeout)
+        self.scorer = open_scorer(cfg.reward)
         self._reflector: Any = None
         self._in_step = False
 
     def _make_engine(self) -> Engine:
-        from .engines import resolve_engine
+        from ..engines import resolve_engine
 
-        self.engine_name = resolve_engine(self.cfg.engine)
-        if self.engine_name == "openai":
-            raise ValueError("p2o run trains the policy, so it needs an engine it can update: hf or vllm")
+        self.engine_name = resolve_engine(self.cfg.engine.engine)
         if self.engine_name == "hf":
-            from .engines.hf import HFEngine
+            from ..engines.hf import HFEngine
 
             # The engine samples the trainer's own model object: no weight copy after a step.
             return HFEngine(self.trainer.model, self.tokenizer, device=str(self.trainer.accelerator.device),
-                            batch_size=self.cfg.gen_batch_size)
-        from .engines import load_engine
+                            batch_size=self.cfg.engine.gen_batch_size)
+        from ..engines import load_engine
 
-        engine = load_engine(self.engine_name, self.state.checkpoint or self.cfg.model, device=self.cfg.device,
-                             batch_size=self.cfg.gen_batch_size)
+        engine = load_engine(self.engine_name, self.state.checkpoint or self.cfg.model, device=self.cfg.engine.device,
+                             batch_size=self.cfg.engine.gen_batch_size)
         engine.update_weights(self.trainer.model.state_dict())
         return engine
 
     def reflector(self) -> Any:
         if self._reflector is None:
-            from .gepa.reflect import make_reflector
+            from ..gepa.reflectors import ReflectorContext, reflector_from_config
 
             engine = tokenizer = None
-            if self.cfg.reflector == "self":
-                from .engines.hf import HFEngine
+            if self.cfg.reflector.reflector == "self":
+                from ..engines.hf import HFEngine
 
                 # "self" reflects with the initial policy, kept frozen beside the trained one.
-                engine = HFEngine(self.cfg.model, device=self.cfg.device, batch_size=self.cfg.gen_batch_size)
+                engine = HFEngine(self.cfg.model, device=self.cfg.engine.device,
+                                  batch_size=self.cfg.engine.gen_batch_size)
                 tokenizer = engine.tokenizer
-            self._reflector = make_reflector(
-                self.cfg.reflector, url=self.cfg.reflector_url, model=self.cfg.reflector_model,
-                key_env=self.cfg.reflector_key_env, engine=engine, tokenizer=tokenizer, seed=self.cfg.seed,
-            )
+            context = ReflectorContext(self.cfg.seed, self.cfg.rollout.prompt.enable_thinking, engine, tokenizer)
+            self._reflector = reflector_from_config(self.cfg.reflector, context)
         return self._reflector
+
+    def gepa_config(self, epoch: int) -> Any:
+        """This epoch's GEPA settings: a fresh seed each epoch, responses as long as the rollouts'."""
+        gepa = self.cfg.gepa
+        return dataclasses.replace(gepa, seed=self.cfg.seed * 1000 + epoch,
+                                   gepa_max_new_tokens=gepa.gepa_max_new_tokens or self.cfg.rollout.max_new_tokens)
 
     def close(self) -> None:
         self.scorer.close()
@@ -366,10 +160,8 @@ class P2ORun:
                     templates: dict[str, Template]) -> list[Hard]:
         cfg = self.cfg
         t0 = time.perf_counter()
-        rollout_cfg = RolloutConfig(
-            k=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-            seed=cfg.seed * 100_003 + self.state.step, policy_version=self.state.step, prompt=cfg.prompt_config(),
-        )
+        rollout_cfg = dataclasses.replace(cfg.rollout, seed=cfg.seed * 100_003 + self.state.step,
+                                          policy_version=self.state.step)
         rollouts = generate_rollouts(self.engine, self.tokenizer, batch, rollout_cfg, self.scorer, assignments,
                                      templates)
         t1 = time.perf_counter()
@@ -380,7 +172,7 @@ class P2ORun:
         self.state.step += 1
         self.state.batch += 1
         self._in_step = False
-        hard = mine_hard(rollouts, tau=cfg.tau)
+        hard = mine_hard(rollouts, tau=cfg.mining.tau, max_failures=cfg.mining.max_failures)
         edir = self.dir.epoch_dir(epoch)
         write_records(edir / f"rollouts-{index:04d}.jsonl", rollouts)
         write_records(edir / f"hard-{index:04d}.jsonl", hard)
@@ -397,14 +189,11 @@ class P2ORun:
         return hard
 
     def evaluate(self) -> dict[str, float]:
-        from .evaluate import EvalConfig, evaluate
+        from ..evaluate import evaluate
 
         cfg = self.cfg
-        eval_cfg = EvalConfig(
-            benches=list(cfg.eval_bench), data_dir=cfg.eval_data_dir, n=cfg.eval_n,
-            temperature=cfg.eval_temperature, max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens,
-            seed=cfg.seed, prompt=cfg.prompt_config(),
-        )
+        eval_cfg = dataclasses.replace(cfg.eval,
+                                       eval_max_new_tokens=cfg.eval.eval_max_new_tokens or cfg.rollout.max_new_tokens)
         results, _ = evaluate(self.engine, self.tokenizer, eval_cfg, self.scorer)
         scores = {f"eval/{name}/accuracy": r["accuracy"] for name, r in results["benchmarks"].items()}
         self.dir.log({"training/step": self.state.step, "epoch": self.state.epoch, **scores})
@@ -414,21 +203,21 @@ class P2ORun:
 
     def prompt_phase(self, epoch: int, hard: list[Hard]) -> None:
         """GEPA + assignment on this epoch's hard set; sets the templates for the next epoch."""
-        from .gepa.assign import assign_templates
-        from .gepa.pareto import dev_coverage
-        from .gepa.search import run_gepa
-        from .gepa.view import live_front
-        from .progress import interactive
+        from ..gepa.assign import assign_templates
+        from ..gepa.pareto import dev_coverage
+        from ..gepa.search import run_gepa
+        from ..gepa.view import live_front
+        from ..progress import interactive
 
         cfg = self.cfg
         edir = self.dir.epoch_dir(epoch)
-        self.say(f"epoch {epoch}: GEPA on {len(hard)} hard problems (budget {cfg.budget} rollouts)")
+        self.say(f"epoch {epoch}: GEPA on {len(hard)} hard problems (budget {cfg.gepa.budget} rollouts)")
         with live_front(interactive()) as on_iteration:
             result = run_gepa(hard, self.engine, self.tokenizer, self.reflector(), self.scorer,
-                              cfg.gepa_config(epoch), state_path=edir / "gepa-state.json",
+                              self.gepa_config(epoch), state_path=edir / "gepa-state.json",
                               metrics_path=edir / "gepa-metrics.jsonl", on_iteration=on_iteration, resume=True)
-        assigned = assign_templates([h.id for h in hard], result.templates, cfg.k, seed=cfg.seed + epoch,
-                                    same_template_in_group=cfg.same_template_in_group,
+        assigned = assign_templates([h.id for h in hard], result.templates, cfg.assign.k, seed=cfg.seed + epoch,
+                                    same_template_in_group=cfg.assign.same_template_in_group,
                                     plain_rewards={h.id: h.rewards for h in hard})
         write_records(edir / "templates.jsonl", result.templates)
         write_records(edir / "assignments.jsonl", assigned.assignments)
@@ -446,7 +235,7 @@ class P2ORun:
     def save(self) -> None:
         ckpt_root = self.dir.root / "checkpoints"
         path = ckpt_root / f"step-{self.state.step}"
-        self.trainer.save(path, extra_config={"run": dataclasses.asdict(self.cfg)})
+        self.trainer.save(path, extra_config={"run": to_dict(self.cfg)})
         self.state.checkpoint = str(path)
         self.dir.write_state(self.state)
         steps = sorted((int(p.name.split("-")[1]), p) for p in ckpt_root.glob("step-*") if p.name[5:].isdigit())
@@ -458,7 +247,7 @@ class P2ORun:
     def run(self) -> RunSummary:
         cfg = self.cfg
         final_eval: dict[str, float] = {}
-        if self.state.step == 0 and self.state.batch == 0 and self.state.epoch == 0 and cfg.eval_bench:
+        if self.state.step == 0 and self.state.batch == 0 and self.state.epoch == 0 and cfg.eval.bench:
             final_eval = self.evaluate()
         try:
             while self.state.epoch < cfg.epochs:
@@ -467,7 +256,7 @@ class P2ORun:
                 batches = self.batches(epoch)
                 while self.state.batch < len(batches):
                     self.policy_step(epoch, self.state.batch, batches[self.state.batch], assignments, templates)
-                    if cfg.eval_bench and cfg.eval_every and self.state.step % cfg.eval_every == 0:
+                    if cfg.eval.bench and cfg.eval_every and self.state.step % cfg.eval_every == 0:
                         final_eval = self.evaluate()
                     if cfg.save_every and self.state.step % cfg.save_every == 0:
                         self.save()
@@ -487,7 +276,7 @@ class P2ORun:
                 self.say("interrupted: saving a checkpoint to resume from")
                 self.save()
             raise
-        if cfg.eval_bench and (not cfg.eval_every or self.state.step % cfg.eval_every):
+        if cfg.eval.bench and (not cfg.eval_every or self.state.step % cfg.eval_every):
             final_eval = self.evaluate()
         self.state.done = True
         self.dir.write_state(self.state)
@@ -511,63 +300,3 @@ def rollout_metrics(rollouts: Sequence[Rollout]) -> dict[str, float]:
         "rollout/templated_frac": len(templated) / max(len(rollouts), 1),
         "rollout/truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / max(len(rollouts), 1),
     }
-
-
-HELP: dict[str, str] = {
-    "model": "Initial policy: model directory or hub id.",
-    "data": "Training problems: JSONL/JSON/parquet file or hub id.",
-    "out": "Run directory (created).",
-    "name": "Run name in reports (default: the directory name).",
-    "problem_field": "Field holding the question.",
-    "answer_field": "Field holding the gold answer.",
-    "limit": "Use only the first N training problems.",
-    "epochs": "Passes over the training set.",
-    "batch_size": "Problems per train step.",
-    "k": "Rollouts per problem (the GRPO group).",
-    "temperature": "Rollout sampling temperature (also the trainer's logit temperature).",
-    "top_p": "Rollout nucleus mass.",
-    "max_new_tokens": "Longest rollout response.",
-    "lr": "Peak learning rate.",
-    "warmup_ratio": "Fraction of all train steps spent warming up.",
-    "min_lr_ratio": "Cosine floor as a fraction of --lr.",
-    "mini_batches": "Optimizer updates per rollout batch (2 = one-step off-policy).",
-    "clip_low": "PPO clip below 1.",
-    "clip_high": "PPO clip above 1 (clip-higher when > --clip-low).",
-    "dual_clip": "Dual-clip bound for negative advantages (0 = off).",
-    "loss_agg": "token-mean, seq-mean-token-mean or seq-mean-token-sum.",
-    "max_grad_norm": "Gradient clipping norm.",
-    "max_tokens_per_micro_batch": "Token budget of one micro-batch (bounds peak memory).",
-    "gradient_checkpointing": "Recompute activations in backward.",
-    "distill": "original (gradient on x: context distillation) or none (train on x̃: the ablation).",
-    "template_ratio_mask": "LOW,HIGH bounds on π(y|x)/π(y|x̃) per token, or 'none'.",
-    "templated_baseline": "Templated groups' advantage baseline: group (the K templated rollouts) or plain (with the rewards that made the problem hard).",
-    "tau": "Hard if mean reward < tau (0.2 = at most 1 of 6).",
-    "no_gepa": "Skip the prompt phase: the GRPO baseline.",
-    "min_hard": "Run GEPA at epoch end only with at least this many hard problems.",
-    "reflector": "kimi, openai, self, toy, or a custom endpoint with --reflector-url.",
-    "reflector_url": "OpenAI-compatible base URL of the reflection model.",
-    "reflector_model": "Model name at the reflector endpoint.",
-    "reflector_key_env": "Environment variable holding the reflector's API key.",
-    "width": "W: parents per GEPA iteration.",
-    "minibatch": "B: hard-train problems per proposal.",
-    "budget": "GEPA budget in rollouts.",
-    "dev_size": "GEPA dev-set size (half the hard set when smaller than 1.5x).",
-    "gepa_max_new_tokens": "Response limit in GEPA evaluations (default --max-new-tokens).",
-    "same_template_in_group": "One template for all K rollouts of a problem (ablation).",
-    "eval_bench": "Benchmark to evaluate without templates (repeatable).",
-    "eval_data_dir": "Local benchmark directory (else P2O_DATA_DIR, else the hub).",
-    "eval_every": "Evaluate every N train steps (0 = start and end only).",
-    "eval_n": "Samples per eval problem (default: the benchmark's protocol).",
-    "eval_temperature": "Eval temperature (default: the benchmark's protocol).",
-    "eval_max_new_tokens": "Eval response limit (default --max-new-tokens).",
-    "save_every": "Checkpoint every N train steps (and at each epoch end).",
-    "keep_last": "Checkpoints kept.",
-    "engine": "Rollout engine: auto (vllm when CUDA and vllm are present, else hf), hf or vllm.",
-    "device": "auto, cpu, cuda …",
-    "gen_batch_size": "Sequences per generate call (hf engine).",
-    "instruction": "Answer-format instruction appended to each question.",
-    "template_position": "user-prefix, user-suffix or system.",
-    "enable_thinking": "Qwen3 thinking mode.",
-    "reward_timeout": "Seconds per answer check.",
-    "seed": "Random seed.",
-}

@@ -1,0 +1,81 @@
+"""One map from exceptions to what the user sees and the exit status.
+
+The user's mistakes (:class:`~p2o_cli.errors.P2OError`, bad record files, unreadable paths, a server
+that cannot be reached, a corrupt weights file) print one line and exit 2. Anything else is a bug
+in p2o: it exits 1 with a one-line summary and says how to see the traceback (``P2O_DEBUG=1`` or
+``p2o --debug``), which then prints in full.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+EXIT_BUG = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+MAX_MESSAGE_CHARS = 500  # an error line never echoes a huge value back
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("P2O_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[:MAX_MESSAGE_CHARS] + " …"
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Exception types that mean "fix your input"; library types only if their library is loaded."""
+    from ..errors import P2OError
+    from ..records import RecordError
+
+    types: list[type[BaseException]] = [P2OError, RecordError, OSError]
+    if "openai" in sys.modules:
+        import openai
+
+        types += [openai.APIConnectionError, openai.AuthenticationError, openai.NotFoundError,
+                  openai.PermissionDeniedError]
+    if "safetensors" in sys.modules:
+        from safetensors import SafetensorError
+
+        types.append(SafetensorError)
+    return tuple(types)
+
+
+def describe(err: BaseException) -> tuple[int, str]:
+    """(exit status, message) for an exception that escaped a command."""
+    message = _first_line(err)
+    if isinstance(err, _user_error_types()):
+        if type(err).__name__ == "SafetensorError":
+            message = f"corrupt or truncated weights file: {message}"
+        return EXIT_BAD_INPUT, message
+    return EXIT_BUG, f"internal error ({type(err).__name__}): {message}"
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Run a command body; turn what escapes it into one line on stderr and an exit status."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except KeyboardInterrupt:
+        typer.echo("p2o: interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as err:  # noqa: BLE001 - this is the one place that decides what the user sees
+        code, message = describe(err)
+        if debug_enabled():
+            traceback.print_exc()
+        typer.echo(f"p2o: error: {message}", err=True)
+        if code == EXIT_BUG and not debug_enabled():
+            typer.echo("p2o: this is a bug in p2o; run again with P2O_DEBUG=1 (or p2o --debug …) to see the "
+                       "traceback, and report it", err=True)
+        raise typer.Exit(code) from None

@@ -1,0 +1,45 @@
+"""``p2o eval``: a checkpoint on benchmarks, each with its paper protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config, model_option, option, section
+from ..engines.config import EngineConfig
+from ..evaluate import EvalConfig
+from ..reward import RewardConfig
+from .app import app
+from .options import command
+
+
+@dataclass
+class EvalJob(Config):
+    model: str = model_option()
+    out: str = option("results.json", help="results.json; per-sample JSONL is written beside it.")
+    eval: EvalConfig = section(EvalConfig)
+    engine: EngineConfig = section(EngineConfig)
+    reward: RewardConfig = section(RewardConfig)
+
+
+@command(app, "eval", EvalJob)
+def eval_command(job: EvalJob) -> None:
+    """Evaluate a checkpoint with each benchmark's protocol (avg@16 at T=0.6 under 100 problems, else greedy)."""
+    from ..engines import open_engine
+    from ..errors import UsageError
+    from ..evaluate import evaluate
+    from ..progress import console, generation_progress
+    from ..records import write_json, write_records
+    from ..reward import open_scorer
+    from .common import quiet_libraries, samples_path
+    from .display import results_table
+
+    if not job.eval.bench:
+        raise UsageError("missing --bench (a benchmark name, or all)")
+    quiet_libraries()
+    engine = open_engine(job.model, job.engine)
+    with open_scorer(job.reward) as scorer:
+        results, samples = evaluate(engine, engine.tokenizer, job.eval, scorer, progress_factory=generation_progress)
+    results["model"] = job.model
+    write_records(samples_path(job.out), samples)
+    write_json(job.out, results)
+    console.print(results_table(results))

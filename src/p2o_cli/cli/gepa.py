@@ -1,0 +1,76 @@
+"""``p2o gepa``: evolve instruction templates on a hard set."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import typer
+
+from ..config import Config, model_option, option, section
+from ..engines.config import EngineConfig
+from ..gepa.config import GepaConfig, ReflectorConfig
+from ..reward import RewardConfig
+from .app import app
+from .options import command
+
+
+@dataclass
+class GepaJob(Config):
+    hard: str = option("", required=True, help="Hard problems JSONL from p2o mine-hard (- = stdin).")
+    model: str = model_option("The policy whose templates are evolved: model directory or hub id.")
+    out: str = option("templates.jsonl", help="templates.jsonl: every kept template with its dev scores.")
+    metrics: str | None = option(None, help="Append per-iteration metrics (JSONL) here.")
+    state: str | None = option(None, help="Search state file (default: OUT.state.json).")
+    resume: bool = option(False, help="Continue the search saved in the state file.")
+    gepa: GepaConfig = section(GepaConfig)
+    reflector: ReflectorConfig = section(ReflectorConfig)
+    engine: EngineConfig = section(EngineConfig)
+    reward: RewardConfig = section(RewardConfig)
+
+
+@command(app, "gepa", GepaJob)
+def gepa_command(job: GepaJob) -> None:
+    """Evolve instruction templates on hard problems with GEPA (reflective prompt evolution)."""
+    from ..engines import open_engine
+    from ..errors import UsageError
+    from ..gepa.reflect import ReflectorError
+    from ..gepa.reflectors import ReflectorContext, reflector_from_config
+    from ..gepa.search import GEPA_MAX_NEW_TOKENS, run_gepa
+    from ..gepa.view import live_front
+    from ..progress import interactive
+    from ..records import STDIO, Hard, read_records, write_records
+    from ..reward import open_scorer
+    from .common import quiet_libraries
+
+    if job.out == STDIO and job.state is None:
+        raise UsageError("--out - needs an explicit --state file")
+    state_path = job.state or f"{job.out}.state.json"
+    problems = read_records(job.hard, Hard)
+    cfg = dataclasses.replace(job.gepa, gepa_max_new_tokens=job.gepa.gepa_max_new_tokens or GEPA_MAX_NEW_TOKENS)
+    thinking = cfg.prompt.enable_thinking
+    # An API reflector is built before the model loads, so a missing key fails at once.
+    context = ReflectorContext(seed=cfg.seed, enable_thinking=thinking)
+    reflector = None if job.reflector.reflector == "self" else reflector_from_config(job.reflector, context)
+    quiet_libraries()
+    engine = open_engine(job.model, job.engine)
+    if reflector is None:
+        own = job.reflector.reflector_model
+        ref = open_engine(own, job.engine) if own else engine
+        context.engine, context.tokenizer = ref, ref.tokenizer
+        reflector = reflector_from_config(job.reflector, context)
+    with open_scorer(job.reward) as scorer, live_front(interactive()) as on_iteration:
+        try:
+            result = run_gepa(problems, engine, engine.tokenizer, reflector, scorer, cfg, state_path=state_path,
+                              metrics_path=job.metrics, on_iteration=on_iteration, resume=job.resume)
+        except ReflectorError as err:
+            raise UsageError(f"{err} (search saved in {state_path}; continue with --resume)") from None
+    write_records(job.out, result.templates)
+    best = max((sum(t.dev_scores) / max(len(t.dev_scores), 1) for t in result.templates), default=0.0)
+    typer.echo(
+        f"{len(result.templates)} templates after {result.iterations} iterations "
+        f"({result.kept} kept of {result.reflections} proposals; {result.rejected_leaks} rejected for "
+        f"leaking answers, {result.skipped} unusable, {result.duplicates} duplicates); "
+        f"spent {result.spent:,} of {cfg.budget:,} rollouts; best dev mean {best:.3f}, front {len(result.front)}",
+        err=True,
+    )

@@ -1,0 +1,32 @@
+"""``p2o mine-hard``: the problems the policy almost never solves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import typer
+
+from ..config import Config, option, section
+from ..mining import MiningConfig
+from .app import app
+from .options import command
+
+
+@dataclass
+class MineHardJob(Config):
+    rollouts: str = option("-", help="Rollouts JSONL (- = stdin).")
+    out: str = option("-", help="Hard problems JSONL (- = stdout).")
+    mining: MiningConfig = section(MiningConfig)
+
+
+@command(app, "mine-hard", MineHardJob)
+def mine_hard(job: MineHardJob) -> None:
+    """Problems whose mean reward is below τ, with their failed responses."""
+    from ..mining import mine_hard as mine
+    from ..records import Rollout, read_records, write_records
+
+    records = read_records(job.rollouts, Rollout)
+    hard = mine(records, tau=job.mining.tau, max_failures=job.mining.max_failures)
+    write_records(job.out, hard)
+    n_problems = len({r.id for r in records})
+    typer.echo(f"{len(hard)} of {n_problems} problems are hard (mean reward < {job.mining.tau})", err=True)

@@ -1,0 +1,29 @@
+"""``p2o report``: plots and a comparison table for finished runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from ..config import Config, option
+from .app import app
+from .options import command
+
+
+@dataclass
+class ReportJob(Config):
+    runs: list[str] = option(default_factory=list, required=True, argument=True, metavar="RUN_DIR...",
+                             help="Run directories to compare.")
+    out: str = option("report", help="Directory for the PNG plots and report.md.")
+
+
+@command(app, "report", ReportJob)
+def report(job: ReportJob) -> None:
+    """Plots (training reward, hard count per epoch, eval accuracy, GEPA coverage) and a markdown table."""
+    from ..report import write_report
+
+    written = write_report(job.runs, job.out)
+    typer.echo((Path(job.out) / "report.md").read_text())
+    typer.echo(f"wrote {len(written)} files to {job.out}", err=True)

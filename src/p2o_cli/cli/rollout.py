@@ -1,0 +1,70 @@
+"""``p2o rollout``: K scored rollouts per problem, templated where an assignment says so."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import typer
+
+from ..config import Config, model_option, option, section
+from ..data import DataConfig
+from ..engines.config import EngineConfig
+from ..reward import RewardConfig
+from ..rollout import RolloutConfig
+from .app import app
+from .options import command
+
+
+@dataclass
+class RolloutJob(Config):
+    model: str = model_option()
+    data: str = option("", required=True,
+                       help="Problems: JSONL/JSON/parquet file, hub id, or - (problem records on stdin).")
+    out: str = option("-", help="Rollouts JSONL (- = stdout).")
+    assign: str | None = option(None, help="assignments.jsonl from p2o assign (goes with --templates).")
+    templates: str | None = option(None, help="templates.jsonl from p2o gepa (goes with --assign).")
+    policy_version: int | None = option(None, help="Recorded in each rollout (default: the checkpoint's step).")
+    rollout: RolloutConfig = section(RolloutConfig)
+    problems: DataConfig = section(DataConfig)
+    engine: EngineConfig = section(EngineConfig)
+    reward: RewardConfig = section(RewardConfig)
+
+
+@command(app, "rollout", RolloutJob)
+def rollout(job: RolloutJob) -> None:
+    """K rollouts per problem, scored; assigned problems get one template per rollout."""
+    from ..data import load_training_problems
+    from ..engines import open_engine
+    from ..errors import UsageError
+    from ..progress import generation_progress
+    from ..records import (
+        STDIO,
+        Assignment,
+        Problem,
+        Template,
+        read_records,
+        write_records,
+    )
+    from ..reward import open_scorer
+    from ..rollout import check_assignments, generate_rollouts
+    from .common import policy_version_of, quiet_libraries
+
+    if (job.assign is None) != (job.templates is None):
+        raise UsageError("--assign and --templates go together")
+    version = job.policy_version if job.policy_version is not None else policy_version_of(job.model)
+    cfg = dataclasses.replace(job.rollout, policy_version=version)
+    if job.data == STDIO:
+        problems = read_records(STDIO, Problem)[: job.problems.limit]
+    else:
+        problems = load_training_problems(job.data, job.problems)
+    assignments = {a.id: a for a in read_records(job.assign, Assignment)} if job.assign else {}
+    templates = {t.template_id: t for t in read_records(job.templates, Template)} if job.templates else {}
+    check_assignments(assignments, templates)
+    quiet_libraries()
+    engine = open_engine(job.model, job.engine)
+    with open_scorer(job.reward) as scorer, generation_progress("rollout", len(problems) * cfg.k) as progress:
+        rollouts = generate_rollouts(engine, engine.tokenizer, problems, cfg, scorer, assignments, templates, progress)
+    write_records(job.out, rollouts)
+    mean = sum(r.reward for r in rollouts) / max(len(rollouts), 1)
+    typer.echo(f"{len(rollouts)} rollouts for {len(problems)} problems, mean reward {mean:.3f}", err=True)

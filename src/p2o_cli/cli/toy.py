@@ -1,0 +1,120 @@
+"""``p2o toy init|measure|trace``: the toy world, a tiny model whose step-by-step reasoning a good
+instruction unlocks."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..config import Config, option, seed_option
+from .app import app
+from .options import command
+
+toy_app = typer.Typer(
+    name="toy",
+    help="The toy world: a tiny model whose step-by-step reasoning a good instruction unlocks.",
+    no_args_is_help=True,
+)
+app.add_typer(toy_app, name="toy")
+
+
+@dataclass
+class ToyInitJob(Config):
+    out: str = option("", required=True,
+                      help="World directory to create (model/, train.jsonl, dev.jsonl, bench/, world.json).")
+    seed: int = option(0, help="World seed: trigger phrases, problems, pretraining.")
+    n_train: int = option(320, min=1, help="Training problems (20% easy).")
+    n_dev: int = option(80, min=1, help="Dev problems (20% easy).")
+    n_bench: int = option(128, min=1, help="Problems in each of bench/toy-easy and bench/toy-hard.")
+    pretrain_steps: int | None = option(None, min=1, help="Optimizer steps (default: the tuned budget).")
+    hidden_size: int | None = option(None, min=8, help="Model width (default: the tuned size).")
+    num_layers: int | None = option(None, min=1, help="Model depth (default: the tuned size).")
+    threads: int | None = option(None, min=1, help="Torch CPU threads (default: pick 1 or 2 by timing both).")
+    measure: bool = option(True, help="Measure pass@k with and without triggers after pretraining.")
+    force: bool = option(False, help="Replace an existing non-empty directory.")
+
+
+@command(toy_app, "init", ToyInitJob)
+def toy_init(job: ToyInitJob) -> None:
+    """Pretrain the toy model and write the toy world (deterministic for a seed)."""
+    from ..progress import console
+    from ..toy.pretrain import PretrainConfig
+    from ..toy.world import init_world
+    from .common import quiet_libraries
+
+    quiet_libraries()
+    given = {"steps": job.pretrain_steps, "hidden_size": job.hidden_size, "num_layers": job.num_layers,
+             "threads": job.threads}
+    cfg = dataclasses.replace(PretrainConfig(seed=job.seed), **{k: v for k, v in given.items() if v is not None})
+    info = init_world(job.out, seed=job.seed, n_train=job.n_train, n_dev=job.n_dev, n_bench=job.n_bench,
+                      pretrain_config=cfg, measure=job.measure, overwrite=job.force,
+                      log=lambda msg: console.print(msg, highlight=False))
+    stats = info.pretrain
+    console.print(
+        f"pretrained {stats['params'] / 1e6:.2f}M parameters: {stats['steps']} steps in {stats['seconds']:.0f}s, "
+        f"final loss {stats['final_loss']:.4f}" + (" (stopped early)" if stats["stopped_early"] else ""),
+        highlight=False,
+    )
+    if info.measured:
+        show_measured(info.measured)
+    typer.echo(f"toy world written to {job.out}", err=True)
+
+
+def show_measured(measured: dict[str, Any]) -> None:
+    """The toy world's measurement table, then a warning for each target it misses."""
+    from ..progress import console
+    from ..toy.world import missed_targets
+    from .display import measured_table
+
+    console.print(measured_table(measured))
+    for line in missed_targets(measured):
+        console.print(f"[yellow]warning[/]: {line}", highlight=False)
+
+
+@dataclass
+class ToyMeasureJob(Config):
+    world_dir: str = option("", required=True, argument=True, metavar="WORLD_DIR",
+                            help="A directory written by p2o toy init.")
+    n: int = option(6, min=1, help="Samples per problem (pass@n).")
+    temperature: float = option(1.0, min=0.0, help="Sampling temperature.")
+    max_new_tokens: int = option(128, min=1, help="Longest response, in tokens.")
+    limit: int | None = option(None, min=1, help="First N problems of each benchmark.")
+    n_control: int = option(2, min=0, help="Random non-trigger templates measured for contrast.")
+    seed: int = seed_option()
+    threads: int = option(1, min=1, help="Torch CPU threads (2 can be much slower on a busy machine).")
+    gen_batch_size: int = option(64, min=1, help="Sequences per generate call.")
+
+
+@command(toy_app, "measure", ToyMeasureJob)
+def toy_measure(job: ToyMeasureJob) -> None:
+    """Measure plain and per-trigger pass@n / accuracy on the toy benchmarks (into world.json)."""
+    from ..toy.world import measure_world
+    from .common import quiet_libraries
+
+    quiet_libraries()
+    measured = measure_world(job.world_dir, n=job.n, temperature=job.temperature, max_new_tokens=job.max_new_tokens,
+                             limit=job.limit, n_control=job.n_control, batch_size=job.gen_batch_size, seed=job.seed,
+                             threads=job.threads)
+    show_measured(measured)
+
+
+@dataclass
+class ToyTraceJob(Config):
+    runs: list[str] = option(default_factory=list, required=True, argument=True, metavar="RUN_DIR...",
+                             help="p2o run directories on a toy world.")
+
+
+@command(toy_app, "trace", ToyTraceJob)
+def toy_trace(job: ToyTraceJob) -> None:
+    """Per epoch: the share of plain rollouts on hard problems that open with a step line."""
+    from ..loop import RunDir
+    from ..progress import console
+    from ..toy.world import plain_step_share
+    from .display import step_share_table
+
+    rows = [(Path(run).name, row) for run in job.runs for row in plain_step_share(RunDir(run).rollouts_by_epoch())]
+    console.print(step_share_table(rows))

@@ -1,0 +1,54 @@
+"""``p2o run``'s configuration: the loop's own options around the stage configs it contains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config, model_option, option, section, seed_option
+from ..data import DataConfig
+from ..engines.config import EngineConfig
+from ..errors import ConfigError
+from ..evaluate import EvalConfig
+from ..gepa.config import AssignConfig, GepaConfig, ReflectorConfig
+from ..mining import MiningConfig
+from ..reward import RewardConfig
+from ..rl.config import TrainConfig
+from ..rollout import RolloutConfig
+
+
+@dataclass
+class RunConfig(Config):
+    """Every key of a run. Each option is a ``p2o run`` flag and a config-file key (``[train] lr``)."""
+
+    model: str = model_option("Initial policy: model directory or hub id.")
+    data: str = option("", required=True, help="Training problems: JSONL/JSON/parquet file or hub id.")
+    out: str = option("runs/p2o", help="Run directory (created).")
+    resume: str | None = option(None, metavar="RUN_DIR", help="Continue the run in RUN_DIR (its saved config, "
+                                                              "then --config, then these flags).")
+    name: str | None = option(None, help="Run name in reports (default: the directory name).")
+    epochs: int = option(5, min=1, help="Passes over the training set.")
+    batch_size: int = option(128, min=1, help="Problems per train step.")
+    no_gepa: bool = option(False, help="Skip the prompt phase: the GRPO baseline.")
+    min_hard: int = option(100, min=0, help="Run GEPA at epoch end only with at least this many hard problems.")
+    eval_every: int = option(0, min=0, help="Evaluate every N train steps (0 = at the start and the end only).")
+    save_every: int = option(1, min=0, help="Checkpoint every N train steps (and at each epoch end).")
+    keep_last: int = option(2, min=1, help="Checkpoints kept.")
+    seed: int = seed_option()
+    problems: DataConfig = section(DataConfig)
+    rollout: RolloutConfig = section(RolloutConfig, max_new_tokens=12288)
+    # The loop sets the schedule's length from the epochs and the data.
+    train: TrainConfig = section(TrainConfig, exclude=("total_steps",))
+    mining: MiningConfig = section(MiningConfig)
+    gepa: GepaConfig = section(GepaConfig)
+    reflector: ReflectorConfig = section(ReflectorConfig)
+    assign: AssignConfig = section(AssignConfig)
+    eval: EvalConfig = section(EvalConfig)
+    engine: EngineConfig = section(EngineConfig)
+    reward: RewardConfig = section(RewardConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train.mini_batches > self.batch_size:
+            raise ConfigError("--mini-batches cannot exceed --batch-size")
+        if self.engine.engine == "openai":
+            raise ConfigError("p2o run trains the policy, so it needs an engine it can update: hf or vllm")

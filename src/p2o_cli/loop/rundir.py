@@ -1,0 +1,89 @@
+"""The run directory of ``p2o run``: its layout, its resume state, its metrics file."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import P2OError
+from ..records import (
+    Rollout,
+    append_jsonl,
+    iter_json_lines,
+    read_records,
+    write_json,
+    write_records,
+)
+
+
+@dataclass
+class RunState:
+    epoch: int = 0
+    batch: int = 0  # next batch of ``epoch`` to run
+    step: int = 0  # train steps done
+    checkpoint: str | None = None
+    # Templates and assignments in force for ``epoch`` (files in the run dir), if any.
+    templates: str | None = None
+    assignments: str | None = None
+    done: bool = False
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def epoch_dir(self, epoch: int) -> Path:
+        path = self.root / f"epoch-{epoch}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def epochs(self) -> list[int]:
+        """The epochs that have a directory, in order (creates nothing)."""
+        numbers = (p.name.removeprefix("epoch-") for p in self.root.glob("epoch-*") if p.is_dir())
+        return sorted(int(n) for n in numbers if n.isdigit())
+
+    def read_rollouts(self, epoch: int) -> list[Rollout]:
+        """Every rollout of an epoch, in batch order."""
+        files = sorted((self.root / f"epoch-{epoch}").glob("rollouts-*.jsonl"))
+        return [r for f in files for r in read_records(f, Rollout, unique=False)]
+
+    def rollouts_by_epoch(self) -> dict[int, list[Rollout]]:
+        epochs = self.epochs()
+        if not epochs:
+            raise P2OError(f"{self.root}: no epoch-* directories (not a p2o run directory?)")
+        return {epoch: self.read_rollouts(epoch) for epoch in epochs}
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "state.json"
+
+    def read_state(self) -> RunState:
+        if not self.state_path.is_file():
+            raise P2OError(f"{self.root}: nothing to resume (no state.json)")
+        return RunState(**orjson.loads(self.state_path.read_bytes()))
+
+    def write_state(self, state: RunState) -> None:
+        write_json(self.state_path, dataclasses.asdict(state))
+
+    def log(self, row: dict[str, Any]) -> None:
+        append_jsonl(self.metrics, row)
+
+    def truncate_metrics(self, state: RunState) -> None:
+        """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
+        if not self.metrics.is_file():
+            return
+        kept = [
+            row
+            for _, row in iter_json_lines(self.metrics)
+            if row.get("training/step", 0) <= state.step and row.get("epoch", 0) <= state.epoch
+            and not (row.get("epoch", 0) == state.epoch and "epoch/hard_count" in row)
+        ]
+        write_records(self.metrics, kept)
