@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from p2o_cli.normalize import normalize_numbers
+from p2o_cli.normalize import normalize_numbers, small_numbers_differ
 from p2o_cli.reward import score_response
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -52,7 +52,17 @@ STRICT: list[tuple[str, str, float]] = [
     (r"\boxed{２０４}", "204", 1.0),
     (r"\boxed{204}", "２０４", 1.0),
     (r"\boxed{204.000}", "204", 1.0),  # math-verify alone already accepts this one
-    (r"\boxed{2e}", "2e", 1.0),  # Euler's number still is one (1.0 before too)
+    (r"\boxed{2e}", "2e", 1.0),
+    # math-verify rounds floats to 6 decimals: every number below 5e-7 equalled every other
+    (r"\boxed{0}", "1e-8", 0.0),
+    (r"\boxed{2 \times 10^{-8}}", "1e-8", 0.0),
+    (r"\boxed{10^{-8}}", "1e-8", 1.0),
+    (r"\boxed{1.33 \times 10^{-27}}", "1.325e-27", 0.0),
+    (r"\boxed{1.325 \times 10^{-27}}", "1.325e-27", 1.0),
+    (r"\boxed{0.000067}", ".0000672", 0.0),  # 1.0 before: equal to 6 decimals
+    (r"\boxed{6.72 \times 10^{-5}}", ".0000672", 1.0),
+    (r"\boxed{0.333333}", r"\frac13", 1.0),  # above 1e-3 nothing changes
+    (r"\boxed{4.48 \times 10^{33}}", "4.5e33", 0.0),  # Euler's number still is one (1.0 before too)
 ]
 
 
@@ -64,3 +74,11 @@ def test_rewrites(text: str, expected: str) -> None:
 @pytest.mark.parametrize(("response", "gold", "expected"), STRICT)
 def test_strict_reward_reads_the_rewritten_numbers(response: str, gold: str, expected: float) -> None:
     assert score_response(response, gold).reward == expected
+
+
+def test_small_numbers_compare_at_their_own_scale() -> None:
+    assert small_numbers_differ(1.325e-27, 1.326e-27)
+    assert not small_numbers_differ(1.325e-27, 1.3250001e-27)
+    assert small_numbers_differ(1e-8, 0.0)
+    assert not small_numbers_differ(0.5, 0.4999)  # not small: left to math-verify
+    assert not small_numbers_differ("x", 1e-9)  # not a number: left to math-verify

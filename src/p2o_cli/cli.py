@@ -90,6 +90,9 @@ ThinkingOpt = Annotated[
 ]
 RewardTimeoutOpt = Annotated[float, typer.Option("--reward-timeout", min=0.1, help="Seconds per answer check.")]
 StrictOpt = Annotated[bool, typer.Option("--strict-format", help="Reward only responses with exactly one \\boxed{}.")]
+SampleOpt = Annotated[Optional[int], typer.Option("--sample", min=1, help="Keep a seeded random N of the problems (after --filter).")]
+SampleSeedOpt = Annotated[int, typer.Option("--sample-seed", help="Seed of --sample.")]
+FilterOpt = Annotated[Optional[str], typer.Option("--filter", help="Keep rows where FIELD OP VALUE holds, e.g. difficulty>=7 (OP: == != < <= > >=).")]
 
 
 def prompt_config(instruction: str | None, position: str, system_prompt: str | None, thinking: bool) -> Any:
@@ -171,6 +174,9 @@ def rollout(
     answer_field: Annotated[Optional[str], typer.Option("--answer-field", help="Field holding the gold answer (dotted paths allowed).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split, for a hub dataset.")] = "train",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N problems.")] = None,
+    sample: SampleOpt = None,
+    sample_seed: SampleSeedOpt = 0,
+    row_filter: FilterOpt = None,
     policy_version: Annotated[Optional[int], typer.Option("--policy-version", help="Recorded in each rollout (default: the checkpoint's step).")] = None,
     engine: EngineOpt = "auto",
     device: DeviceOpt = "auto",
@@ -190,6 +196,7 @@ def rollout(
     with user_errors():
         from .data import load_problems
         from .progress import generation_progress
+        from .selection import parse_filter, select_problems
         from .records import STDIO, Assignment, Problem, Template, read_records, write_records
         from .reward import RewardScorer
         from .rollout import RolloutConfig, check_assignments, generate_rollouts
@@ -205,10 +212,12 @@ def rollout(
             policy_version=policy_version if policy_version is not None else policy_version_of(model),
             prompt=prompt_config(instruction, template_position, system_prompt, enable_thinking),
         )
+        chosen = parse_filter(row_filter) if row_filter else None
         if data == STDIO:
-            problems = read_records(STDIO, Problem)
+            problems = select_problems(read_records(STDIO, Problem), chosen, sample, sample_seed)
         else:
-            problems = load_problems(data, problem_field=problem_field, answer_field=answer_field, split=split)
+            problems = load_problems(data, problem_field=problem_field, answer_field=answer_field, split=split,
+                                     row_filter=chosen, sample=sample, sample_seed=sample_seed)
         problems = problems[:limit] if limit else problems
         assignments = {a.id: a for a in read_records(assign, Assignment)} if assign else {}
         template_map = {t.template_id: t for t in read_records(templates, Template)} if templates else {}
@@ -270,14 +279,18 @@ def eval_command(
     system_prompt: SystemOpt = None,
     enable_thinking: ThinkingOpt = False,
     reward_timeout: RewardTimeoutOpt = 5.0,
+    grader: Annotated[str, typer.Option("--grader", help="strict (last \\boxed{}, the training reward) or qwen (the Qwen2.5-Math suite's answer extraction).")] = "strict",
+    compare: Annotated[Optional[str], typer.Option("--compare", help="'paper': print the P²O paper's published figures beside yours.")] = None,
 ) -> None:
     """Evaluate a checkpoint with each benchmark's protocol (avg@16 at T=0.6 under 100 problems, else greedy)."""
     with user_errors():
-        from .evaluate import EvalConfig, evaluate, results_table
+        from .evaluate import EvalConfig, evaluate, results_scores, results_table
         from .progress import console, generation_progress
+        from .paper import check_compare, paper_table
         from .records import write_json, write_records
-        from .reward import RewardScorer
+        from .reward import RewardScorer, check_grader
 
+        check_compare(compare)
         cfg = EvalConfig(
             benches=list(bench),
             data_dir=data_dir,
@@ -288,6 +301,7 @@ def eval_command(
             seed=seed,
             limit=limit,
             prompt=prompt_config(instruction, "user-prefix", system_prompt, enable_thinking),
+            grader=check_grader(grader),
         )
         quiet_libraries()
         eng = open_engine(
@@ -300,6 +314,8 @@ def eval_command(
         write_records(samples_path(out), samples)
         write_json(out, results)
         console.print(results_table(results))
+        if compare:
+            console.print(paper_table({f"this run ({grader})": results_scores(results)}))
 
 
 @app.command("gepa")
@@ -614,6 +630,10 @@ def toy_trace(
 
 app.add_typer(toy_app, name="toy")
 
+from .cli_data import data_app  # noqa: E402 - the `p2o data` commands live in their own module
+
+app.add_typer(data_app, name="data")
+
 
 def samples_path(results_path: str) -> str:
     path = Path(results_path)
@@ -624,12 +644,14 @@ def samples_path(results_path: str) -> str:
 def report(
     runs: Annotated[list[str], typer.Argument(help="Run directories to compare.")],
     out: Annotated[str, typer.Option("--out", help="Directory for the PNG plots and report.md.")] = "report",
+    compare: Annotated[Optional[str], typer.Option("--compare", help="'paper': add the P²O paper's published figures beside the runs' last evals.")] = None,
 ) -> None:
     """Plots (training reward, hard count per epoch, eval accuracy, GEPA coverage) and a markdown table."""
     with user_errors():
+        from .paper import check_compare
         from .report import write_report
 
-        written = write_report(runs, out)
+        written = write_report(runs, out, compare_paper=check_compare(compare) == "paper")
         typer.echo((Path(out) / "report.md").read_text())
         typer.echo(f"wrote {len(written)} files to {out}", err=True)
 

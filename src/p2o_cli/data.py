@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 
 from .records import Problem, RecordError, from_dict, iter_json_lines
+from .selection import MISSING as _MISSING
+from .selection import RowFilter, get_field, sample_indices
 
 PROBLEM_FIELDS = ("problem", "question", "Question", "input", "prompt")
 ANSWER_FIELDS = ("answer", "final_answer", "reward_model.ground_truth", "solution")
@@ -30,22 +32,9 @@ INSTRUCTION_SUFFIXES = (
 )
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
-_MISSING = object()
 
 
 # ---------------------------------------------------------------- field helpers
-
-
-def get_field(row: dict[str, Any], path: str) -> Any:
-    """``row[path]``, or the dotted path walked through nested objects; ``_MISSING`` if absent."""
-    if path in row:  # flattened columns keep the dot in their name
-        return row[path]
-    value: Any = row
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
 
 
 def last_boxed(text: str) -> str | None:
@@ -185,12 +174,18 @@ def load_problems(
     split: str = "train",
     limit: int | None = None,
     answer_from_solution: bool = False,
+    row_filter: RowFilter | None = None,
+    sample: int | None = None,
+    sample_seed: int = 0,
+    keep_fields: Sequence[str] = (),
 ) -> list[Problem]:
     """Problems from a local .jsonl/.json/.parquet file or a Hugging Face dataset id.
 
     Fields not given are detected (see PROBLEM_FIELDS, ANSWER_FIELDS, ID_FIELDS); ids default
-    to ``{stem}-{row}`` (0-based). ``answer_from_solution`` takes the gold from the last
-    ``\\boxed{}`` of ``solution`` where a row has one (the Qwen suite's rule for Minerva).
+    to ``{stem}-{row}`` (0-based row of the source). ``answer_from_solution`` takes the gold from
+    the last ``\\boxed{}`` of ``solution`` where a row has one (the Qwen suite's rule for Minerva).
+    Rows that fail ``row_filter`` (tested on the source row) are skipped; then ``sample`` keeps a
+    seeded random subset; then ``limit`` the first N. ``keep_fields`` are copied into ``meta``.
     Bad rows raise RecordError with the line (JSONL) or 1-based row number.
     """
     local = Path(source).suffix.lower() in LOCAL_SUFFIXES
@@ -201,9 +196,11 @@ def load_problems(
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for index, (where, row) in enumerate(_iter_rows(source, split)):
-        if limit is not None and len(problems) >= limit:
+        if limit is not None and sample is None and len(problems) >= limit:
             break
         try:
+            if row_filter is not None and not row_filter.matches(row):
+                continue
             pfield, pvalue = _find(row, problem_field, PROBLEM_FIELDS, "problem")
             afield, avalue = _find(row, answer_field, ANSWER_FIELDS, "answer")
             solution = row.get("solution")
@@ -224,6 +221,8 @@ def load_problems(
                 "answer": _answer_text(afield, avalue),
                 "source": source_name if isinstance(source_name, str) else None,
             }
+            if keep_fields:
+                record["meta"] = {name: _kept(row, name) for name in keep_fields}
             problem = from_dict(Problem, record)
         except ValueError as err:
             raise RecordError(source, where, str(err)) from None
@@ -231,7 +230,15 @@ def load_problems(
             raise RecordError(source, where, f"duplicate id {problem.id!r} (first at {unit} {seen[problem.id]})")
         seen[problem.id] = where
         problems.append(problem)
-    return problems
+    chosen = [problems[i] for i in sample_indices(len(problems), sample, sample_seed)]
+    return chosen[:limit] if limit is not None else chosen
+
+
+def _kept(row: dict[str, Any], name: str) -> Any:
+    value = get_field(row, name)
+    if value is _MISSING:
+        raise ValueError(f"no field {name!r}")
+    return value
 
 
 # ---------------------------------------------------------------- benchmarks

@@ -60,6 +60,9 @@ class RunConfig:
     problem_field: str | None = None
     answer_field: str | None = None
     limit: int | None = None
+    sample: int | None = None
+    sample_seed: int = 0
+    filter: str | None = None
     # Policy phase.
     epochs: int = 5
     batch_size: int = 128
@@ -102,6 +105,7 @@ class RunConfig:
     eval_n: int | None = None
     eval_temperature: float | None = None
     eval_max_new_tokens: int | None = None
+    eval_grader: str = "strict"
     save_every: int = 1
     keep_last: int = 2
     # Engine and prompts.
@@ -122,6 +126,12 @@ class RunConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.mini_batches > self.batch_size:
             raise ValueError("--mini-batches cannot exceed --batch-size")
+        from .reward import check_grader
+        from .selection import parse_filter
+
+        check_grader(self.eval_grader)
+        if self.filter:
+            parse_filter(self.filter)
         self.train_config(total_steps=1)  # the objective's options fail here, before any loading
 
     def prompt_config(self) -> PromptConfig:
@@ -284,8 +294,11 @@ class P2ORun:
             self.state = RunState()
             self.dir.root.mkdir(parents=True, exist_ok=True)
         write_json(self.dir.root / "config.json", dataclasses.asdict(cfg))
+        from .selection import parse_filter
+
         self.problems = load_problems(cfg.data, problem_field=cfg.problem_field, answer_field=cfg.answer_field,
-                                      limit=cfg.limit)
+                                      limit=cfg.limit, row_filter=parse_filter(cfg.filter) if cfg.filter else None,
+                                      sample=cfg.sample, sample_seed=cfg.sample_seed)
         if not self.problems:
             raise ValueError(f"{cfg.data}: no problems")
         self.batches_per_epoch = -(-len(self.problems) // cfg.batch_size)
@@ -403,7 +416,7 @@ class P2ORun:
         eval_cfg = EvalConfig(
             benches=list(cfg.eval_bench), data_dir=cfg.eval_data_dir, n=cfg.eval_n,
             temperature=cfg.eval_temperature, max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens,
-            seed=cfg.seed, prompt=cfg.prompt_config(),
+            seed=cfg.seed, prompt=cfg.prompt_config(), grader=cfg.eval_grader,
         )
         results, _ = evaluate(self.engine, self.tokenizer, eval_cfg, self.scorer)
         scores = {f"eval/{name}/accuracy": r["accuracy"] for name, r in results["benchmarks"].items()}
@@ -521,6 +534,9 @@ HELP: dict[str, str] = {
     "problem_field": "Field holding the question.",
     "answer_field": "Field holding the gold answer.",
     "limit": "Use only the first N training problems.",
+    "sample": "Keep a seeded random N of the training problems (after --filter).",
+    "sample_seed": "Seed of --sample.",
+    "filter": "Keep training rows where FIELD OP VALUE holds, e.g. difficulty>=7 (OP: == != < <= > >=).",
     "epochs": "Passes over the training set.",
     "batch_size": "Problems per train step.",
     "k": "Rollouts per problem (the GRPO group).",
@@ -560,6 +576,7 @@ HELP: dict[str, str] = {
     "eval_n": "Samples per eval problem (default: the benchmark's protocol).",
     "eval_temperature": "Eval temperature (default: the benchmark's protocol).",
     "eval_max_new_tokens": "Eval response limit (default --max-new-tokens).",
+    "eval_grader": "strict (last \\boxed{}, the training reward) or qwen (the Qwen2.5-Math suite's answer extraction).",
     "save_every": "Checkpoint every N train steps (and at each epoch end).",
     "keep_last": "Checkpoints kept.",
     "engine": "Rollout engine: auto (vllm when CUDA and vllm are present, else hf), hf or vllm.",

@@ -8,7 +8,9 @@ rewrite runs on golds and predictions, for the training reward and for evaluatio
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Any
 
 # Full-width digits and the number punctuation that comes with them (U+FF0B..U+FF19).
 _FULL_WIDTH = str.maketrans({chr(0xFF10 + d): str(d) for d in range(10)} | {
@@ -45,3 +47,33 @@ def normalize_numbers(text: str) -> str:
     text = _SCIENTIFIC.sub(_scientific, text)
     text = _DANGLING_POINT.sub("", text)
     return _TRAILING_ZEROS.sub(_trailing_zeros, text)
+
+
+# A "$" left at either end of a gold, and a sentence's full stop after it (OlympiadBench's
+# final_answer is "$...$" split on "$,$", which leaves "(-\\infty, 0) \\cup\\{1\\}$.").
+_STRAY_DOLLARS = re.compile(r"^\s*\$+|(?<!\\)\$+\s*\.?\s*$")
+
+
+def tidy_gold(gold: str) -> str:
+    """``gold`` without stray ``$`` at its ends (and a full stop after a trailing one)."""
+    return _STRAY_DOLLARS.sub("", gold)
+
+
+# math-verify compares floats after rounding both to 6 decimals, so every number below 5e-7
+# equals every other (and 0): once 1.325e-27 is read as a number, "0" would match it. Below
+# this size we compare at the gold's own scale instead, to the same 7 significant digits
+# that 6-decimal rounding gives a number between 1 and 10.
+SMALL = 1e-3
+
+
+def small_numbers_differ(gold: Any, pred: Any) -> bool:
+    """Whether two numbers (sympy or Python) differ when the gold is below SMALL in size;
+    False for anything that is not a pair of real numbers."""
+    try:
+        g, p = complex(gold), complex(pred)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    if g.imag or p.imag or g.real == 0 or abs(g.real) >= SMALL:
+        return False
+    scale = 10.0 ** -math.floor(math.log10(abs(g.real)))
+    return round(g.real * scale, 6) != round(p.real * scale, 6)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 from .grading import KEEP_UNITS, qwen_extract_raw, qwen_gold, qwen_strip
-from .normalize import normalize_numbers
+from .normalize import normalize_numbers, small_numbers_differ, tidy_gold
 
 # 10x the longest gold answer in our data (210 chars); longer boxes are degenerate generations
 # that would only burn a timeout each.
@@ -97,7 +97,7 @@ def _as_word(answer: str) -> str | None:
     return None
 
 
-def _parse_gold(gold: str) -> list:
+def parse_gold(gold: str) -> list:
     # Expr config as well, so plain golds like "1/2" or "x^2+1" parse even outside LaTeX.
     config = [LatexExtractionConfig(), ExprExtractionConfig()]
     return parse(f"\\boxed{{{gold}}}", config, parsing_timeout=None) or parse(
@@ -105,18 +105,20 @@ def _parse_gold(gold: str) -> list:
     )
 
 
-def _is_correct(pred: str, gold: str) -> bool:
+def answers_match(pred: str, gold: str) -> bool:
     """Whether a boxed answer matches the gold. Unbounded time: run it under a timeout."""
-    pred, gold = normalize_numbers(pred), normalize_numbers(gold)
+    pred, gold = normalize_numbers(pred), normalize_numbers(tidy_gold(gold))
     word = _as_word(gold)
     if word is not None:
         return _as_word(pred) == word
-    gold_parsed = _parse_gold(gold)
+    gold_parsed = parse_gold(gold)
     # math-verify's own timeouts use signal.alarm, which only works on the main thread.
     pred_parsed = parse(f"\\boxed{{{pred}}}", [LatexExtractionConfig()], parsing_timeout=None)
     if not gold_parsed or not pred_parsed:
         return False
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    if not verify(gold_parsed, pred_parsed, timeout_seconds=None):
+        return False
+    return not small_numbers_differ(gold_parsed[0], pred_parsed[0])
 
 
 def check_grader(grader: str) -> str:
@@ -133,12 +135,12 @@ def _judge(pred: str, gold: str, grader: str, bench: str | None = None) -> bool:
     deletes the "pm" of ``\\pm`` as a unit word), and math-verify needs no help with the rest.
     """
     if grader != "qwen":
-        return _is_correct(pred, gold)
+        return answers_match(pred, gold)
     keep = bench in KEEP_UNITS
     pred_suite, gold_suite = qwen_strip(qwen_strip(pred, keep), keep), qwen_gold(gold, bench)
     if pred_suite and pred_suite.lower() == gold_suite.lower():
         return True
-    return (bool(pred_suite) and _is_correct(pred_suite, gold_suite)) or _is_correct(pred, gold)
+    return (bool(pred_suite) and answers_match(pred_suite, gold_suite)) or answers_match(pred, gold)
 
 
 def _final_answer(
@@ -189,7 +191,7 @@ def _init_worker(barrier) -> None:
     _barrier = barrier
     # math-verify warns that its timeouts are off; the scorer enforces them instead.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    _is_correct("1", "1")  # pay sympy's first-call costs before any timed item
+    answers_match("1", "1")  # pay sympy's first-call costs before any timed item
 
 
 def _await_siblings() -> None:
