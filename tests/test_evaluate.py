@@ -210,3 +210,30 @@ def test_tiny_hf_model_end_to_end(tmp_path: Path, tiny_model_dir: Path, scorer) 
     assert len(samples) == 6 and all(s["n_tokens"] <= 8 for s in samples)
     assert [(s["id"], s["sample"]) for s in samples] == [(str(i), j) for i in range(3) for j in range(2)]
     assert 0 <= r["truncation_rate"] <= 100
+
+
+# ---------------------------------------------------------------- graders
+
+
+class UnboxedEngine(FakeEngine):
+    """Says the gold without a box ("The answer is 4."), so only the qwen grader can read it."""
+
+    def generate(self, prompts: Sequence[str], n: int = 1, **kw) -> list[list[Completion]]:
+        boxed = super().generate(prompts, n=n, **kw)
+        return [[Completion(c.text.replace("so \\boxed{", "The answer is ").replace("}", "."), c.n_tokens,
+                            c.finish_reason) for c in row] for row in boxed]
+
+
+def test_grader_is_a_config_field_and_recorded_with_every_number(tmp_path: Path, scorer) -> None:
+    golds = toy_bench(tmp_path, "toy-large", 100)
+    results = {}
+    for grader in ("strict", "qwen"):
+        engine = UnboxedEngine(golds, dict.fromkeys(golds, 1))
+        cfg = EvalConfig(bench=["toy-large"], data_dir=str(tmp_path), grader=grader)
+        results[grader], samples = evaluate(engine, char_tokenizer(), cfg, scorer)
+        assert results[grader]["grader"] == results[grader]["benchmarks"]["toy-large"]["grader"] == grader
+        assert results[grader]["config"]["grader"] == grader and {s["grader"] for s in samples} == {grader}
+    assert results["strict"]["average"] == 0.0 and results["qwen"]["average"] == 100.0
+    with pytest.raises(ValueError, match="--grader must be one of strict, qwen"):
+        evaluate(FakeEngine(golds, {}), char_tokenizer(), EvalConfig(bench=["toy-large"], data_dir=str(tmp_path),
+                                                                     grader="exact"), scorer)

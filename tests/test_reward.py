@@ -127,7 +127,8 @@ def test_math_verify_quirks_pinned() -> None:
     assert score_response(r"\boxed{12}", r"12\%").reward == 1.0  # % is accepted either way...
     assert score_response(r"\boxed{50\%}", "0.5").reward == 1.0  # ...and as a fraction
     assert score_response(r"\boxed{25\text{ m}}", r"25\text{ cm}").reward == 1.0  # units are dropped
-    assert score_response(r"\boxed{1e3}", "1000").reward == 0.0  # e is Euler's number: 1e3 = 3e
+    # math-verify alone reads 1e3 as 1·e·3 (Euler's number); normalize_numbers rewrites it first.
+    assert score_response(r"\boxed{1e3}", "1000").reward == 1.0
     assert score_response(r"\boxed{[0,1]}", r"0 \le x \le 1").reward == 1.0
     assert score_response(r"\boxed{0 \le x \le 1}", "[0,1]").reward == 0.0  # not symmetric
 

@@ -20,6 +20,14 @@ import orjson
 from .config import Config, option
 from .errors import P2OError
 from .records import Problem, RecordError, from_dict, iter_json_lines
+from .selection import MISSING as _MISSING
+from .selection import (
+    RowFilter,
+    get_field,
+    parse_filter,
+    sample_indices,
+    select_problems,
+)
 
 
 @dataclass
@@ -29,12 +37,30 @@ class DataConfig(Config):
     problem_field: str | None = option(None, help="Field holding the question (dotted paths allowed).")
     answer_field: str | None = option(None, help="Field holding the gold answer (dotted paths allowed).")
     split: str = option("train", help="Split, for a hub dataset.")
-    limit: int | None = option(None, min=1, help="Use only the first N problems.")
+    filter: str | None = option(None, help="Keep rows where FIELD OP VALUE holds, e.g. difficulty>=7 "
+                                           "(OP: == != < <= > >=).")
+    sample: int | None = option(None, min=1, help="Keep a seeded random N of the problems (after --filter).")
+    sample_seed: int = option(0, help="Seed of --sample.")
+    limit: int | None = option(None, min=1, help="Use only the first N problems (after --filter and --sample).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.row_filter  # a bad expression fails here, before anything loads
+
+    @property
+    def row_filter(self) -> RowFilter | None:
+        return parse_filter(self.filter) if self.filter else None
 
 
 def load_training_problems(source: str, cfg: DataConfig) -> list[Problem]:
     return load_problems(source, problem_field=cfg.problem_field, answer_field=cfg.answer_field, split=cfg.split,
-                         limit=cfg.limit)
+                         limit=cfg.limit, row_filter=cfg.row_filter, sample=cfg.sample, sample_seed=cfg.sample_seed)
+
+
+def select_training_problems(problems: list[Problem], cfg: DataConfig) -> list[Problem]:
+    """The same selection on problems already loaded (from stdin)."""
+    chosen = select_problems(problems, cfg.row_filter, cfg.sample, cfg.sample_seed)
+    return chosen[: cfg.limit] if cfg.limit is not None else chosen
 
 PROBLEM_FIELDS = ("problem", "question", "Question", "input", "prompt")
 ANSWER_FIELDS = ("answer", "final_answer", "reward_model.ground_truth", "solution")
@@ -47,22 +73,9 @@ INSTRUCTION_SUFFIXES = (
 )
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
-_MISSING = object()
 
 
 # ---------------------------------------------------------------- field helpers
-
-
-def get_field(row: dict[str, Any], path: str) -> Any:
-    """``row[path]``, or the dotted path walked through nested objects; ``_MISSING`` if absent."""
-    if path in row:  # flattened columns keep the dot in their name
-        return row[path]
-    value: Any = row
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
 
 
 def last_boxed(text: str) -> str | None:
@@ -202,12 +215,18 @@ def load_problems(
     split: str = "train",
     limit: int | None = None,
     answer_from_solution: bool = False,
+    row_filter: RowFilter | None = None,
+    sample: int | None = None,
+    sample_seed: int = 0,
+    keep_fields: Sequence[str] = (),
 ) -> list[Problem]:
     """Problems from a local .jsonl/.json/.parquet file or a Hugging Face dataset id.
 
     Fields not given are detected (see PROBLEM_FIELDS, ANSWER_FIELDS, ID_FIELDS); ids default
-    to ``{stem}-{row}`` (0-based). ``answer_from_solution`` takes the gold from the last
-    ``\\boxed{}`` of ``solution`` where a row has one (the Qwen suite's rule for Minerva).
+    to ``{stem}-{row}`` (0-based row of the source). ``answer_from_solution`` takes the gold from
+    the last ``\\boxed{}`` of ``solution`` where a row has one (the Qwen suite's rule for Minerva).
+    Rows that fail ``row_filter`` (tested on the source row) are skipped; then ``sample`` keeps a
+    seeded random subset; then ``limit`` the first N. ``keep_fields`` are copied into ``meta``.
     Bad rows raise RecordError with the line (JSONL) or 1-based row number.
     """
     local = Path(source).suffix.lower() in LOCAL_SUFFIXES
@@ -218,9 +237,11 @@ def load_problems(
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for index, (where, row) in enumerate(_iter_rows(source, split)):
-        if limit is not None and len(problems) >= limit:
+        if limit is not None and sample is None and len(problems) >= limit:
             break
         try:
+            if row_filter is not None and not row_filter.matches(row):
+                continue
             pfield, pvalue = _find(row, problem_field, PROBLEM_FIELDS, "problem")
             afield, avalue = _find(row, answer_field, ANSWER_FIELDS, "answer")
             solution = row.get("solution")
@@ -241,6 +262,8 @@ def load_problems(
                 "answer": _answer_text(afield, avalue),
                 "source": source_name if isinstance(source_name, str) else None,
             }
+            if keep_fields:
+                record["meta"] = {name: _kept(row, name) for name in keep_fields}
             problem = from_dict(Problem, record)
         except ValueError as err:
             raise RecordError(source, where, str(err)) from None
@@ -248,7 +271,15 @@ def load_problems(
             raise RecordError(source, where, f"duplicate id {problem.id!r} (first at {unit} {seen[problem.id]})")
         seen[problem.id] = where
         problems.append(problem)
-    return problems
+    chosen = [problems[i] for i in sample_indices(len(problems), sample, sample_seed)]
+    return chosen[:limit] if limit is not None else chosen
+
+
+def _kept(row: dict[str, Any], name: str) -> Any:
+    value = get_field(row, name)
+    if value is _MISSING:
+        raise ValueError(f"no field {name!r}")
+    return value
 
 
 # ---------------------------------------------------------------- benchmarks

@@ -5,10 +5,10 @@ problems of each problem's mean accuracy over its 16 samples. The Qwen suite's u
 ``acc`` is only the first sample's column; we average the whole matrix as the paper means.
 Larger sets are greedy (one sample, T=0, top_p forced to 1 as the suite does).
 
-Known difference from the Qwen suite: answers are scored with p2o's training reward (the
-last ``\\boxed{}`` checked by math-verify). The suite also accepts unboxed answers ("the answer
-is X", or the last number in the text) and uses its own ``math_equal``; p2o does not, so a
-model that forgets the box scores lower here than there.
+Two graders (``EvalConfig.grader``): ``strict`` is p2o's training reward (the last
+``\\boxed{}`` checked by math-verify); ``qwen`` reads answers as the Qwen suite does (unboxed
+"the answer is X" and the last number count too) and still judges with math-verify, not with
+the suite's ``math_equal``. Every number in results.json names its grader.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .data import Benchmark, load_benchmark, resolve_bench_names
 from .engines import Engine, ProgressFn
 from .prompts import PromptConfig, render
 from .records import Problem
+from .reward import GRADERS
 
 if TYPE_CHECKING:
     from .reward import RewardScorer
@@ -51,6 +52,8 @@ class EvalConfig(Config):
     eval_max_new_tokens: int | None = option(None, min=1, help="Eval response limit (default: --max-new-tokens in "
                                                                f"p2o run, {EVAL_MAX_NEW_TOKENS} in p2o eval).")
     eval_limit: int | None = option(None, min=1, help="First N problems of each benchmark.")
+    grader: str = option("strict", choices=GRADERS, help="strict (the last \\boxed{}, the training reward) or qwen "
+                                                         "(the Qwen2.5-Math suite's answer extraction).")
     seed: int = seed_option()
     prompt: PromptConfig = section(PromptConfig, shared=True)
 
@@ -107,7 +110,8 @@ def _score_bench(
         progress=progress,
     )
     flat = [(p, prompt, j, c) for p, prompt, row in zip(problems, prompts, outputs) for j, c in enumerate(row)]
-    scores = scorer.score([c.text for _, _, _, c in flat], [p.answer for p, _, _, _ in flat])
+    scores = scorer.score([c.text for _, _, _, c in flat], [p.answer for p, _, _, _ in flat],
+                          grader=cfg.grader, bench=bench.name)
     samples = [
         {
             "schema": "eval-sample@1",
@@ -119,12 +123,13 @@ def _score_bench(
             "pred": s.pred,
             "answer": p.answer,
             "reward": s.reward,
+            "grader": cfg.grader,
             "n_tokens": c.n_tokens,
             "finish_reason": c.finish_reason,
         }
         for (p, prompt, j, c), s in zip(flat, scores)
     ]
-    # Binary reward: 1 = boxed answer verified equal to the gold.
+    # Binary reward: 1 = the grader's answer verified equal to the gold.
     correct: dict[str, list[bool]] = {p.id: [] for p in problems}
     for sample in samples:
         correct[sample["id"]].append(sample["reward"] > 0)
@@ -132,6 +137,7 @@ def _score_bench(
     n_samples = max(len(samples), 1)
     result = {
         "accuracy": accuracy,
+        "grader": cfg.grader,
         "n_problems": len(problems),
         "samples_per_problem": n,
         "temperature": temperature,
@@ -159,6 +165,9 @@ def evaluate(
     Percentages are 0-100. ``progress`` receives every benchmark's completions;
     ``progress_factory(description, total)`` instead opens one progress display per benchmark.
     """
+    from .reward import check_grader
+
+    check_grader(cfg.grader)
     # Load everything first so a bad name fails before any generation.
     loaded = [load_benchmark(name, cfg.data_dir, cfg.eval_limit) for name in resolve_bench_names(cfg.bench)]
     benchmarks: dict[str, Any] = {}
@@ -174,6 +183,12 @@ def evaluate(
     results = {
         "benchmarks": benchmarks,
         "average": sum(accuracies) / len(accuracies) if accuracies else 0.0,
+        "grader": cfg.grader,
         "config": asdict(cfg),
     }
     return results, samples
+
+
+def results_scores(results: dict[str, Any]) -> dict[str, float]:
+    """Benchmark name -> accuracy %, from ``evaluate``'s results."""
+    return {name: r["accuracy"] for name, r in results["benchmarks"].items()}

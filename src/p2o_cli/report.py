@@ -44,6 +44,11 @@ class RunSeries:
         values = self.series(key)[1]
         return values[-1] if values else None
 
+    def last_eval(self) -> dict[str, float]:
+        """Benchmark -> the run's last eval accuracy %."""
+        scores = {key[len(EVAL_PREFIX) : -len(EVAL_SUFFIX)]: self.last(key) for key in self.eval_keys()}
+        return {name: value for name, value in scores.items() if value is not None}
+
 
 def load_run(run_dir: str | Path) -> RunSeries:
     run = Path(run_dir)
@@ -74,8 +79,10 @@ def comparison_table(runs: Sequence[RunSeries]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
-    """Write one PNG per metric (all runs overlaid) and report.md; return the files written."""
+def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, compare_paper: bool = False) -> list[Path]:
+    """Write one PNG per metric (all runs overlaid) and report.md; return the files written.
+
+    ``compare_paper`` adds the P²O paper's published figures beside each run's last eval."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,6 +115,10 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Pa
         written.append(out / name)
     table = comparison_table(runs)
     body = "# p2o report\n\n" + table + "\n" + "".join(f"![{p.stem}]({p.name})\n" for p in written)
+    if compare_paper:
+        from .paper import paper_markdown
+
+        body += "\n## Beside the paper\n\n" + paper_markdown({run.name: run.last_eval() for run in runs})
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(body)
     written.append(out / "report.md")

@@ -1,4 +1,8 @@
-"""Binary verifiable reward: the last ``\\boxed{}`` answer, judged by math-verify against the gold.
+"""Binary verifiable reward: an extracted answer, judged by math-verify against the gold.
+
+Two graders: ``strict`` (the training reward) takes the last ``\\boxed{}``; ``qwen`` reads the
+answer the way the Qwen2.5-Math evaluation suite does (grading.py), unboxed answers included.
+Both rewrite number spellings math-verify misreads (normalize.py) before verifying.
 
 ``score_response`` scores one response in-process, with no time limit. ``RewardScorer`` scores
 batches in worker processes with a per-item time limit, so no response can hang or crash
@@ -19,11 +23,15 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from .config import Config, option
+from .errors import P2OError
+from .grading import KEEP_UNITS, qwen_extract_raw, qwen_gold, qwen_strip
+from .normalize import normalize_numbers, small_numbers_differ, tidy_gold
 
 # 10x the longest gold answer in our data (210 chars); longer boxes are degenerate generations
 # that would only burn a timeout each.
 MAX_PRED_CHARS = 2000
 _CACHE_LIMIT = 500_000
+GRADERS = ("strict", "qwen")
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _TOKEN = re.compile(r"[^\s$]*")
@@ -95,7 +103,7 @@ def _as_word(answer: str) -> str | None:
     return None
 
 
-def _parse_gold(gold: str) -> list:
+def parse_gold(gold: str) -> list:
     from math_verify import (  # sympy: slow to import
         ExprExtractionConfig,
         LatexExtractionConfig,
@@ -109,23 +117,62 @@ def _parse_gold(gold: str) -> list:
     )
 
 
-def _is_correct(pred: str, gold: str) -> bool:
+def answers_match(pred: str, gold: str) -> bool:
     """Whether a boxed answer matches the gold. Unbounded time: run it under a timeout."""
+    pred, gold = normalize_numbers(pred), normalize_numbers(tidy_gold(gold))
     word = _as_word(gold)
     if word is not None:
         return _as_word(pred) == word
     from math_verify import LatexExtractionConfig, parse, verify
 
-    gold_parsed = _parse_gold(gold)
+    gold_parsed = parse_gold(gold)
     # math-verify's own timeouts use signal.alarm, which only works on the main thread.
     pred_parsed = parse(f"\\boxed{{{pred}}}", [LatexExtractionConfig()], parsing_timeout=None)
     if not gold_parsed or not pred_parsed:
         return False
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    if not verify(gold_parsed, pred_parsed, timeout_seconds=None):
+        return False
+    return not small_numbers_differ(gold_parsed[0], pred_parsed[0])
 
 
-def _final_answer(response: str, strict_format: bool) -> tuple[str | None, bool]:
-    """(last box or None, whether that answer is worth judging at all)."""
+def check_grader(grader: str) -> str:
+    if grader not in GRADERS:
+        raise P2OError(f"unknown grader {grader!r}; choose one of: {', '.join(GRADERS)}")
+    return grader
+
+
+def _judge(pred: str, gold: str, grader: str, bench: str | None = None) -> bool:
+    """Equality of an extracted answer and a raw gold under a grader.
+
+    qwen: the suite's normalised strings are equal (its own first test), or math-verify accepts
+    the normalised pair, or the pair as written: ``strip_string`` mangles some answers (it
+    deletes the "pm" of ``\\pm`` as a unit word), and math-verify needs no help with the rest.
+    """
+    if grader != "qwen":
+        return answers_match(pred, gold)
+    keep = bench in KEEP_UNITS
+    pred_suite, gold_suite = qwen_strip(qwen_strip(pred, keep), keep), qwen_gold(gold, bench)
+    if pred_suite and pred_suite.lower() == gold_suite.lower():
+        return True
+    return (bool(pred_suite) and answers_match(pred_suite, gold_suite)) or answers_match(pred, gold)
+
+
+def _final_answer(
+    response: str, strict_format: bool, grader: str = "strict", bench: str | None = None
+) -> tuple[str | None, str | None, bool]:
+    """(the answer as shown, the answer as judged, whether it is worth judging at all).
+
+    strict: the last box, twice. qwen: the suite's normalised prediction, then its raw extraction.
+    """
+    if grader == "qwen":
+        raw = qwen_extract_raw(response)
+        keep = bench in KEEP_UNITS
+        return qwen_strip(qwen_strip(raw, keep), keep), raw, bool(raw.strip()) and len(raw) <= MAX_PRED_CHARS
+    pred, judgeable = _last_box(response, strict_format)
+    return pred, pred, judgeable
+
+
+def _last_box(response: str, strict_format: bool) -> tuple[str | None, bool]:
     boxes = extract_boxed(response)
     if not boxes:
         return None, False
@@ -134,14 +181,18 @@ def _final_answer(response: str, strict_format: bool) -> tuple[str | None, bool]
     return pred, fair and bool(pred.strip()) and len(pred) <= MAX_PRED_CHARS
 
 
-def score_response(response: str, gold: str, *, strict_format: bool = False) -> RewardResult:
-    """Reward 1.0 iff the last box matches the gold (with strict_format: and it is the only box).
+def score_response(
+    response: str, gold: str, *, strict_format: bool = False, grader: str = "strict", bench: str | None = None
+) -> RewardResult:
+    """Reward 1.0 iff the grader's answer matches the gold.
 
+    ``strict``: the last box (with strict_format: the only box). ``qwen``: the Qwen suite's
+    answer, with the gold parsed as the suite does for ``bench`` (minerva_math keeps units).
     Runs in this process without a time limit; use RewardScorer for untrusted generations.
     """
-    pred, judgeable = _final_answer(response, strict_format)
-    ok = judgeable and _is_correct(pred, gold)
-    return RewardResult(1.0 if ok else 0.0, pred)
+    shown, pred, judgeable = _final_answer(response, strict_format, check_grader(grader), bench)
+    ok = judgeable and _judge(pred, gold, grader, bench)
+    return RewardResult(1.0 if ok else 0.0, shown)
 
 
 # --- worker side ---------------------------------------------------------------------------
@@ -154,7 +205,7 @@ def _init_worker(barrier) -> None:
     _barrier = barrier
     # math-verify warns that its timeouts are off; the scorer enforces them instead.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    _is_correct("1", "1")  # pay sympy's first-call costs before any timed item
+    answers_match("1", "1")  # pay sympy's first-call costs before any timed item
 
 
 def _await_siblings() -> None:
@@ -163,14 +214,18 @@ def _await_siblings() -> None:
     _barrier.wait(timeout=60)
 
 
-def _verify_job(pred: str, gold: str) -> float:
+def _verify_job(pred: str, gold: str, grader: str = "strict", bench: str | None = None) -> float:
     try:
-        return 1.0 if _is_correct(pred, gold) else 0.0
+        return 1.0 if _judge(pred, gold, grader, bench) else 0.0
     except Exception:  # noqa: BLE001 - a judge error is a wrong answer, never a failed batch
         return 0.0
 
 
 # --- main side -----------------------------------------------------------------------------
+
+
+# (prediction as judged, raw gold, grader, benchmark whose rules apply or None)
+_Key = tuple[str, str, str, str | None]
 
 
 class RewardScorer:
@@ -181,11 +236,14 @@ class RewardScorer:
     retry, so a neighbour of the culprit is not blamed). Safe to call from any thread.
     """
 
-    def __init__(self, timeout_s: float = 5.0, workers: int = 2, strict_format: bool = False) -> None:
+    def __init__(
+        self, timeout_s: float = 5.0, workers: int = 2, strict_format: bool = False, grader: str = "strict"
+    ) -> None:
         self.timeout_s = timeout_s
         self.workers = max(1, workers)
         self.strict_format = strict_format
-        self.cache: dict[tuple[str, str, bool], float] = {}
+        self.grader = check_grader(grader)  # the default; score() may name another
+        self.cache: dict[_Key, float] = {}
         self.n_jobs = 0  # verifications sent to the pool (cache misses), for tests and logs
         self.n_timeouts = 0
         self._pool: ProcessPoolExecutor | None = None
@@ -198,28 +256,35 @@ class RewardScorer:
             # replacing a killed pool costs milliseconds, not an import (no-op if it is running).
             self._ctx.set_forkserver_preload(["__main__", __name__])
 
-    def score(self, responses: Sequence[str], golds: Sequence[str]) -> list[RewardResult]:
+    def score(
+        self, responses: Sequence[str], golds: Sequence[str], *, grader: str | None = None, bench: str | None = None
+    ) -> list[RewardResult]:
+        """One result per response. ``grader`` overrides the scorer's; ``bench`` names the
+        benchmark for the qwen grader's per-benchmark rules (minerva_math keeps units)."""
         if len(responses) != len(golds):
             raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
-        finals = [_final_answer(r, self.strict_format) for r in responses]
-        keys = [(pred, str(gold), self.strict_format) for (pred, _), gold in zip(finals, golds)]
+        grader = check_grader(grader or self.grader)
+        # Only the qwen grader reads the benchmark, and only to know whether units are kept.
+        rules = bench if grader == "qwen" and bench in KEEP_UNITS else None
+        finals = [_final_answer(r, self.strict_format, grader, bench) for r in responses]
+        keys = [(pred, str(gold), grader, rules) for (_, pred, _), gold in zip(finals, golds)]
         with self._lock:
             if len(self.cache) > _CACHE_LIMIT:
                 self.cache.clear()
-            judge = (key for key, (_, judgeable) in zip(keys, finals) if judgeable)
+            judge = (key for key, (_, _, judgeable) in zip(keys, finals) if judgeable)
             todo = list(dict.fromkeys(key for key in judge if key not in self.cache))
             if todo:
                 self.cache.update(self._run(todo))
             return [
-                RewardResult(self.cache[key] if judgeable else 0.0, pred)
-                for key, (pred, judgeable) in zip(keys, finals)
+                RewardResult(self.cache[key] if judgeable else 0.0, shown)
+                for key, (shown, _, judgeable) in zip(keys, finals)
             ]
 
-    def _run(self, todo: list[tuple[str, str, bool]]) -> dict[tuple[str, str, bool], float]:
-        results: dict[tuple[str, str, bool], float] = {}
+    def _run(self, todo: list[_Key]) -> dict[_Key, float]:
+        results: dict[_Key, float] = {}
         queue = deque(todo)
-        suspects: set[tuple[str, str, bool]] = set()  # were in flight when a worker died
-        inflight: dict[Future, tuple[tuple[str, str, bool], float]] = {}
+        suspects: set[_Key] = set()  # were in flight when a worker died
+        inflight: dict[Future, tuple[_Key, float]] = {}
         while queue or inflight:
             broken = False
             # At most one job per worker, so a job's clock starts when it really starts running.
@@ -230,7 +295,7 @@ class RewardScorer:
                     break
                 key = queue.popleft()
                 try:
-                    fut = self._get_pool().submit(_verify_job, key[0], key[1])
+                    fut = self._get_pool().submit(_verify_job, *key)
                 except BrokenProcessPool:  # a worker died since the last look
                     queue.appendleft(key)
                     broken = True
@@ -314,7 +379,7 @@ class RewardScorer:
 
 
 def score_many(responses: Sequence[str], golds: Sequence[str], **kw) -> list[RewardResult]:
-    """One-off batch scoring with a temporary RewardScorer (kw: timeout_s, workers, strict_format)."""
+    """One-off batch scoring with a temporary RewardScorer (kw: timeout_s, workers, strict_format, grader)."""
     with RewardScorer(**kw) as scorer:
         return scorer.score(responses, golds)
 

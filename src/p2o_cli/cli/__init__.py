@@ -6,7 +6,7 @@ transformers until a command runs.
 
 from __future__ import annotations
 
-from . import assign, eval, gepa, mine_hard, report, rollout, run, toy, train_step  # noqa: F401 - registration
+from . import assign, data, eval, gepa, mine_hard, report, rollout, run, toy, train_step  # noqa: F401 - registration
 from .app import app
 
 

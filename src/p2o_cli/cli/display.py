@@ -10,7 +10,7 @@ from rich.table import Table
 
 def results_table(results: dict[str, Any]) -> Table:
     """Benchmark x accuracy, with the unweighted average as the last row."""
-    table = Table(title="p2o eval")
+    table = Table(title=f"p2o eval (grader: {results.get('grader', 'strict')})")
     for name, justify in (("Benchmark", "left"), ("Acc %", "right"), ("Problems", "right"),
                           ("Samples", "right"), ("Protocol", "left"), ("Tokens", "right"),
                           ("Trunc %", "right")):
@@ -51,4 +51,12 @@ def step_share_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> Table:
     for run, row in rows:
         share = "-" if row["share"] is None else f"{100 * row['share']:.1f}%"
         table.add_row(run, str(row["epoch"]), str(row["plain_hard_rollouts"]), share)
+    return table
+
+
+def gold_scan_table(flags: Sequence[Any]) -> Table:
+    """``p2o data scan-golds``: each gold math-verify reads differently, and why it stays if it does."""
+    table = Table("bench", "id", "gold", "math-verify reads", "flag", "why it stays", title="golds flagged")
+    for f in flags:
+        table.add_row(f.bench, f.id, f.gold[:60], f.parsed[:40], f.reason, f.explained or "[red]unexplained[/]")
     return table

@@ -16,6 +16,8 @@ from .options import command
 class EvalJob(Config):
     model: str = model_option()
     out: str = option("results.json", help="results.json; per-sample JSONL is written beside it.")
+    compare: str | None = option(None, choices=("paper",), help="paper: print the P²O paper's published figures "
+                                                                "beside yours.")
     eval: EvalConfig = section(EvalConfig)
     engine: EngineConfig = section(EngineConfig)
     reward: RewardConfig = section(RewardConfig)
@@ -26,7 +28,8 @@ def eval_command(job: EvalJob) -> None:
     """Evaluate a checkpoint with each benchmark's protocol (avg@16 at T=0.6 under 100 problems, else greedy)."""
     from ..engines import open_engine
     from ..errors import UsageError
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, results_scores
+    from ..paper import paper_table
     from ..progress import console, generation_progress
     from ..records import write_json, write_records
     from ..reward import open_scorer
@@ -43,3 +46,5 @@ def eval_command(job: EvalJob) -> None:
     write_records(samples_path(job.out), samples)
     write_json(job.out, results)
     console.print(results_table(results))
+    if job.compare:
+        console.print(paper_table({f"this run ({job.eval.grader})": results_scores(results)}))

@@ -17,6 +17,8 @@ class ReportJob(Config):
     runs: list[str] = option(default_factory=list, required=True, argument=True, metavar="RUN_DIR...",
                              help="Run directories to compare.")
     out: str = option("report", help="Directory for the PNG plots and report.md.")
+    compare: str | None = option(None, choices=("paper",), help="paper: add the P²O paper's published figures "
+                                                                "beside the runs' last evals.")
 
 
 @command(app, "report", ReportJob)
@@ -24,6 +26,6 @@ def report(job: ReportJob) -> None:
     """Plots (training reward, hard count per epoch, eval accuracy, GEPA coverage) and a markdown table."""
     from ..report import write_report
 
-    written = write_report(job.runs, job.out)
+    written = write_report(job.runs, job.out, compare_paper=job.compare == "paper")
     typer.echo((Path(job.out) / "report.md").read_text())
     typer.echo(f"wrote {len(written)} files to {job.out}", err=True)

@@ -34,7 +34,7 @@ class RolloutJob(Config):
 @command(app, "rollout", RolloutJob)
 def rollout(job: RolloutJob) -> None:
     """K rollouts per problem, scored; assigned problems get one template per rollout."""
-    from ..data import load_training_problems
+    from ..data import load_training_problems, select_training_problems
     from ..engines import open_engine
     from ..errors import UsageError
     from ..progress import generation_progress
@@ -55,7 +55,7 @@ def rollout(job: RolloutJob) -> None:
     version = job.policy_version if job.policy_version is not None else policy_version_of(job.model)
     cfg = dataclasses.replace(job.rollout, policy_version=version)
     if job.data == STDIO:
-        problems = read_records(STDIO, Problem)[: job.problems.limit]
+        problems = select_training_problems(read_records(STDIO, Problem), job.problems)
     else:
         problems = load_training_problems(job.data, job.problems)
     assignments = {a.id: a for a in read_records(job.assign, Assignment)} if job.assign else {}
