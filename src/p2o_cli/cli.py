@@ -30,16 +30,13 @@ class UsageError(Exception):
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn bad input into ``p2o: error: …`` on stderr and exit status 2, never a traceback."""
-    from .records import RecordError
+    from .records import RecordError, one_line
 
     try:
         yield
-    except (RecordError, UsageError, ValueError, FileNotFoundError, KeyError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        typer.echo(f"p2o: error: {message}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except OSError as err:
-        typer.echo(f"p2o: error: {err}", err=True)
+    except (RecordError, UsageError, ValueError, FileNotFoundError, KeyError, OSError) as err:
+        # One line, cut short: a message must never echo a huge value back.
+        typer.echo(f"p2o: error: {one_line(str(err)) or type(err).__name__}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
@@ -122,6 +119,9 @@ def open_engine(
         raise UsageError(f"--engine must be auto or one of {', '.join(ENGINES)}, got {engine!r}")
     if not Path(model).exists() and (model.startswith((".", "/")) or model.count("/") != 1):
         raise UsageError(f"{model}: no such model directory")
+    from .rl.checkpoint import check_checkpoint_files
+
+    check_checkpoint_files(model)  # a truncated download or save fails here, not mid-load
     if name == "hf":
         return load_engine(name, model, device=device, batch_size=batch_size)
     if name == "vllm":
@@ -190,12 +190,13 @@ def rollout(
     with user_errors():
         from .data import load_problems
         from .progress import generation_progress
-        from .records import STDIO, Assignment, Problem, Template, read_records, write_records
+        from .records import STDIO, Assignment, Problem, Template, check_output_path, read_records, write_records
         from .reward import RewardScorer
         from .rollout import RolloutConfig, check_assignments, generate_rollouts
 
         if (assign is None) != (templates is None):
             raise UsageError("--assign and --templates go together")
+        check_output_path(out)
         cfg = RolloutConfig(
             k=k,
             temperature=temperature,
@@ -206,13 +207,13 @@ def rollout(
             prompt=prompt_config(instruction, template_position, system_prompt, enable_thinking),
         )
         if data == STDIO:
-            problems = read_records(STDIO, Problem)
+            problems = read_records(STDIO, Problem, allow_empty=False)
         else:
             problems = load_problems(data, problem_field=problem_field, answer_field=answer_field, split=split)
-        problems = problems[:limit] if limit else problems
         assignments = {a.id: a for a in read_records(assign, Assignment)} if assign else {}
         template_map = {t.template_id: t for t in read_records(templates, Template)} if templates else {}
-        check_assignments(assignments, template_map)
+        check_assignments(assignments, template_map, problems=problems, k=cfg.k)
+        problems = problems[:limit] if limit else problems
         quiet_libraries()
         eng = open_engine(
             engine, model, device, batch_size, base_url=base_url, served_model=served_model,
@@ -238,9 +239,10 @@ def mine_hard(
     """Problems whose mean reward is below τ, with their failed responses."""
     with user_errors():
         from .mining import mine_hard as mine
-        from .records import Rollout, read_records, write_records
+        from .records import Rollout, check_output_path, read_records, write_records
 
-        records = read_records(rollouts, Rollout)
+        check_output_path(out)
+        records = read_records(rollouts, Rollout, allow_empty=False)
         hard = mine(records, tau=tau, max_failures=max_failures)
         write_records(out, hard)
         n_problems = len({r.id for r in records})
@@ -275,9 +277,11 @@ def eval_command(
     with user_errors():
         from .evaluate import EvalConfig, evaluate, results_table
         from .progress import console, generation_progress
-        from .records import write_json, write_records
+        from .records import check_output_path, write_json, write_records
         from .reward import RewardScorer
 
+        check_output_path(out)
+        check_output_path(samples_path(out))
         cfg = EvalConfig(
             benches=list(bench),
             data_dir=data_dir,
@@ -316,6 +320,7 @@ def gepa_command(
     reflector_concurrency: Annotated[int, typer.Option("--reflector-concurrency", min=1, help="Reflector requests in flight.")] = 8,
     reflector_temperature: Annotated[Optional[float], typer.Option("--reflector-temperature", min=0.0, help="Reflector sampling temperature (default: the provider's; 0.7 for self).")] = None,
     reflector_max_tokens: Annotated[Optional[int], typer.Option("--reflector-max-tokens", min=1, help="Longest reflector answer.")] = None,
+    max_reflector_failures: Annotated[int, typer.Option("--max-reflector-failures", min=1, help="Stop (exit 2, search saved) after this many proposals in a row got no reply from the reflector.")] = 3,
     width: Annotated[int, typer.Option("--width", min=1, help="W: parents per iteration.")] = 16,
     minibatch: Annotated[int, typer.Option("--minibatch", min=1, help="B: hard-train problems per proposal.")] = 3,
     dev_size: Annotated[int, typer.Option("--dev-size", min=1, help="Dev problems (half the hard set when it has < 1.5x this).")] = 300,
@@ -347,7 +352,7 @@ def gepa_command(
         from .gepa.search import GepaConfig, run_gepa
         from .gepa.view import live_front
         from .progress import interactive
-        from .records import STDIO, Hard, read_records, write_records
+        from .records import STDIO, Hard, check_output_path, read_records, write_records
         from .reward import RewardScorer
 
         if reflector not in REFLECTORS:
@@ -355,11 +360,15 @@ def gepa_command(
         if out == STDIO and state is None:
             raise UsageError("--out - needs an explicit --state file")
         state_path = state or f"{out}.state.json"
-        problems = read_records(hard, Hard)
+        check_output_path(out)
+        check_output_path(state_path)
+        if resume and not Path(state_path).is_file():
+            raise UsageError(f"{state_path}: no search to resume (drop --resume to start one)")
+        problems = read_records(hard, Hard, allow_empty=False)
         cfg = GepaConfig(
             width=width, minibatch=minibatch, dev_size=dev_size, budget=budget, seed=seed,
             eval_temperature=eval_temperature, eval_max_new_tokens=max_new_tokens, max_iterations=max_iterations,
-            prompt=prompt_config(instruction, template_position, system_prompt, enable_thinking),
+            max_reflector_failures=max_reflector_failures, prompt=prompt_config(instruction, template_position, system_prompt, enable_thinking),
         )
         options: dict[str, Any] = {
             "seed": seed, "temperature": reflector_temperature, "max_tokens": reflector_max_tokens,
@@ -413,10 +422,11 @@ def assign_command(
     """Greedy set cover over GEPA's templates, then K templates for each hard problem."""
     with user_errors():
         from .gepa.assign import assign_templates
-        from .records import Hard, Template, read_records, write_records
+        from .records import Hard, Template, check_output_path, read_records, write_records
 
-        template_records = read_records(templates, Template)
-        problems = read_records(hard, Hard)
+        check_output_path(out)
+        template_records = read_records(templates, Template, allow_empty=False)
+        problems = read_records(hard, Hard, allow_empty=False)
         result = assign_templates([h.id for h in problems], template_records, k=k, seed=seed,
                                   same_template_in_group=same_template_in_group,
                                   plain_rewards={h.id: h.rewards for h in problems})
@@ -463,7 +473,7 @@ def train_step(
     with user_errors():
         import time
 
-        from .records import Rollout, append_jsonl, read_records
+        from .records import Rollout, append_jsonl, check_output_path, read_records
         from .rl.trainer import DEFAULT_RATIO_MASK, PolicyTrainer, TrainConfig, parse_ratio_mask
 
         cfg = TrainConfig(
@@ -476,9 +486,8 @@ def train_step(
             clip_high=clip_high, dual_clip=dual_clip or None, kl_coef=kl_coef, ref_model=ref_model,
             temperature=temperature, attn_implementation=attn_implementation, seed=seed,
         )
-        records = read_records(rollouts, Rollout, unique=False)
-        if not records:
-            raise UsageError(f"{rollouts}: no rollouts")
+        check_output_path(out, "checkpoint")
+        records = read_records(rollouts, Rollout, allow_empty=False)
         quiet_libraries()
         trainer = PolicyTrainer.from_checkpoint(model, cfg)
         step_metrics = trainer.step(records)
@@ -627,8 +636,10 @@ def report(
 ) -> None:
     """Plots (training reward, hard count per epoch, eval accuracy, GEPA coverage) and a markdown table."""
     with user_errors():
+        from .records import check_output_path
         from .report import write_report
 
+        check_output_path(out, "dir")
         written = write_report(runs, out)
         typer.echo((Path(out) / "report.md").read_text())
         typer.echo(f"wrote {len(written)} files to {out}", err=True)
@@ -681,9 +692,8 @@ def _register_run() -> None:
 def _run(config: str | None = None, resume: str | None = None, **flags: Any) -> None:
     """The whole P²O loop: rollouts, train steps, hard mining, GEPA + assignment, evaluation."""
     with user_errors():
-        import orjson
-
         from .loop import P2ORun, RunConfig, load_config_file
+        from .records import check_output_path, read_json_object
         from .progress import console
 
         values: dict[str, Any] = {}
@@ -691,13 +701,14 @@ def _run(config: str | None = None, resume: str | None = None, **flags: Any) -> 
             saved = Path(resume) / "config.json"
             if not saved.is_file():
                 raise UsageError(f"{resume}: not a run directory (no config.json)")
-            values.update(orjson.loads(saved.read_bytes()))
+            values.update(read_json_object(saved))
         if config:
             values.update(load_config_file(config))
         values.update({k: v for k, v in flags.items() if v is not None})
         if resume:
             values["out"] = resume
         cfg = RunConfig(**values)
+        check_output_path(cfg.out, "dir")
         quiet_libraries()
         runner = P2ORun(cfg, resume=bool(resume), printer=lambda line: console.print(line, highlight=False))
         try:
@@ -712,7 +723,9 @@ _register_run()
 
 
 def main() -> None:
-    app()
+    from .entry import main as entry_main
+
+    entry_main()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from .data import Benchmark, load_benchmark, resolve_bench_names
 from .engines import Engine, ProgressFn
+from .faults import fault
 from .prompts import PromptConfig, render
 from .records import Problem
 
@@ -97,6 +98,7 @@ def _score_bench(
         seed=cfg.seed,
         progress=progress,
     )
+    fault("eval")  # reliability tests: killed mid-eval
     flat = [(p, prompt, j, c) for p, prompt, row in zip(problems, prompts, outputs) for j, c in enumerate(row)]
     scores = scorer.score([c.text for _, _, _, c in flat], [p.answer for p, _, _, _ in flat])
     samples = [
@@ -152,6 +154,9 @@ def evaluate(
     """
     # Load everything first so a bad name fails before any generation.
     loaded = [load_benchmark(name, cfg.data_dir, cfg.limit) for name in resolve_bench_names(cfg.benches)]
+    for bench, problems in loaded:
+        if not problems:  # it would enter the average as 0.0
+            raise ValueError(f"benchmark {bench.name}: no problems to evaluate")
     benchmarks: dict[str, Any] = {}
     samples: list[dict[str, Any]] = []
     for bench, problems in loaded:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import typing
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -40,7 +41,10 @@ from .records import (
     Rollout,
     Template,
     append_jsonl,
+    check_type,
+    from_dict,
     iter_json_lines,
+    read_json_object,
     read_records,
     write_json,
     write_records,
@@ -94,6 +98,7 @@ class RunConfig:
     budget: int = 11000
     dev_size: int = 300
     gepa_max_new_tokens: int | None = None
+    max_reflector_failures: int = 3
     same_template_in_group: bool = False
     # Evaluation and checkpoints.
     eval_bench: list[str] = field(default_factory=list)
@@ -163,6 +168,7 @@ class RunConfig:
             budget=self.budget,
             seed=self.seed * 1000 + epoch,
             eval_max_new_tokens=self.gepa_max_new_tokens or self.max_new_tokens,
+            max_reflector_failures=self.max_reflector_failures,
             prompt=self.prompt_config(),
         )
 
@@ -178,13 +184,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: {err}") from None
     table = data.get("run", data)
-    known = {f.name for f in dataclasses.fields(RunConfig)}
+    hints = typing.get_type_hints(RunConfig)
     out: dict[str, Any] = {}
     for key, value in table.items():
         name = key.replace("-", "_")
-        if name not in known:
+        if name not in hints:
             raise ValueError(f"{path}: unknown key {key!r}")
-        out[name] = value
+        try:  # a wrong-typed value fails here, naming the file and key, not deep in the run
+            out[name] = check_type(value, hints[name], key)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     return out
 
 
@@ -233,7 +242,10 @@ class RunDir:
     def read_state(self) -> RunState:
         if not self.state_path.is_file():
             raise ValueError(f"{self.root}: nothing to resume (no state.json)")
-        return RunState(**orjson.loads(self.state_path.read_bytes()))
+        try:
+            return from_dict(RunState, read_json_object(self.state_path))
+        except ValueError as err:
+            raise ValueError(f"{self.state_path}: {err}") from None
 
     def write_state(self, state: RunState) -> None:
         write_json(self.state_path, dataclasses.asdict(state))
@@ -553,6 +565,7 @@ HELP: dict[str, str] = {
     "budget": "GEPA budget in rollouts.",
     "dev_size": "GEPA dev-set size (half the hard set when smaller than 1.5x).",
     "gepa_max_new_tokens": "Response limit in GEPA evaluations (default --max-new-tokens).",
+    "max_reflector_failures": "Stop (exit 2, GEPA state saved) after this many reflector proposals in a row got no reply.",
     "same_template_in_group": "One template for all K rollouts of a problem (ablation).",
     "eval_bench": "Benchmark to evaluate without templates (repeatable).",
     "eval_data_dir": "Local benchmark directory (else P2O_DATA_DIR, else the hub).",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engines import Engine, ProgressFn
 from .prompts import PromptConfig, render
+from .faults import fault
 from .records import Assignment, Problem, Rollout, Template
 
 if TYPE_CHECKING:
@@ -60,11 +61,27 @@ def plan_requests(
     return requests
 
 
-def check_assignments(assignments: Mapping[str, Assignment], templates: Mapping[str, Template]) -> None:
-    """Every assigned template id must exist (raises ValueError naming the first that does not)."""
+def check_assignments(
+    assignments: Mapping[str, Assignment],
+    templates: Mapping[str, Template],
+    problems: Sequence[Problem] | None = None,
+    k: int | None = None,
+) -> None:
+    """Assignments must fit what is rolled out (ValueError naming the first that does not).
+
+    Every assigned template id must exist; with ``problems``, every assignment must name one
+    of them; with ``k``, each must carry exactly ``k`` template ids (one per rollout).
+    """
+    known = {p.id for p in problems} if problems is not None else None
     for assignment in assignments.values():
         if not assignment.template_ids:
             raise ValueError(f"assignment for {assignment.id!r} has no template ids")
+        if known is not None and assignment.id not in known:
+            raise ValueError(f"assignment for {assignment.id!r} names no problem of the input")
+        if k is not None and len(assignment.template_ids) != k:
+            raise ValueError(
+                f"assignment for {assignment.id!r} has {len(assignment.template_ids)} template ids; --k is {k}"
+            )
         for template_id in assignment.template_ids:
             if template_id not in templates:
                 raise ValueError(f"assignment for {assignment.id!r} names unknown template {template_id!r}")
@@ -104,6 +121,7 @@ def generate_rollouts(
         for prompt, samples in zip(group, outputs):
             for index, sample in zip(unique[prompt], samples):
                 completions[index] = sample
+    fault("rollout")  # reliability tests: killed between generation and scoring
     results = scorer.score([c.text for c in completions], [r.problem.answer for r in requests])
     return [
         Rollout(

@@ -37,6 +37,7 @@ from .batch import (
     TEMPLATED_BASELINES,
     MicroBatch,
     Plan,
+    check_token_ids,
     encode_rollouts,
     pad_rows,
     plain_anchors,
@@ -46,11 +47,14 @@ from .batch import (
 from .checkpoint import (
     OPTIMIZER_STATE,
     capture_rng,
+    check_checkpoint_files,
     load_optimizer_state,
     read_trainer_state,
     restore_rng,
     save_checkpoint,
 )
+
+from ..faults import fault
 
 DEFAULT_RATIO_MASK = (0.01, 10.0)
 # Schedule fields left None continue the checkpoint's schedule, else take these.
@@ -275,6 +279,7 @@ class PolicyTrainer:
 
         source = str(model_dir)
         model_dir = Path(model_dir)
+        check_checkpoint_files(model_dir)  # restores an interrupted swap; refuses truncated files
         if model_dir.exists() and not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{model_dir}: not a model directory (no config.json)")
         if not model_dir.exists() and (source.startswith((".", "/")) or source.count("/") != 1):
@@ -306,7 +311,8 @@ class PolicyTrainer:
                 group["lr"] = lr
             for mbs, counts in zip(plan.train, old["counts"]):
                 self._accumulate(mbs, old, adv, counts, sums)
-                self._optimizer_step(sums)
+                fault("update")  # reliability tests: killed mid-update
+            self._optimizer_step(sums)
             self.train_steps += 1
         t3 = time.perf_counter()
         sums.reduce(self.accelerator)
@@ -367,6 +373,7 @@ class PolicyTrainer:
         seqs = encode_rollouts(rollouts, self.tokenizer, cfg.distill, keep_templated=cfg.template_ratio_mask is not None)
         if not any(s.response_ids for s in seqs):
             raise ValueError("no rollout has a response token to train on")
+        check_token_ids(seqs, self.accelerator.unwrap_model(self.model).get_input_embeddings().num_embeddings)
         rewards = torch.tensor([float(r.reward) for r in rollouts], dtype=torch.float32)
         kwargs = {"norm_by_std": cfg.norm_adv_by_std} if cfg.adv_estimator == "grpo" else {}
         anchors = plain_anchors(rollouts) if cfg.templated_baseline == "plain" else None
