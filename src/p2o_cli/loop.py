@@ -184,6 +184,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: {err}") from None
     table = data.get("run", data)
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [run] must be a table of keys")
     hints = typing.get_type_hints(RunConfig)
     out: dict[str, Any] = {}
     for key, value in table.items():

@@ -214,7 +214,7 @@ def load_state(path: str | Path) -> _State:
         if not state.templates:
             raise ValueError("no templates")
         _rng_from_json(state.rng)
-    except (ValueError, TypeError, IndexError) as err:
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as err:
         raise ValueError(f"{path}: corrupt GEPA state ({err}); start afresh without --resume") from None
     return state
 
