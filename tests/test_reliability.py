@@ -298,10 +298,12 @@ def test_openai_server_short_or_surrogate_replies() -> None:
 
 
 def test_run_state_and_config_errors_name_the_file(tmp_path) -> None:
-    from p2o_cli.loop import RunDir, load_config_file
+    from p2o_cli.loop import RunDir, RunState, load_config_file
 
     run = tmp_path / "run"
     run.mkdir()
+    RunDir(run).write_state(RunState(epoch=1, batch=2, step=3, checkpoint="c", done=True))
+    assert RunDir(run).read_state() == RunState(epoch=1, batch=2, step=3, checkpoint="c", done=True)
     (run / "state.json").write_text('{"epoch": 1,')
     with pytest.raises(RecordError, match="state.json: malformed JSON"):
         RunDir(run).read_state()
@@ -476,6 +478,12 @@ def test_gepa_resume_without_state_and_empty_inputs(tmp_path, rollouts_file) -> 
     result = invoke("mine-hard", "--rollouts", str(empty), "--out", str(out))
     assert result.exit_code == 2 and "no rollout records" in one_error_line(result.output)
     assert out.read_bytes() == before
+    result = invoke("rollout", "--model", "/nonexistent", "--data", str(empty), "--out", str(out))
+    assert result.exit_code == 2 and "no problems" in one_error_line(result.output)
+    assert out.read_bytes() == before
+    result = invoke("gepa", "--model", "/nonexistent", "--hard", str(hard), "--reflector", "toy",
+                    "--out", str(tmp_path / "t.jsonl"), "--budget", "0")
+    assert result.exit_code == 2 and "budget of 0 rollouts" in one_error_line(result.output)
 
 
 def test_an_empty_benchmark_is_refused_not_averaged_as_zero(tmp_path) -> None:

@@ -69,8 +69,8 @@ def straight(tmp_path_factory, tiny_model_dir, world) -> Path:
 
 
 # Each step resumes the run the step before interrupted; the order follows the run's course:
-# epoch 0 (rollouts, updates, the epoch-end save that swaps step-2), GEPA, epoch 1, the last eval.
-CHAIN = ["rollout:2", "update:2", "swap:1", "gepa:1", "save:1", "eval:1"]
+# epoch 0 (rollouts, updates), its GEPA, the epoch-end save (which swaps step-2 in), epoch 1, the last eval.
+CHAIN = ["rollout:2", "update:2", "gepa:1", "swap:1", "save:1", "eval:1"]
 TERM_CHAIN = ["rollout:2", "update:2", "gepa:1", "save:1", "eval:1"]
 
 

@@ -210,6 +210,8 @@ def rollout(
             problems = read_records(STDIO, Problem, allow_empty=False)
         else:
             problems = load_problems(data, problem_field=problem_field, answer_field=answer_field, split=split)
+        if not problems:  # an empty input must not replace the last output with nothing
+            raise UsageError(f"{data}: no problems")
         assignments = {a.id: a for a in read_records(assign, Assignment)} if assign else {}
         template_map = {t.template_id: t for t in read_records(templates, Template)} if templates else {}
         check_assignments(assignments, template_map, problems=problems, k=cfg.k)
@@ -349,7 +351,7 @@ def gepa_command(
     """Evolve instruction templates on hard problems with GEPA (reflective prompt evolution)."""
     with user_errors():
         from .gepa.reflect import REFLECTORS, ReflectorError, RetryPolicy, make_reflector
-        from .gepa.search import GepaConfig, run_gepa
+        from .gepa.search import GepaConfig, check_budget, run_gepa
         from .gepa.view import live_front
         from .progress import interactive
         from .records import STDIO, Hard, check_output_path, read_records, write_records
@@ -374,6 +376,7 @@ def gepa_command(
             "seed": seed, "temperature": reflector_temperature, "max_tokens": reflector_max_tokens,
             "enable_thinking": enable_thinking,
         }
+        check_budget(len(problems), cfg)  # before any model loads
         refl = None
         if reflector != "self":
             # Built before the model loads, so a missing API key fails at once.
@@ -532,8 +535,10 @@ def toy_init(
     with user_errors():
         from .progress import console
         from .toy.pretrain import PretrainConfig
+        from .records import check_output_path
         from .toy.world import init_world
 
+        check_output_path(out, "dir")
         quiet_libraries()
         cfg = PretrainConfig(seed=seed)
         for name, value in (("steps", pretrain_steps), ("hidden_size", hidden_size), ("num_layers", num_layers), ("threads", threads)):

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import typing
 import shutil
 import time
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from .data import load_problems
 from .engines import Engine
@@ -122,7 +120,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.model or not self.data:
             raise ValueError("a run needs --model and --data (or a --config that sets them)")
-        for name in ("epochs", "batch_size", "k", "mini_batches", "keep_last"):
+        for name in ("epochs", "batch_size", "k", "mini_batches", "keep_last", "max_reflector_failures"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.mini_batches > self.batch_size:

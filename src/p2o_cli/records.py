@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .errors import MAX_MESSAGE_CHARS, MAX_SHOWN_CHARS, RecordError, one_line, shown  # noqa: F401 (re-exported)
 from .outputs import STDIO, OutputError, atomic_path, check_output_path, recover_swap  # noqa: F401 (re-exported)
-
 
 # Documented size limits (README "Guarantees"): a record beyond them is refused with a clear
 # error before anything is generated from it (a 50 MB problem would exhaust memory instead).
@@ -28,32 +28,6 @@ MAX_ID_CHARS = 256
 MAX_PROBLEM_CHARS = 50_000
 MAX_ANSWER_CHARS = 10_000
 MAX_TEMPLATE_CHARS = 20_000
-# Error lines show at most this much of a value (a 50 MB id must not become a 50 MB line).
-MAX_SHOWN_CHARS = 80
-MAX_MESSAGE_CHARS = 500
-
-
-def shown(value: Any, limit: int = MAX_SHOWN_CHARS) -> str:
-    """``repr(value)`` cut to ``limit`` characters, saying how long it was when cut."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text):,} characters)"
-
-
-def one_line(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """The first line of ``message``, at most ``limit`` characters."""
-    line = message.strip().splitlines()[0] if message.strip() else ""
-    return line if len(line) <= limit else f"{line[:limit]}… ({len(line):,} characters)"
-
-
-class RecordError(Exception):
-    """Bad input: the message is ``path:line: message`` (one line, no traceback)."""
-
-    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str):
-        self.path, self.line, self.message = str(path), line, one_line(message)
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {self.message}")
 
 
 @dataclass
@@ -191,6 +165,10 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"field {name!r} must be an object, got {type(value).__name__}")
         return from_dict(tp, value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"field {name!r} must be true or false, got {type(value).__name__}")
+        return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"field {name!r} must be a number, got {type(value).__name__}")

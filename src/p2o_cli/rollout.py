@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .engines import Engine, ProgressFn
-from .prompts import PromptConfig, render
 from .faults import fault
+from .prompts import PromptConfig, render
 from .records import Assignment, Problem, Rollout, Template
 
 if TYPE_CHECKING:

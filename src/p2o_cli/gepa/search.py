@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..prompts import PromptConfig, render
 from ..faults import fault
+from ..prompts import PromptConfig, render
 from ..records import MAX_TEMPLATE_CHARS, Hard, Template, append_jsonl, from_dict, read_json_object, shown, write_json
 from .pareto import (
     SELECTION_FLOOR,
@@ -158,6 +158,17 @@ def leaked_answer(text: str, golds: Iterable[str]) -> str | None:
         if re.search(pattern, haystack):
             return gold
     return None
+
+
+def check_budget(n_hard: int, cfg: GepaConfig) -> int:
+    """The dev-set size for ``n_hard`` problems; ValueError when the budget cannot even score the seed."""
+    n_dev = split_sizes(n_hard, cfg.dev_size)
+    if cfg.budget < n_dev:
+        raise ValueError(
+            f"a GEPA budget of {cfg.budget} rollouts cannot score the seed template on {n_dev} dev problems; "
+            f"give at least {n_dev}"
+        )
+    return n_dev
 
 
 def _call_seed(seed: int, iteration: int, kind: int) -> int:
@@ -312,12 +323,7 @@ def run_gepa(
     else:
         rng = random.Random(cfg.seed)
         ids = [h.id for h in hard]
-        n_dev = split_sizes(len(ids), cfg.dev_size)
-        if cfg.budget < n_dev:
-            raise ValueError(
-                f"a GEPA budget of {cfg.budget} rollouts cannot score the seed template on {n_dev} dev problems; "
-                f"give at least {n_dev}"
-            )
+        n_dev = check_budget(len(ids), cfg)
         shuffled = list(ids)
         rng.shuffle(shuffled)
         dev_ids, train_ids = shuffled[:n_dev], shuffled[n_dev:]

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..faults import fault
 from . import core_algos as ca
 from .batch import (
     DISTILL_MODES,
@@ -53,8 +54,6 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-
-from ..faults import fault
 
 DEFAULT_RATIO_MASK = (0.01, 10.0)
 # Schedule fields left None continue the checkpoint's schedule, else take these.
