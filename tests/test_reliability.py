@@ -206,13 +206,24 @@ def test_stale_temps_of_dead_writers_are_swept_on_the_next_write(tmp_path) -> No
     assert sweep_stale_temps(tmp_path) == []
 
 
+def handles_sigterm(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return True  # not Linux: fall back to signalling at once
+    caught = next(line for line in status.read_text().splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signals_exit_cleanly_with_one_line(tmp_path, signum, status) -> None:
     # mine-hard blocks reading stdin; the signal lands during start-up (imports) or the read:
     # either way one line, no traceback, 128 + signal.
     proc = subprocess.Popen([*P2O, "mine-hard", "--rollouts", "-", "--out", str(tmp_path / "h.jsonl")],
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-    time.sleep(0.5)
+    # Before p2o's own code runs (interpreter start-up, ~50 ms) Python's defaults apply; wait
+    # until the process catches SIGTERM (Linux: the SigCgt mask), then signal it at once.
+    while not handles_sigterm(proc.pid) and proc.poll() is None:
+        time.sleep(0.005)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err.decode()

@@ -8,6 +8,7 @@ after one line on stderr — also during the seconds of start-up spent importing
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -38,7 +39,10 @@ def _exit_interrupted() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.stderr.write(f"p2o: interrupted ({name}); outputs are whole or absent\n")
     sys.stderr.flush()
-    sys.exit(128 + signum)
+    sys.stdout.flush()
+    # os._exit: the unwinding (every finally) is done; a normal exit after a KeyboardInterrupt
+    # may be turned by the interpreter into death by SIGINT, which loses this status.
+    os._exit(128 + signum)
 
 
 def main() -> None:
@@ -50,7 +54,10 @@ def main() -> None:
     except KeyboardInterrupt:  # before typer runs (imports) or after it returns
         _exit_interrupted()
     except SystemExit as exit_:
-        # typer turns KeyboardInterrupt into exit status 130, silently.
-        if exit_.code == 130:
+        # typer turns KeyboardInterrupt into exit status 130, silently; and a library may
+        # swallow the KeyboardInterrupt (a bare except): the signal still decides the status.
+        if exit_.code == 130 or _received:
             _exit_interrupted()
         raise
+    if _received:
+        _exit_interrupted()

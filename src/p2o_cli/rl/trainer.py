@@ -311,7 +311,7 @@ class PolicyTrainer:
             for mbs, counts in zip(plan.train, old["counts"]):
                 self._accumulate(mbs, old, adv, counts, sums)
                 fault("update")  # reliability tests: killed mid-update
-            self._optimizer_step(sums)
+                self._optimizer_step(sums)
             self.train_steps += 1
         t3 = time.perf_counter()
         sums.reduce(self.accelerator)
