@@ -370,7 +370,8 @@ def gepa_command(
         cfg = GepaConfig(
             width=width, minibatch=minibatch, dev_size=dev_size, budget=budget, seed=seed,
             eval_temperature=eval_temperature, eval_max_new_tokens=max_new_tokens, max_iterations=max_iterations,
-            max_reflector_failures=max_reflector_failures, prompt=prompt_config(instruction, template_position, system_prompt, enable_thinking),
+            max_reflector_failures=max_reflector_failures,
+            prompt=prompt_config(instruction, template_position, system_prompt, enable_thinking),
         )
         options: dict[str, Any] = {
             "seed": seed, "temperature": reflector_temperature, "max_tokens": reflector_max_tokens,
