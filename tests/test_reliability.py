@@ -222,7 +222,9 @@ def test_signals_exit_cleanly_with_one_line(tmp_path, signum, status) -> None:
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     # Before p2o's own code runs (interpreter start-up, ~50 ms) Python's defaults apply; wait
     # until the process catches SIGTERM (Linux: the SigCgt mask), then signal it at once.
-    while not handles_sigterm(proc.pid) and proc.poll() is None:
+    for _ in range(6000):  # at most ~30 s: a p2o that never installs its handlers fails below
+        if handles_sigterm(proc.pid) or proc.poll() is not None:
+            break
         time.sleep(0.005)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
