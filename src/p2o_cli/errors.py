@@ -1,12 +1,16 @@
-"""The user's mistakes, as one family of exceptions.
+"""The user's mistakes, as one family of exceptions, and the helpers that keep their messages short.
 
 A :class:`P2OError` is something the person running p2o can fix (a bad file, a bad option, a
 missing key, a server that cannot be reached): the command line prints its first line and exits
 with status 2. Anything else that escapes a command is a bug in p2o and exits with status 1.
 ``P2OError`` is a ``ValueError`` so library callers that already catch ``ValueError`` keep working.
+Error lines never echo a huge value back. Imports nothing of p2o's (records.py re-exports these).
 """
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 
 class P2OError(ValueError):
@@ -19,3 +23,31 @@ class ConfigError(P2OError):
 
 class UsageError(P2OError):
     """A combination of options that cannot work together."""
+
+
+# Error lines show at most this much of a value (a 50 MB id must not become a 50 MB line).
+MAX_SHOWN_CHARS = 80
+MAX_MESSAGE_CHARS = 500
+
+
+def shown(value: Any, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters, saying how long it was when cut."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def one_line(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The first line of ``message``, at most ``limit`` characters."""
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    return line if len(line) <= limit else f"{line[:limit]}… ({len(line):,} characters)"
+
+
+class RecordError(Exception):
+    """Bad input: the message is ``path:line: message`` (one line, no traceback)."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str):
+        self.path, self.line, self.message = str(path), line, one_line(message)
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {self.message}")

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from .config import Config, option, section, seed_option
 from .data import Benchmark, load_benchmark, resolve_bench_names
 from .engines import Engine, ProgressFn
+from .errors import P2OError
+from .faults import fault
 from .prompts import PromptConfig, render
 from .records import Problem
 from .reward import GRADERS
@@ -109,6 +111,7 @@ def _score_bench(
         seed=cfg.seed,
         progress=progress,
     )
+    fault("eval")  # reliability tests: killed mid-eval
     flat = [(p, prompt, j, c) for p, prompt, row in zip(problems, prompts, outputs) for j, c in enumerate(row)]
     scores = scorer.score([c.text for _, _, _, c in flat], [p.answer for p, _, _, _ in flat],
                           grader=cfg.grader, bench=bench.name)
@@ -170,6 +173,9 @@ def evaluate(
     check_grader(cfg.grader)
     # Load everything first so a bad name fails before any generation.
     loaded = [load_benchmark(name, cfg.data_dir, cfg.eval_limit) for name in resolve_bench_names(cfg.bench)]
+    for bench, problems in loaded:
+        if not problems:  # it would enter the average as 0.0
+            raise P2OError(f"benchmark {bench.name}: no problems to evaluate")
     benchmarks: dict[str, Any] = {}
     samples: list[dict[str, Any]] = []
     for bench, problems in loaded:

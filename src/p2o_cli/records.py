@@ -10,29 +10,31 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import tempfile
 import types
 import typing
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
-from .errors import P2OError
+from .errors import (  # noqa: F401 (re-exported)
+    MAX_MESSAGE_CHARS,
+    MAX_SHOWN_CHARS,
+    P2OError,
+    RecordError,
+    one_line,
+    shown,
+)
+from .outputs import STDIO, OutputError, atomic_path, check_output_path, recover_swap  # noqa: F401 (re-exported)
 
-STDIO = "-"
-
-
-class RecordError(Exception):
-    """Bad input: the message is ``path:line: what is wrong`` (one line, no traceback)."""
-
-    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str):
-        self.path, self.line, self.message = str(path), line, message
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
+# Documented size limits (README "Guarantees"): a record beyond them is refused with a clear
+# error before anything is generated from it (a 50 MB problem would exhaust memory instead).
+MAX_ID_CHARS = 256
+MAX_PROBLEM_CHARS = 50_000
+MAX_ANSWER_CHARS = 10_000
+MAX_TEMPLATE_CHARS = 20_000
 
 
 @dataclass
@@ -170,6 +172,10 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         if not isinstance(value, dict):
             raise P2OError(f"field {name!r} must be an object, got {type(value).__name__}")
         return from_dict(tp, value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise P2OError(f"field {name!r} must be true or false, got {type(value).__name__}")
+        return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise P2OError(f"field {name!r} must be a number, got {type(value).__name__}")
@@ -187,6 +193,11 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     raise P2OError(f"field {name!r}: unsupported type {_type_name(tp)}")
 
 
+def check_type(value: Any, tp: Any, name: str) -> Any:
+    """``value`` checked against the annotation ``tp`` (ValueError naming ``name`` if it does not fit)."""
+    return _coerce(value, tp, name)
+
+
 def from_dict(cls: type[R], obj: dict[str, Any]) -> R:
     """Build a record from a JSON object, raising ValueError on a missing field or wrong type."""
     hints = typing.get_type_hints(cls)
@@ -198,9 +209,59 @@ def from_dict(cls: type[R], obj: dict[str, Any]) -> R:
             raise P2OError(f"missing field {f.name!r}")
     schema = obj.get("schema")
     expected = SCHEMAS.get(cls)
-    if schema is not None and expected is not None and schema.split("@")[0] != expected.split("@")[0]:
-        raise P2OError(f"expected a {expected} record, got schema {schema!r}")
-    return cls(**kwargs)
+    if schema is not None and expected is not None and (
+        not isinstance(schema, str) or schema.split("@")[0] != expected.split("@")[0]
+    ):
+        raise P2OError(f"expected a {expected} record, got schema {shown(schema)}")
+    record = cls(**kwargs)
+    check_record(record)
+    return record
+
+
+def _check_text(name: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise P2OError(f"field {name!r} is {len(value):,} characters; the limit is {limit:,}")
+
+
+def _check_rewards(name: str, values: list[float]) -> None:
+    for i, value in enumerate(values):
+        if not 0.0 <= value <= 1.0:  # also refuses NaN
+            raise P2OError(f"field {name}[{i}] is {shown(value)}; rewards lie in [0, 1]")
+
+
+def check_record(record: Any) -> None:
+    """Values a record's type allows but p2o cannot use (ValueError naming the field)."""
+    key = ID_FIELD.get(type(record)) or ("id" if hasattr(record, "id") else "")
+    if key:
+        _check_text(key, getattr(record, key), MAX_ID_CHARS)
+    if isinstance(record, (Problem, Hard)):
+        _check_text("problem", record.problem, MAX_PROBLEM_CHARS)
+        _check_text("answer", record.answer, MAX_ANSWER_CHARS)
+    if isinstance(record, Rollout):
+        _check_rewards("reward", [record.reward])
+        _check_rewards("plain_rewards", record.plain_rewards or [])
+        _check_text("template", record.template, MAX_TEMPLATE_CHARS)
+        for name in ("k", "n_tokens", "policy_version"):
+            if getattr(record, name) < 0:
+                raise P2OError(f"field {name!r} is {getattr(record, name)}; it cannot be negative")
+        if record.response_ids is not None and any(t < 0 for t in record.response_ids):
+            raise P2OError("field 'response_ids' holds a negative token id")
+    elif isinstance(record, Hard):
+        _check_rewards("rewards", record.rewards)
+        _check_rewards("mean_reward", [record.mean_reward])
+    elif isinstance(record, Template):
+        _check_text("text", record.text, MAX_TEMPLATE_CHARS)
+        if len(record.dev_ids) != len(record.dev_scores):
+            raise P2OError(
+                f"dev_ids has {len(record.dev_ids)} entries but dev_scores {len(record.dev_scores)}; they pair up"
+            )
+        _check_rewards("dev_scores", record.dev_scores)
+        if record.iteration < 0:
+            raise P2OError(f"field 'iteration' is {record.iteration}; it cannot be negative")
+    elif isinstance(record, Assignment):
+        if not record.template_ids:
+            raise P2OError("field 'template_ids' is empty; an assignment names one template per rollout")
+        _check_rewards("plain_rewards", record.plain_rewards)
 
 
 # ---------------------------------------------------------------- reading
@@ -238,57 +299,68 @@ def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[st
         yield lineno, obj
 
 
-def read_records(path: str | os.PathLike[str], cls: type[R], *, unique: bool = True) -> list[R]:
-    """Read and validate a JSONL file of ``cls`` records; ids must be unique where they key the file."""
-    shown = "<stdin>" if str(path) == STDIO else path
-    key = ID_FIELD.get(cls, "")
-    seen: dict[str, int] = {}
+def _record_key(record: Any) -> tuple[str, Any] | None:
+    """What must be unique in a file of these records: its id, or (id, k) for rollouts."""
+    if isinstance(record, Rollout):
+        return "(id, k)", (record.id, record.k)
+    key = ID_FIELD.get(type(record), "")
+    return (key, getattr(record, key)) if key else None
+
+
+def read_records(
+    path: str | os.PathLike[str], cls: type[R], *, unique: bool = True, allow_empty: bool = True
+) -> list[R]:
+    """Read and validate a JSONL file of ``cls`` records.
+
+    ``unique``: ids (``(id, k)`` for rollouts) must not repeat. ``allow_empty=False``: a file
+    with no records is an error (a command must not replace its last output with nothing).
+    A templates file must name only parents it holds.
+    """
+    where = "<stdin>" if str(path) == STDIO else path
+    seen: dict[Any, int] = {}
     out: list[R] = []
+    lines: list[int] = []
     for lineno, obj in iter_json_lines(path):
         try:
             record = from_dict(cls, obj)
         except ValueError as err:
-            raise RecordError(shown, lineno, str(err)) from None
-        if unique and key:
-            rid = getattr(record, key)
-            if rid in seen:
-                raise RecordError(shown, lineno, f"duplicate {key} {rid!r} (first on line {seen[rid]})")
-            seen[rid] = lineno
+            raise RecordError(where, lineno, str(err)) from None
+        key = _record_key(record) if unique else None
+        if key is not None:
+            if key[1] in seen:
+                raise RecordError(where, lineno, f"duplicate {key[0]} {shown(key[1])} (first on line {seen[key[1]]})")
+            seen[key[1]] = lineno
         out.append(record)
+        lines.append(lineno)
+    if not out and not allow_empty:
+        raise RecordError(where, None, f"no {SCHEMAS.get(cls, cls.__name__).split('@')[0]} records")
+    if cls is Template:
+        ids = {t.template_id for t in out}  # type: ignore[attr-defined]
+        for record, lineno in zip(out, lines):
+            parent = record.parent_id  # type: ignore[attr-defined]
+            if parent is not None and parent not in ids:
+                raise RecordError(where, lineno, f"parent_id {shown(parent)} is not a template of this file")
     return out
 
 
-# ---------------------------------------------------------------- writing
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
-
-    Works for files and directories (a directory replaces an existing one).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    inner = tmp / (target.name + suffix)
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One JSON object from a file, with errors that name the file (state and config files)."""
     try:
-        yield inner
-        if target.is_dir() and not target.is_symlink():
-            old = target.with_name(f".{target.name}.old")
-            _rmtree(old)
-            target.rename(old)
-            inner.rename(target)
-            _rmtree(old)
-        else:
-            os.replace(inner, target)
-    finally:
-        _rmtree(tmp)
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise RecordError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise RecordError(path, None, "is a directory, expected a JSON file") from None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise RecordError(path, None, f"malformed JSON: {err.msg}") from None
+    if not isinstance(obj, dict):
+        raise RecordError(path, None, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+# ---------------------------------------------------------------- writing
 
 
 def write_records(path: str | os.PathLike[str], records: Iterable[Any]) -> int:

@@ -17,6 +17,7 @@ from .config import (
 )
 from .engines import Engine, ProgressFn
 from .errors import P2OError
+from .faults import fault
 from .prompts import PromptConfig, render
 from .records import Assignment, Problem, Rollout, Template
 
@@ -70,11 +71,27 @@ def plan_requests(
     return requests
 
 
-def check_assignments(assignments: Mapping[str, Assignment], templates: Mapping[str, Template]) -> None:
-    """Every assigned template id must exist (raises ValueError naming the first that does not)."""
+def check_assignments(
+    assignments: Mapping[str, Assignment],
+    templates: Mapping[str, Template],
+    problems: Sequence[Problem] | None = None,
+    k: int | None = None,
+) -> None:
+    """Assignments must fit what is rolled out (ValueError naming the first that does not).
+
+    Every assigned template id must exist; with ``problems``, every assignment must name one
+    of them; with ``k``, each must carry exactly ``k`` template ids (one per rollout).
+    """
+    known = {p.id for p in problems} if problems is not None else None
     for assignment in assignments.values():
         if not assignment.template_ids:
             raise P2OError(f"assignment for {assignment.id!r} has no template ids")
+        if known is not None and assignment.id not in known:
+            raise P2OError(f"assignment for {assignment.id!r} names no problem of the input")
+        if k is not None and len(assignment.template_ids) != k:
+            raise P2OError(
+                f"assignment for {assignment.id!r} has {len(assignment.template_ids)} template ids; --k is {k}"
+            )
         for template_id in assignment.template_ids:
             if template_id not in templates:
                 raise P2OError(f"assignment for {assignment.id!r} names unknown template {template_id!r}")
@@ -114,6 +131,7 @@ def generate_rollouts(
         for prompt, samples in zip(group, outputs):
             for index, sample in zip(unique[prompt], samples):
                 completions[index] = sample
+    fault("rollout")  # reliability tests: killed between generation and scoring
     results = scorer.score([c.text for c in completions], [r.problem.answer for r in requests])
     return [
         Rollout(

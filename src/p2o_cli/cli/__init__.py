@@ -11,7 +11,9 @@ from .app import app
 
 
 def main() -> None:
-    app()
+    from ..entry import main as entry_main  # signal handling first, then this app
+
+    entry_main()
 
 
 __all__ = ["app", "main"]

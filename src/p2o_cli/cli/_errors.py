@@ -16,10 +16,10 @@ from contextlib import contextmanager
 
 import typer
 
+from ..errors import one_line
+
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-MAX_MESSAGE_CHARS = 500  # an error line never echoes a huge value back
 
 
 def debug_enabled() -> bool:
@@ -27,9 +27,7 @@ def debug_enabled() -> bool:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else type(err).__name__
-    return line if len(line) <= MAX_MESSAGE_CHARS else line[:MAX_MESSAGE_CHARS] + " …"
+    return one_line(str(err)) or type(err).__name__
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
@@ -65,11 +63,8 @@ def reported_errors() -> Iterator[None]:
     """Run a command body; turn what escapes it into one line on stderr and an exit status."""
     try:
         yield
-    except (typer.Exit, typer.Abort, SystemExit):
-        raise
-    except KeyboardInterrupt:
-        typer.echo("p2o: interrupted", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
+        raise  # Ctrl-C and SIGTERM unwind to the entry point, which reports them (entry.py)
     except Exception as err:  # noqa: BLE001 - this is the one place that decides what the user sees
         code, message = describe(err)
         if debug_enabled():

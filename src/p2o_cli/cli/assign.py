@@ -24,10 +24,11 @@ class AssignJob(Config):
 def assign_command(job: AssignJob) -> None:
     """Greedy set cover over GEPA's templates, then K templates for each hard problem."""
     from ..gepa.assign import assign_templates
-    from ..records import Hard, Template, read_records, write_records
+    from ..records import Hard, Template, check_output_path, read_records, write_records
 
-    templates = read_records(job.templates, Template)
-    problems = read_records(job.hard, Hard)
+    check_output_path(job.out)
+    templates = read_records(job.templates, Template, allow_empty=False)
+    problems = read_records(job.hard, Hard, allow_empty=False)
     cfg = job.assign
     result = assign_templates([h.id for h in problems], templates, k=cfg.k, seed=cfg.seed,
                               same_template_in_group=cfg.same_template_in_group,

@@ -31,13 +31,15 @@ def eval_command(job: EvalJob) -> None:
     from ..evaluate import evaluate, results_scores
     from ..paper import paper_table
     from ..progress import console, generation_progress
-    from ..records import write_json, write_records
+    from ..records import check_output_path, write_json, write_records
     from ..reward import open_scorer
     from .common import quiet_libraries, samples_path
     from .display import results_table
 
     if not job.eval.bench:
         raise UsageError("missing --bench (a benchmark name, or all)")
+    check_output_path(job.out)
+    check_output_path(samples_path(job.out))
     quiet_libraries()
     engine = open_engine(job.model, job.engine)
     with open_scorer(job.reward) as scorer:

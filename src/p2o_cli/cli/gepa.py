@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 
@@ -36,18 +37,23 @@ def gepa_command(job: GepaJob) -> None:
     from ..errors import UsageError
     from ..gepa.reflect import ReflectorError
     from ..gepa.reflectors import ReflectorContext, reflector_from_config
-    from ..gepa.search import GEPA_MAX_NEW_TOKENS, run_gepa
+    from ..gepa.search import GEPA_MAX_NEW_TOKENS, check_budget, run_gepa
     from ..gepa.view import live_front
     from ..progress import interactive
-    from ..records import STDIO, Hard, read_records, write_records
+    from ..records import STDIO, Hard, check_output_path, read_records, write_records
     from ..reward import open_scorer
     from .common import quiet_libraries
 
     if job.out == STDIO and job.state is None:
         raise UsageError("--out - needs an explicit --state file")
     state_path = job.state or f"{job.out}.state.json"
-    problems = read_records(job.hard, Hard)
+    check_output_path(job.out)
+    check_output_path(state_path)
+    if job.resume and not Path(state_path).is_file():
+        raise UsageError(f"{state_path}: no search to resume (drop --resume to start one)")
+    problems = read_records(job.hard, Hard, allow_empty=False)
     cfg = dataclasses.replace(job.gepa, gepa_max_new_tokens=job.gepa.gepa_max_new_tokens or GEPA_MAX_NEW_TOKENS)
+    check_budget(len(problems), cfg)  # before any model loads
     thinking = cfg.prompt.enable_thinking
     # An API reflector is built before the model loads, so a missing key fails at once.
     context = ReflectorContext(seed=cfg.seed, enable_thinking=thinking)

@@ -23,9 +23,10 @@ class MineHardJob(Config):
 def mine_hard(job: MineHardJob) -> None:
     """Problems whose mean reward is below τ, with their failed responses."""
     from ..mining import mine_hard as mine
-    from ..records import Rollout, read_records, write_records
+    from ..records import Rollout, check_output_path, read_records, write_records
 
-    records = read_records(job.rollouts, Rollout)
+    check_output_path(job.out)
+    records = read_records(job.rollouts, Rollout, allow_empty=False)
     hard = mine(records, tau=job.mining.tau, max_failures=job.mining.max_failures)
     write_records(job.out, hard)
     n_problems = len({r.id for r in records})

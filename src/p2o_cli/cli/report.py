@@ -24,8 +24,10 @@ class ReportJob(Config):
 @command(app, "report", ReportJob)
 def report(job: ReportJob) -> None:
     """Plots (training reward, hard count per epoch, eval accuracy, GEPA coverage) and a markdown table."""
+    from ..records import check_output_path
     from ..report import write_report
 
+    check_output_path(job.out, "dir")
     written = write_report(job.runs, job.out, compare_paper=job.compare == "paper")
     typer.echo((Path(job.out) / "report.md").read_text())
     typer.echo(f"wrote {len(written)} files to {job.out}", err=True)

@@ -43,6 +43,7 @@ def rollout(job: RolloutJob) -> None:
         Assignment,
         Problem,
         Template,
+        check_output_path,
         read_records,
         write_records,
     )
@@ -52,15 +53,21 @@ def rollout(job: RolloutJob) -> None:
 
     if (job.assign is None) != (job.templates is None):
         raise UsageError("--assign and --templates go together")
+    check_output_path(job.out)
     version = job.policy_version if job.policy_version is not None else policy_version_of(job.model)
     cfg = dataclasses.replace(job.rollout, policy_version=version)
+    # Assignments are checked against every selected problem, before --limit cuts the list.
+    selection = dataclasses.replace(job.problems, limit=None)
     if job.data == STDIO:
-        problems = select_training_problems(read_records(STDIO, Problem), job.problems)
+        problems = select_training_problems(read_records(STDIO, Problem, allow_empty=False), selection)
     else:
-        problems = load_training_problems(job.data, job.problems)
+        problems = load_training_problems(job.data, selection)
+    if not problems:  # an empty input must not replace the last output with nothing
+        raise UsageError(f"{job.data}: no problems")
     assignments = {a.id: a for a in read_records(job.assign, Assignment)} if job.assign else {}
     templates = {t.template_id: t for t in read_records(job.templates, Template)} if job.templates else {}
-    check_assignments(assignments, templates)
+    check_assignments(assignments, templates, problems=problems, k=cfg.k)
+    problems = problems[: job.problems.limit]
     quiet_libraries()
     engine = open_engine(job.model, job.engine)
     with open_scorer(job.reward) as scorer, generation_progress("rollout", len(problems) * cfg.k) as progress:

@@ -16,19 +16,14 @@ def saved_run_config(flags: Mapping[str, Any]) -> dict[str, Any]:
     resume = flags.get("resume")
     if not resume:
         return {}
-    import orjson
-
     from ..config import flatten
     from ..errors import UsageError
+    from ..records import read_json_object
 
     saved = Path(resume) / "config.json"
     if not saved.is_file():
         raise UsageError(f"{resume}: not a run directory (no config.json)")
-    try:
-        data = orjson.loads(saved.read_bytes())
-    except orjson.JSONDecodeError as err:
-        raise UsageError(f"{saved}: not valid JSON ({err})") from None
-    values = flatten(data, RunConfig, str(saved))
+    values = flatten(read_json_object(saved), RunConfig, str(saved))
     values.pop("resume", None)
     return {**values, "out": resume}
 
@@ -36,12 +31,17 @@ def saved_run_config(flags: Mapping[str, Any]) -> dict[str, Any]:
 @command(app, "run", RunConfig, base=saved_run_config)
 def run(cfg: RunConfig) -> None:
     """The whole P²O loop: rollouts, train steps, hard mining, GEPA + assignment, evaluation."""
+    from ..gepa.reflectors import check_reflector
     from ..loop.runner import P2ORun
     from ..progress import console
+    from ..records import check_output_path
     from .common import quiet_libraries
 
     if cfg.resume:
         cfg.out = cfg.resume
+    check_output_path(cfg.out, "dir")
+    if not cfg.no_gepa:
+        check_reflector(cfg.reflector)  # name, key and reachability, before any model loads
     quiet_libraries()
     runner = P2ORun(cfg, resume=bool(cfg.resume), printer=lambda line: console.print(line, highlight=False))
     try:

@@ -42,10 +42,12 @@ class ToyInitJob(Config):
 def toy_init(job: ToyInitJob) -> None:
     """Pretrain the toy model and write the toy world (deterministic for a seed)."""
     from ..progress import console
+    from ..records import check_output_path
     from ..toy.pretrain import PretrainConfig
     from ..toy.world import init_world
     from .common import quiet_libraries
 
+    check_output_path(job.out, "dir")
     quiet_libraries()
     given = {"steps": job.pretrain_steps, "hidden_size": job.hidden_size, "num_layers": job.num_layers,
              "threads": job.threads}

@@ -27,14 +27,12 @@ def train_step(job: TrainStepJob) -> None:
     """One GRPO step on a rollout batch with context distillation; writes a chained checkpoint."""
     import time
 
-    from ..errors import UsageError
-    from ..records import Rollout, append_jsonl, read_records
+    from ..records import Rollout, append_jsonl, check_output_path, read_records
     from ..rl.trainer import PolicyTrainer
     from .common import quiet_libraries
 
-    records = read_records(job.rollouts, Rollout, unique=False)
-    if not records:
-        raise UsageError(f"{job.rollouts}: no rollouts")
+    check_output_path(job.out, "checkpoint")
+    records = read_records(job.rollouts, Rollout, allow_empty=False)
     quiet_libraries()
     trainer = PolicyTrainer.from_checkpoint(job.model, job.train)
     metrics = trainer.step(records)

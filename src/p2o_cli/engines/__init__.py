@@ -60,6 +60,10 @@ def open_engine(model: str, cfg: EngineConfig) -> Engine:
     name = resolve_engine(cfg.engine)
     if not Path(model).exists() and (model.startswith((".", "/")) or model.count("/") != 1):
         raise UsageError(f"{model}: no such model directory")
+    if name in ("hf", "vllm"):
+        from ..rl.checkpoint import check_checkpoint_files
+
+        check_checkpoint_files(model)  # a truncated download or save fails here, not mid-load
     if name == "hf":
         return load_engine(name, model, device=cfg.device, batch_size=cfg.gen_batch_size)
     if name == "vllm":

@@ -33,6 +33,20 @@ from .openai_client import make_client, map_bounded, status_of, with_retries
 VLLM_EXTRAS: dict[str, Any] = {"top_k": -1, "add_special_tokens": False, "return_token_ids": True}
 
 
+class ServerReplyError(ValueError):
+    """The server answered with something p2o cannot use (exit status 2, one line)."""
+
+
+def valid_text(text: Any) -> str:
+    """``text`` as UTF-8-encodable str: lone surrogates (which JSON allows) become U+FFFD.
+
+    Otherwise the rollout could not be written: orjson refuses such strings.
+    """
+    if not isinstance(text, str):
+        raise ServerReplyError(f"the server returned a completion text of type {type(text).__name__}")
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 class OpenAIEngine:
     """``generate`` through an OpenAI-compatible ``/v1/completions`` endpoint."""
 
@@ -155,9 +169,9 @@ class OpenAIEngine:
         return map_bounded(one, jobs, self.max_concurrency, done)
 
     def _completions(self, response: Any, n: int) -> list[Completion]:
-        choices = sorted(response.choices, key=lambda c: c.index)
+        choices = sorted(response.choices or [], key=lambda c: c.index)
         if len(choices) != n:
-            raise RuntimeError(f"server returned {len(choices)} choices, asked for {n}")
+            raise ServerReplyError(f"the server returned {len(choices)} choices where {n} were asked for")
         usage = getattr(response, "usage", None)
         out = []
         for choice in choices:
@@ -178,7 +192,7 @@ class OpenAIEngine:
                 n_tokens = len(ids) + (1 if reason == "stop" else 0)
             out.append(
                 Completion(
-                    text=choice.text,
+                    text=valid_text(choice.text),
                     n_tokens=n_tokens,
                     finish_reason=reason,
                     token_ids=list(token_ids) if token_ids is not None else None,

@@ -1,5 +1,5 @@
-"""One small retrying client for OpenAI-compatible servers, shared by the openai engine and the
-GEPA reflector.
+"""One small retrying client for OpenAI-compatible servers, shared by the openai engine and
+every API reflector (``gepa/reflect.py``): one set of retryable statuses, one backoff.
 
 - ``make_client(base_url, api_key=…, api_key_env=…, timeout=…)``: an ``openai.OpenAI`` whose own
   retries are off (``with_retries`` does them, the same way for every caller).
@@ -75,15 +75,18 @@ def is_retryable(err: BaseException) -> bool:
 
 
 def retry_after(err: BaseException) -> float | None:
-    """The server's Retry-After (seconds), when it sent one."""
+    """The server's Retry-After (seconds; ``retry-after-ms`` too), when it sent one."""
     headers = getattr(getattr(err, "response", None), "headers", None)
     if not headers:
         return None
-    value = headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(float(value) * scale, 0.0)
+            except ValueError:
+                return None
+    return None
 
 
 def with_retries(
@@ -94,8 +97,13 @@ def with_retries(
     retry_on: Callable[[BaseException], bool] = is_retryable,
     sleep: Callable[[float], None] = time.sleep,
     rand: Callable[[], float] = random.random,
+    on_retry: Callable[[BaseException, int, float], None] | None = None,
 ) -> T:
-    """``fn()``, retried up to ``max_retries`` times on transient errors with backoff + jitter."""
+    """``fn()``, retried up to ``max_retries`` times on transient errors with backoff + jitter.
+
+    ``on_retry(error, attempt, delay)`` is told of each retry before its sleep (for counting
+    and logging).
+    """
     attempt = 0
     while True:
         try:
@@ -103,10 +111,19 @@ def with_retries(
         except Exception as err:
             if attempt >= max_retries or not retry_on(err):
                 raise
-            delay = rand() * min(max_delay, base_delay * 2**attempt)
-            delay = max(delay, min(retry_after(err) or 0.0, max_delay))
+            delay = backoff_delay(attempt, base_delay, max_delay, retry_after(err), rand)
+            if on_retry is not None:
+                on_retry(err, attempt, delay)
             sleep(delay)
             attempt += 1
+
+
+def backoff_delay(
+    attempt: int, base_delay: float, max_delay: float, server_says: float | None, rand: Callable[[], float]
+) -> float:
+    """Full jitter below ``base_delay * 2**attempt`` (capped), but at least the server's Retry-After."""
+    delay = rand() * min(max_delay, base_delay * 2**attempt)
+    return max(delay, min(server_says or 0.0, max_delay))
 
 
 def map_bounded(

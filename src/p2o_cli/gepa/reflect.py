@@ -5,8 +5,8 @@ imported from the ``gepa`` package so p2o proposes templates exactly as GEPA doe
 kinds of reflector share one batched protocol (W proposals per iteration):
 
 - ``OpenAIReflector``: any OpenAI-compatible chat endpoint (presets ``kimi`` and ``openai``),
-  with our own retries (exponential backoff + jitter, Retry-After honoured) on 429, 5xx,
-  timeouts, dropped connections and unparseable replies;
+  through the client shared with the openai engine (``engines.openai_client``: the same
+  retryable statuses, backoff, jitter and Retry-After), which also retries unparseable replies;
 - ``SelfReflector``: the reference model through the local engine;
 - others registered by name in :mod:`p2o_cli.gepa.reflectors` (the toy world registers ``toy``).
 
@@ -17,23 +17,35 @@ are never printed, logged or written to disk.
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from ..engines.openai_client import (
+    is_retryable,
+    make_client,
+    map_bounded,
+    status_of,
+    with_retries,
+)
+from ..errors import P2OError
 
 log = logging.getLogger(__name__)
 
 # Responses can be 12k tokens; the reflector needs the approach and the final answer, so a
 # long response keeps its head and its tail (where the answer is) within this many characters.
 MAX_RESPONSE_CHARS = 6000
+# A reflector reply longer than this is refused (a template is an instruction, not a book;
+# a 5 MB reply must not reach evaluation). Templates themselves: records.MAX_TEMPLATE_CHARS.
+MAX_REPLY_CHARS = 100_000
 
-class ReflectorError(RuntimeError):
-    """The reflector cannot work at all (bad key, unknown model, wrong URL): stop the search."""
+class ReflectorError(P2OError):
+    """The reflector cannot work at all (bad key, unknown model, wrong URL, unreachable): stop.
+
+    A P2OError, so every command reports it as bad input: one line, exit status 2.
+    """
 
 
 @dataclass
@@ -141,38 +153,44 @@ def extract_template(lm_out: str | None) -> str | None:
 
 @dataclass
 class RetryPolicy:
+    """How the shared client (``engines.openai_client.with_retries``) retries one request."""
+
     max_retries: int = 6
-    base_delay: float = 1.0  # seconds before the first retry; doubles each time
-    max_delay: float = 60.0
-    jitter: float = 0.25  # each delay is stretched by up to this fraction, so clients desynchronise
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        backoff = min(self.base_delay * 2**attempt, self.max_delay)
-        if retry_after is not None:
-            backoff = max(backoff, min(retry_after, self.max_delay))
-        return backoff * (1 + self.jitter * rng.random())
+    base_delay: float = 1.0  # seconds; the ceiling doubles each retry ("full jitter" below it)
+    max_delay: float = 60.0  # and a Retry-After is honoured up to this
 
 
-def _retry_after(err: Exception) -> float | None:
-    response = getattr(err, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return max(float(value) * scale, 0.0)
-            except ValueError:
-                return None
-    return None
+class UnusableReply(ValueError):
+    """A 200 whose body is no chat completion, or one without message content: worth a retry."""
+
+
+def _retry_reflector(err: BaseException) -> bool:
+    """The shared client's transient errors, plus replies that are not a usable completion."""
+    import openai
+
+    # ValueError: the client's JSON decoding of a garbage body (and UnusableReply).
+    return is_retryable(err) or isinstance(err, (ValueError, openai.APIResponseValidationError))
+
+
+def _cause(err: BaseException) -> str:
+    import openai
+
+    if isinstance(err, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(err, openai.APIConnectionError):
+        return "connection error"
+    status = status_of(err)
+    if status is not None:
+        return f"HTTP {status}"
+    return str(err) if isinstance(err, UnusableReply) else "an unparseable reply"
 
 
 class OpenAIReflector:
-    """Chat completions through the ``openai`` client, with our own retry loop.
+    """Chat completions through the shared retrying client (``engines.openai_client``).
 
-    The client's built-in retries are off (``max_retries=0``) so that every attempt, its
-    delay and its cause are ours to count and test. Requests of one batch run concurrently.
+    Every attempt, its delay and its cause are counted in ``stats``; requests of one batch run
+    concurrently. A proposal whose request fails for good returns None and counts in
+    ``failed_proposals`` (the search stops after ``max_reflector_failures`` in a row).
     """
 
     def __init__(
@@ -187,10 +205,8 @@ class OpenAIReflector:
         max_tokens: int | None = None,
         max_response_chars: int = MAX_RESPONSE_CHARS,
     ):
-        from openai import OpenAI
-
         # The key goes into the client and nowhere else (not an attribute of ours, not a repr).
-        self._client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
+        self._client = make_client(base_url, api_key=api_key, timeout=timeout_s)
         self.base_url = base_url
         self.model = model
         self.retry = retry or RetryPolicy()
@@ -200,24 +216,31 @@ class OpenAIReflector:
         self.max_response_chars = max_response_chars
         self._lock = threading.Lock()
         self.stats = {"requests": 0, "retries": 0, "failed": 0, "malformed": 0}
+        self.last_failure = "none"
 
     def __repr__(self) -> str:
         return f"OpenAIReflector(base_url={self.base_url!r}, model={self.model!r})"
+
+    @property
+    def failed_proposals(self) -> int:
+        return self.stats["failed"]
 
     def _count(self, key: str) -> None:
         with self._lock:
             self.stats[key] += 1
 
     def propose(self, requests: Sequence[ReflectionRequest]) -> list[str | None]:
-        if not requests:
-            return []
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(self._propose_one, requests))
+        return map_bounded(self._propose_one, requests, self.concurrency)
 
     def _propose_one(self, request: ReflectionRequest) -> str | None:
         prompt = meta_prompt(request, self.max_response_chars)
         content = self.complete(prompt)
         if content is None:
+            return None
+        if len(content) > MAX_REPLY_CHARS:
+            self._count("malformed")
+            log.warning("reflector answer for parent %s is %d characters (limit %d); proposal skipped",
+                        request.parent_id, len(content), MAX_REPLY_CHARS)
             return None
         template = extract_template(content)
         if template is None:
@@ -226,7 +249,7 @@ class OpenAIReflector:
         return template
 
     def complete(self, prompt: str) -> str | None:
-        """The assistant's text for one user message, or None after the retries are spent."""
+        """The assistant's text for one user message, or None once the retries are spent."""
         import openai
 
         kwargs: dict[str, Any] = {}
@@ -234,62 +257,49 @@ class OpenAIReflector:
             kwargs["temperature"] = self.temperature
         if self.max_tokens is not None:
             kwargs["max_tokens"] = self.max_tokens
-        rng = random.Random()
-        for attempt in range(self.retry.max_retries + 1):
+
+        def attempt() -> str:
             self._count("requests")
-            retry_after: float | None = None
-            try:
-                response = self._client.chat.completions.create(
-                    model=self.model, messages=[{"role": "user", "content": prompt}], **kwargs
-                )
-                content = _content_of(response)
-                if content is not None:
-                    return content
-                cause = "a reply without message content"
-            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
-                # Wrong key, no access or unknown model: every proposal would fail the same way.
-                raise ReflectorError(
-                    f"reflector endpoint {self.base_url} refused the request "
-                    f"(HTTP {err.status_code}: {type(err).__name__}); check the API key and --reflector-model"
-                ) from None
-            except openai.APIStatusError as err:
-                if err.status_code != 429 and err.status_code < 500 and err.status_code != 408:
-                    # 400/413/422: this prompt is at fault (e.g. too long), not the service.
-                    self._count("failed")
-                    log.warning("reflector rejected a request (HTTP %s); proposal skipped", err.status_code)
-                    return None
-                retry_after = _retry_after(err)
-                cause = f"HTTP {err.status_code}"
-            except openai.APITimeoutError:
-                cause = "timeout"
-            except openai.APIConnectionError:
-                cause = "connection error"
-            except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError, KeyError):
-                # 200 with a body that is not a chat completion (garbage, truncated JSON).
-                cause = "an unparseable reply"
-            if attempt == self.retry.max_retries:
-                break
-            delay = self.retry.delay(attempt, retry_after, rng)
+            response = self._client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": prompt}], **kwargs
+            )
+            return _content_of(response)
+
+        def on_retry(err: BaseException, attempt_no: int, delay: float) -> None:
             self._count("retries")
-            log.info("reflector: %s; retry %d in %.2fs", cause, attempt + 1, delay)
-            time.sleep(delay)
-        self._count("failed")
-        log.warning("reflector: gave up after %d attempts (last: %s); proposal skipped", attempt + 1, cause)
-        return None
+            log.info("reflector: %s; retry %d in %.2fs", _cause(err), attempt_no + 1, delay)
+
+        try:
+            return with_retries(attempt, max_retries=self.retry.max_retries, base_delay=self.retry.base_delay,
+                                max_delay=self.retry.max_delay, retry_on=_retry_reflector, on_retry=on_retry)
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
+            # Wrong key, no access or unknown model: every proposal would fail the same way.
+            raise ReflectorError(
+                f"reflector endpoint {self.base_url} refused the request "
+                f"(HTTP {err.status_code}: {type(err).__name__}); check the API key and --reflector-model"
+            ) from None
+        except Exception as err:  # noqa: BLE001 - whatever the endpoint did, this proposal is skipped
+            self._count("failed")
+            self.last_failure = _cause(err)
+            log.warning("reflector: gave up on a proposal (%s); proposal skipped", self.last_failure)
+            return None
 
     def close(self) -> None:
         self._client.close()
 
 
-def _content_of(response: Any) -> str | None:
-    """The first choice's message text; raises on a body that is not a chat completion."""
+def _content_of(response: Any) -> str:
+    """The first choice's message text; UnusableReply on a body that is not a chat completion."""
     if isinstance(response, (str, bytes)):  # the client hands back raw text it could not parse
-        raise TypeError("reply is not JSON")
-    choices = response.choices
-    if not choices:
-        return None
-    content = choices[0].message.content
-    return content if isinstance(content, str) and content.strip() else None
+        raise UnusableReply("a reply that is not JSON")
+    try:
+        choices = response.choices
+        content = choices[0].message.content if choices else None
+    except (AttributeError, TypeError, IndexError, KeyError):
+        raise UnusableReply("a reply that is not a chat completion") from None
+    if not isinstance(content, str) or not content.strip():
+        raise UnusableReply("a reply without message content")
+    return content
 
 
 # ---------------------------------------------------------------- the reference model itself

@@ -13,9 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..engines.openai_client import make_client
 from ..errors import P2OError
 from .config import ReflectorConfig
-from .reflect import OpenAIReflector, Reflector, RetryPolicy, SelfReflector
+from .reflect import (
+    OpenAIReflector,
+    Reflector,
+    ReflectorError,
+    RetryPolicy,
+    SelfReflector,
+    _cause,
+)
 
 # Modules that register reflectors, imported on the first look-up of a name not yet known.
 PLUGINS = ("p2o_cli.toy.reflector",)
@@ -127,3 +135,34 @@ def make_reflector(name: str, *, seed: int = 0, engine: Any = None, tokenizer: A
     ``concurrency``, ``temperature``, ``max_tokens``)."""
     cfg = ReflectorConfig(reflector=name, **{f"reflector_{key}": value for key, value in options.items()})
     return reflector_from_config(cfg, ReflectorContext(seed, enable_thinking, engine, tokenizer))
+
+
+def check_reflector(cfg: ReflectorConfig, timeout_s: float = 5.0) -> None:
+    """Fail fast (ReflectorError/P2OError) on a reflector that cannot work: call before loading models.
+
+    Checks the name, that the key's environment variable is set, and that the endpoint answers
+    one short ``GET /models`` within ``timeout_s`` without refusing the key. Reflectors that
+    are not endpoints (``self``, ``toy``) need no check beyond their name.
+    """
+    import openai
+
+    cfg.check()
+    if _FACTORIES[cfg.reflector] is not _api_reflector:
+        return
+    base_url, _, env = resolve_endpoint(cfg.reflector, cfg.reflector_url, cfg.reflector_model, cfg.reflector_key_env)
+    client = make_client(base_url, api_key=api_key_from_env(env), timeout=timeout_s)
+    try:
+        client.models.list()
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
+        raise ReflectorError(
+            f"reflector endpoint {base_url} refused the API key in ${env} (HTTP {err.status_code})"
+        ) from None
+    except openai.APIStatusError:
+        pass  # it answered: reachable (some servers serve no model list)
+    except (openai.APITimeoutError, openai.APIConnectionError) as err:
+        raise ReflectorError(
+            f"reflector endpoint {base_url} cannot be reached ({_cause(err)} within {timeout_s:g}s); "
+            "check the network and --reflector-url"
+        ) from None
+    finally:
+        client.close()

@@ -35,8 +35,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import P2OError
+from ..faults import fault
 from ..prompts import render
-from ..records import Hard, Template, append_jsonl, from_dict, write_json
+from ..records import (
+    MAX_TEMPLATE_CHARS,
+    Hard,
+    Template,
+    append_jsonl,
+    from_dict,
+    read_json_object,
+    shown,
+    write_json,
+)
 from .config import GepaConfig
 from .pareto import (
     dev_coverage,
@@ -138,6 +148,17 @@ def leaked_answer(text: str, golds: Iterable[str]) -> str | None:
     return None
 
 
+def check_budget(n_hard: int, cfg: GepaConfig) -> int:
+    """The dev-set size for ``n_hard`` problems; ValueError when the budget cannot even score the seed."""
+    n_dev = split_sizes(n_hard, cfg.dev_size)
+    if cfg.budget < n_dev:
+        raise P2OError(
+            f"a GEPA budget of {cfg.budget} rollouts cannot score the seed template on {n_dev} dev problems; "
+            f"give at least {n_dev}"
+        )
+    return n_dev
+
+
 def _call_seed(seed: int, iteration: int, kind: int) -> int:
     """A distinct engine seed per (run seed, iteration, call kind) so reruns and resumes agree."""
     return (seed * 100_003 + iteration * 7 + kind) % (2**31)
@@ -178,12 +199,23 @@ def _state_to_json(state: _State, rng: random.Random) -> dict[str, Any]:
 
 
 def load_state(path: str | Path) -> _State:
-    obj = orjson.loads(Path(path).read_bytes())
+    """The saved search; ValueError naming the file on anything malformed."""
+    obj = read_json_object(path)
     if obj.get("schema") != STATE_SCHEMA:
-        raise P2OError(f"{path}: not a GEPA state file (schema {obj.get('schema')!r})")
+        raise P2OError(f"{path}: not a GEPA state file (schema {shown(obj.get('schema'))})")
     obj.pop("schema")
-    obj["templates"] = [from_dict(Template, t) for t in obj["templates"]]
-    return _State(**obj)
+    try:
+        state = from_dict(_State, obj)
+        if not all(isinstance(v, int) and v >= 0 for v in state.counters.values()):
+            raise P2OError("counters must be non-negative integers")
+        if state.spent < 0 or state.iteration < 0 or not 0 <= state.train_pos <= len(state.train_order):
+            raise P2OError("spent, iteration and train_pos are out of range")
+        if not state.templates:
+            raise P2OError("no templates")
+        _rng_from_json(state.rng)
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as err:
+        raise P2OError(f"{path}: corrupt GEPA state ({err}); start afresh without --resume") from None
+    return state
 
 
 # ---------------------------------------------------------------- the loop
@@ -279,7 +311,7 @@ def run_gepa(
     else:
         rng = random.Random(cfg.seed)
         ids = [h.id for h in hard]
-        n_dev = split_sizes(len(ids), cfg.dev_size)
+        n_dev = check_budget(len(ids), cfg)
         shuffled = list(ids)
         rng.shuffle(shuffled)
         dev_ids, train_ids = shuffled[:n_dev], shuffled[n_dev:]
@@ -291,6 +323,7 @@ def run_gepa(
         _checkpoint(state, rng, state_path, metrics_path, on_iteration, cfg, _metrics(state, cfg, {}, 0.0))
 
     stop_reason = "budget"
+    failure_streak = 0
     while True:
         if state.spent >= cfg.budget:
             stop_reason = "budget"
@@ -315,6 +348,7 @@ def run_gepa(
         # 1. All parents on their minibatches: one engine call of W·B prompts.
         jobs = [(parent.text, pid) for parent, batch in slots for pid in batch]
         results = search.evaluate(jobs, _call_seed(cfg.seed, it, 1))
+        fault("gepa")  # reliability tests: killed mid-iteration
         state.spent += len(jobs)
         state.counters["proposals"] += len(slots)
         parent_scores: list[float] = []
@@ -338,9 +372,12 @@ def run_gepa(
             requests.append((slot, ReflectionRequest(parent.template_id, parent.text, feedback, seed)))
 
         # 2. The reflector proposes all children of this iteration at once.
+        failed_before = failed_proposals(reflector)
         answers = reflector.propose([req for _, req in requests]) if requests else []
         if len(answers) != len(requests):
             raise RuntimeError(f"reflector returned {len(answers)} answers for {len(requests)} requests")
+        failure_streak = _failure_streak(failure_streak, failed_proposals(reflector) - failed_before,
+                                         len(requests), cfg.max_reflector_failures, reflector)
         state.counters["reflections"] += len(requests)
         known = {t.text.strip() for t in state.templates}
         children: list[tuple[int, str]] = []
@@ -348,7 +385,7 @@ def run_gepa(
         for (slot, _), answer in zip(requests, answers):
             text = answer.strip() if isinstance(answer, str) else ""
             parent, batch = slots[slot]
-            if not text:
+            if not text or len(text) > MAX_TEMPLATE_CHARS:  # over-long: refused before any evaluation
                 state.counters["skipped"] += 1
             elif text in known:
                 state.counters["duplicates"] += 1
@@ -419,6 +456,25 @@ def run_gepa(
         front=[t.template_id for t in front],
         stop_reason=stop_reason,
     )
+
+
+def failed_proposals(reflector: Reflector) -> int:
+    """Proposals the reflector has given up on for want of a reply (0 for those that cannot fail so)."""
+    return int(getattr(reflector, "failed_proposals", 0))
+
+
+def _failure_streak(streak: int, failed: int, asked: int, limit: int, reflector: Reflector) -> int:
+    """Failed proposals in a row: any reply in this batch resets it; ReflectorError at ``limit``."""
+    from .reflect import ReflectorError
+
+    streak = streak + failed if failed == asked else 0
+    if streak >= limit:
+        where = getattr(reflector, "base_url", "the reflector")
+        raise ReflectorError(
+            f"{where} gave no usable reply to {streak} proposals in a row (last: "
+            f"{getattr(reflector, 'last_failure', 'unknown')}); giving up"
+        )
+    return streak
 
 
 def _metrics(state: _State, cfg: GepaConfig, per_iteration: dict[str, Any], seconds: float) -> dict[str, Any]:

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..errors import P2OError
 from ..records import (
     Rollout,
     append_jsonl,
+    from_dict,
     iter_json_lines,
+    read_json_object,
     read_records,
     write_json,
     write_records,
@@ -68,7 +68,10 @@ class RunDir:
     def read_state(self) -> RunState:
         if not self.state_path.is_file():
             raise P2OError(f"{self.root}: nothing to resume (no state.json)")
-        return RunState(**orjson.loads(self.state_path.read_bytes()))
+        try:
+            return from_dict(RunState, read_json_object(self.state_path))
+        except ValueError as err:
+            raise P2OError(f"{self.state_path}: {err}") from None
 
     def write_state(self, state: RunState) -> None:
         write_json(self.state_path, dataclasses.asdict(state))

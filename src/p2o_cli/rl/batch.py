@@ -126,6 +126,17 @@ def encode_rollouts(
 # ---------------------------------------------------------------- splitting and packing
 
 
+
+def check_token_ids(seqs: Sequence[TokenSeq], vocab_size: int) -> None:
+    """Every response token must index the model's embedding (ValueError naming the rollout)."""
+    for seq in seqs:
+        bad = next((t for t in seq.response_ids if not 0 <= t < vocab_size), None)
+        if bad is not None:
+            raise P2OError(
+                f"rollout {seq.group!r} has response token id {bad}, outside the model's vocabulary "
+                f"of {vocab_size}; its response_ids come from another tokenizer or are corrupt"
+            )
+
 def split_groups(groups: Sequence[str], n_parts: int, seed: int) -> list[list[int]]:
     """Split sample indices into ``n_parts`` mini-batches, whole groups each, shuffled by ``seed``.
 

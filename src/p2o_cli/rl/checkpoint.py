@@ -24,7 +24,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ..errors import P2OError
-from ..records import atomic_path
+from ..faults import fault
+from ..records import atomic_path, recover_swap
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
@@ -95,6 +96,41 @@ def read_trainer_state(model_dir: str | Path) -> dict[str, Any] | None:
     return state
 
 
+def verify_safetensors(path: Path) -> None:
+    """The file's header parses and its size is what the header promises (ValueError otherwise).
+
+    Reads 8 bytes and the header only, so a truncated save or download is named before any
+    model loads, instead of failing deep inside the loader with a traceback.
+    """
+    size = path.stat().st_size
+    problem = None
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        header_len = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if header_len < 2 or 8 + header_len > size:
+            problem = "its header is cut short"
+        else:
+            try:
+                header = json.loads(fh.read(header_len))
+                end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                problem = "its header is not valid safetensors JSON"
+            else:
+                if 8 + header_len + end != size:
+                    problem = f"it holds {size:,} bytes where its header promises {8 + header_len + end:,}"
+    if problem:
+        raise P2OError(f"{path}: truncated or corrupt safetensors file ({problem}); save or download it again")
+
+
+def check_checkpoint_files(model_dir: str | Path) -> None:
+    """Restore a checkpoint a kill left in its swap window, then verify its safetensors files."""
+    root = Path(model_dir)
+    recover_swap(root)
+    if root.is_dir():
+        for path in sorted(root.glob("*.safetensors")):
+            verify_safetensors(path)
+
+
 def capture_rng() -> dict[str, Any]:
     """Torch RNG state (CPU and CUDA), JSON-safe, so a chained step draws what an in-process one would."""
     state: dict[str, Any] = {"cpu": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
@@ -139,7 +175,7 @@ def save_checkpoint(
     config: dict[str, Any] | None = None,
 ) -> None:
     """Write the whole checkpoint into a temporary directory and rename it into place."""
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, kind="checkpoint") as tmp:
         tmp.mkdir()
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         write_weight_index(tmp)
@@ -150,3 +186,4 @@ def save_checkpoint(
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2) + "\n")
         if config is not None:
             (tmp / TRAIN_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
+        fault("save")  # reliability tests: killed with the checkpoint written but not in place

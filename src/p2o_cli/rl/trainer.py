@@ -31,10 +31,12 @@ import torch
 from torch import Tensor
 
 from ..errors import P2OError
+from ..faults import fault
 from . import core_algos as ca
 from .batch import (
     MicroBatch,
     Plan,
+    check_token_ids,
     encode_rollouts,
     pad_rows,
     plain_anchors,
@@ -44,6 +46,7 @@ from .batch import (
 from .checkpoint import (
     OPTIMIZER_STATE,
     capture_rng,
+    check_checkpoint_files,
     load_optimizer_state,
     read_trainer_state,
     restore_rng,
@@ -143,6 +146,7 @@ class PolicyTrainer:
 
         source = str(model_dir)
         model_dir = Path(model_dir)
+        check_checkpoint_files(model_dir)  # restores an interrupted swap; refuses truncated files
         if model_dir.exists() and not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{model_dir}: not a model directory (no config.json)")
         if not model_dir.exists() and (source.startswith((".", "/")) or source.count("/") != 1):
@@ -174,6 +178,7 @@ class PolicyTrainer:
                 group["lr"] = lr
             for mbs, counts in zip(plan.train, old["counts"]):
                 self._accumulate(mbs, old, adv, counts, sums)
+                fault("update")  # reliability tests: killed mid-update
                 self._optimizer_step(sums)
             self.train_steps += 1
         t3 = time.perf_counter()
@@ -240,6 +245,7 @@ class PolicyTrainer:
         seqs = encode_rollouts(rollouts, self.tokenizer, cfg.distill, keep_templated=cfg.ratio_mask is not None)
         if not any(s.response_ids for s in seqs):
             raise P2OError("no rollout has a response token to train on")
+        check_token_ids(seqs, self.accelerator.unwrap_model(self.model).get_input_embeddings().num_embeddings)
         rewards = torch.tensor([float(r.reward) for r in rollouts], dtype=torch.float32)
         anchors = plain_anchors(rollouts) if cfg.templated_baseline == "plain" else None
         adv = ca.compute_advantages(cfg.adv_estimator, rewards, [r.id for r in rollouts], anchors=anchors,
