@@ -109,7 +109,7 @@ def test_config_files_are_type_checked_and_take_trl_names(tmp_path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('model = "m"\ndata = "d.jsonl"\n[train]\nlr = "1e-6"\n')
     result = runner.invoke(app, ["run", "--config", str(path)])
-    assert result.exit_code == 2 and "lr must be a number" in result.output
+    assert result.exit_code == 2 and "field 'lr' must be a number" in result.output
     path.write_text('model = "m"\ndata = "d.jsonl"\nnum_generations = 4\nbeta = 0.0\nepsilon_high = 0.28\n'
                     '[gepa]\nbudget = 50\n[eval]\nbench = ["aime24"]\n')
     cfg = build(RunConfig, read_config_file(path, RunConfig))

@@ -10,13 +10,8 @@ import pytest
 
 from p2o_cli.engines import Completion
 from p2o_cli.gepa.reflect import ReflectionRequest
-from p2o_cli.gepa.search import (
-    GepaConfig,
-    GepaProgress,
-    leaked_answer,
-    run_gepa,
-    split_sizes,
-)
+from p2o_cli.gepa import GepaConfig, GepaProgress, leaked_answer, run_gepa
+from p2o_cli.gepa.state import split_sizes
 from p2o_cli.records import Hard
 
 CATEGORIES = ("alpha", "beta", "gamma", "delta")

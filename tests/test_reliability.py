@@ -277,7 +277,7 @@ def test_response_ids_outside_the_vocabulary(tmp_path, tiny_model_dir) -> None:
 
 
 def test_corrupt_gepa_state_names_the_file(tmp_path) -> None:
-    from p2o_cli.gepa.search import STATE_SCHEMA, load_state
+    from p2o_cli.gepa.state import STATE_SCHEMA, load_state
 
     good = {"schema": STATE_SCHEMA, "fingerprint": {}, "dev_ids": ["a"], "train_ids": ["b"],
             "templates": [to_dict(Template("t0", "", dev_ids=["a"], dev_scores=[0.0]))],
@@ -329,7 +329,7 @@ def test_run_state_and_config_errors_name_the_file(tmp_path) -> None:
     assert result.exit_code == 2 and "config.json: expected a JSON object" in one_error_line(result.output)
     toml = tmp_path / "run.toml"
     toml.write_text('[run]\nbatch_size = "eight"\n')
-    with pytest.raises(ValueError, match="run.toml: batch_size must be an integer"):
+    with pytest.raises(ValueError, match="run.toml: field 'batch_size' must be an integer"):
         build(RunConfig, read_config_file(toml, RunConfig), str(toml))
 
 
@@ -355,7 +355,7 @@ def test_size_limits_and_short_error_lines(tmp_path) -> None:
 def test_over_long_reflector_templates_are_never_evaluated() -> None:
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
-    from p2o_cli.gepa.search import GepaConfig, run_gepa
+    from p2o_cli.gepa import GepaConfig, run_gepa
 
     class Verbose:
         def propose(self, requests):
@@ -400,7 +400,7 @@ def test_unreachable_reflector_stops_the_search_after_n_failures(tmp_path) -> No
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
     from p2o_cli.gepa.reflect import ReflectorError
-    from p2o_cli.gepa.search import GepaConfig, run_gepa
+    from p2o_cli.gepa import GepaConfig, run_gepa
 
     hard = make_hard(12)
     reflector = Unreachable()
@@ -471,7 +471,7 @@ def test_assignments_must_fit_the_problems_and_k() -> None:
 def test_gepa_budget_below_the_dev_set_spends_nothing() -> None:
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
-    from p2o_cli.gepa.search import GepaConfig, run_gepa
+    from p2o_cli.gepa import GepaConfig, run_gepa
 
     hard = make_hard(12)
     engine = SkillEngine(hard)

@@ -241,7 +241,7 @@ def test_refused_connections_stop_the_search(tmp_path) -> None:
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
     from p2o_cli.gepa.reflect import ReflectorError
-    from p2o_cli.gepa.search import GepaConfig, run_gepa
+    from p2o_cli.gepa import GepaConfig, run_gepa
 
     hard = make_hard(12)
     with pytest.raises(ReflectorError, match="in a row \\(last: connection error\\)"):
@@ -253,7 +253,7 @@ def test_refused_connections_stop_the_search(tmp_path) -> None:
 def test_answer_leaks_are_rejected(serve) -> None:
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
-    from p2o_cli.gepa.search import GepaConfig, run_gepa
+    from p2o_cli.gepa import GepaConfig, run_gepa
 
     hard = make_hard(12)
     golds = " ".join(h.answer for h in hard)
@@ -283,7 +283,7 @@ def test_cli_gepa_with_an_unreachable_reflector_exits_2(tmp_path, tiny_model_dir
 
 
 def _readers():
-    from p2o_cli.gepa.search import load_state
+    from p2o_cli.gepa.state import load_state
     from p2o_cli.config import read_config_file
     from p2o_cli.loop import RunConfig, RunDir
     from p2o_cli.records import Assignment, Hard, Problem, Rollout, Template, read_records

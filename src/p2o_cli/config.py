@@ -20,7 +20,8 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, P2OError
+from .records import check_type
 
 # TRL / verl names accepted in config files for the p2o option they mean.
 ALIASES: dict[str, str] = {
@@ -148,30 +149,6 @@ def base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def type_name(tp: Any) -> str:
-    tp, optional = base_type(tp)
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    name = names.get(tp, "a list of strings" if typing.get_origin(tp) is list else str(tp))
-    return name + (" (or nothing)" if optional else "")
-
-
-def type_ok(tp: Any, value: Any) -> bool:
-    tp, optional = base_type(tp)
-    if value is None:
-        return optional
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    if typing.get_origin(tp) is list:
-        return isinstance(value, list) and all(type_ok(typing.get_args(tp)[0], v) for v in value)
-    return True
-
-
 # ---------------------------------------------------------------- the option tree
 
 
@@ -218,11 +195,15 @@ def build(cls: type, values: Mapping[str, Any], source: str = "") -> Any:
     """``cls`` with the given option values (flat, by option name) over its defaults, type-checked."""
     specs = option_specs(cls)
     prefix = f"{source}: " if source else ""
+    checked: dict[str, Any] = {}
     for name, value in values.items():
         if name not in specs:
             raise ConfigError(f"{prefix}unknown option {name!r}")
-        if not type_ok(specs[name][0].type, value):
-            raise ConfigError(f"{prefix}{name} must be {type_name(specs[name][0].type)}, got {value!r}")
+        try:
+            checked[name] = check_type(value, specs[name][0].type, name)
+        except P2OError as err:
+            raise ConfigError(f"{prefix}{err}") from None
+    values = checked
     for name, specs_of in specs.items():
         if specs_of[0].meta.get("required") and values.get(name) in (None, "", []):
             raise ConfigError(f"missing {specs_of[0].flag} (or {name!r} in --config)")

@@ -144,18 +144,21 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, name: str) -> Any:
-    """Check ``value`` against a field annotation; return it (dataclasses built recursively)."""
+def check_type(value: Any, tp: Any, name: str) -> Any:
+    """``value`` checked against the annotation ``tp`` and returned (ints as floats where a float is
+    due, dataclasses built recursively); P2OError naming ``name`` if it does not fit."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
+        if len(options) == 2 and type(None) in options:  # Optional[T]: T's own message
+            return check_type(value, next(o for o in options if o is not type(None)), name)
         for option in options:
             if option is type(None):
                 continue
             try:
-                return _coerce(value, option, name)
+                return check_type(value, option, name)
             except ValueError:
                 pass
         raise P2OError(f"field {name!r} has the wrong type ({type(value).__name__})")
@@ -163,7 +166,7 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         if not isinstance(value, list):
             raise P2OError(f"field {name!r} must be a list, got {type(value).__name__}")
         (item_tp,) = typing.get_args(tp)
-        return [_coerce(v, item_tp, f"{name}[{i}]") for i, v in enumerate(value)]
+        return [check_type(v, item_tp, f"{name}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise P2OError(f"field {name!r} must be an object, got {type(value).__name__}")
@@ -193,18 +196,13 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     raise P2OError(f"field {name!r}: unsupported type {_type_name(tp)}")
 
 
-def check_type(value: Any, tp: Any, name: str) -> Any:
-    """``value`` checked against the annotation ``tp`` (ValueError naming ``name`` if it does not fit)."""
-    return _coerce(value, tp, name)
-
-
 def from_dict(cls: type[R], obj: dict[str, Any]) -> R:
     """Build a record from a JSON object, raising ValueError on a missing field or wrong type."""
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in obj:
-            kwargs[f.name] = _coerce(obj[f.name], hints[f.name], f.name)
+            kwargs[f.name] = check_type(obj[f.name], hints[f.name], f.name)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise P2OError(f"missing field {f.name!r}")
     schema = obj.get("schema")

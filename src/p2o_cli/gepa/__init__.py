@@ -7,7 +7,8 @@ from .config import GepaConfig
 from .pareto import dominates, front_templates, pareto_front, select_parents
 from .reflect import FeedbackRecord, ReflectionRequest, Reflector, ReflectorError
 from .reflectors import make_reflector, register_reflector
-from .search import GepaProgress, GepaResult, leaked_answer, run_gepa
+from .acceptance import leaked_answer
+from .search import GepaProgress, GepaResult, run_gepa
 
 __all__ = [
     "AssignResult",

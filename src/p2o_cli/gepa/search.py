@@ -23,16 +23,12 @@ atomically after every iteration; ``resume=True`` continues to the same result.
 
 from __future__ import annotations
 
-import hashlib
 import random
-import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from ..errors import P2OError
 from ..faults import fault
@@ -42,11 +38,9 @@ from ..records import (
     Hard,
     Template,
     append_jsonl,
-    from_dict,
-    read_json_object,
-    shown,
     write_json,
 )
+from .acceptance import failed_proposals, failure_streak, leaked_answer
 from .config import GepaConfig
 from .pareto import (
     dev_coverage,
@@ -55,12 +49,22 @@ from .pareto import (
     select_parents,
 )
 from .reflect import FeedbackRecord, ReflectionRequest, Reflector
+from .state import (
+    SearchState,
+    add_solved,
+    call_seed,
+    check_budget,
+    fingerprint,
+    load_state,
+    next_minibatch,
+    rng_from_json,
+    state_to_json,
+)
 
 if TYPE_CHECKING:
     from ..engines import Engine
     from ..reward import RewardScorer
 
-STATE_SCHEMA = "gepa-state@1"
 # The response limit of ``p2o gepa`` when --gepa-max-new-tokens is not given (p2o run uses its
 # --max-new-tokens instead).
 GEPA_MAX_NEW_TOKENS = 1024
@@ -96,126 +100,7 @@ class GepaProgress:
     budget: int
 
 
-@dataclass
-class _State:
-    fingerprint: dict[str, Any]
-    dev_ids: list[str]
-    train_ids: list[str]
-    templates: list[Template]
-    rng: Any  # random.Random.getstate(), as JSON
-    train_order: list[str]
-    train_pos: int = 0
-    iteration: int = 0
-    spent: int = 0
-    counters: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(
-            ("proposals", "reflections", "kept", "skipped", "duplicates", "perfect", "rejected_leaks"), 0
-        )
-    )
-
-
 # ---------------------------------------------------------------- helpers (pure)
-
-
-def split_sizes(n: int, dev_size: int) -> int:
-    """How many of ``n`` hard problems go to dev: ``dev_size``, or half when n < 1.5·dev_size."""
-    if n < 2:
-        raise P2OError(f"GEPA needs at least 2 hard problems (one for train, one for dev), got {n}")
-    return dev_size if n >= 1.5 * dev_size else n // 2
-
-
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-
-
-def _normalize(text: str) -> str:
-    return _THOUSANDS.sub("", text)
-
-
-def leaked_answer(text: str, golds: Iterable[str]) -> str | None:
-    """The first gold answer that appears in ``text`` as a whole token, else None.
-
-    "Whole token" keeps a gold of 12 from matching 120, 3.12 or x12, while still catching
-    "the answer is 12" or "=12."; thousands separators are ignored on both sides.
-    """
-    haystack = _normalize(text)
-    for gold in golds:
-        needle = _normalize(gold.strip().strip("$").strip())
-        if not needle:
-            continue
-        pattern = rf"(?<![0-9A-Za-z.]){re.escape(needle)}(?![0-9A-Za-z])(?!\.\d)"
-        if re.search(pattern, haystack):
-            return gold
-    return None
-
-
-def check_budget(n_hard: int, cfg: GepaConfig) -> int:
-    """The dev-set size for ``n_hard`` problems; ValueError when the budget cannot even score the seed."""
-    n_dev = split_sizes(n_hard, cfg.dev_size)
-    if cfg.budget < n_dev:
-        raise P2OError(
-            f"a GEPA budget of {cfg.budget} rollouts cannot score the seed template on {n_dev} dev problems; "
-            f"give at least {n_dev}"
-        )
-    return n_dev
-
-
-def _call_seed(seed: int, iteration: int, kind: int) -> int:
-    """A distinct engine seed per (run seed, iteration, call kind) so reruns and resumes agree."""
-    return (seed * 100_003 + iteration * 7 + kind) % (2**31)
-
-
-def _fingerprint(hard: Sequence[Hard], cfg: GepaConfig) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    for h in hard:
-        digest.update(orjson.dumps([h.id, h.problem, h.answer]))
-    return {
-        "hard": digest.hexdigest()[:16],
-        "n_hard": len(hard),
-        "width": cfg.width,
-        "minibatch": cfg.minibatch,
-        "dev_size": cfg.dev_size,
-        "seed": cfg.seed,
-        "eval_temperature": cfg.gepa_temperature,
-        "eval_top_p": cfg.gepa_top_p,
-        "eval_max_new_tokens": cfg.gepa_max_new_tokens,
-        "prompt": asdict(cfg.prompt),
-    }
-
-
-def _rng_to_json(rng: random.Random) -> list[Any]:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def _rng_from_json(obj: list[Any]) -> random.Random:
-    rng = random.Random()
-    rng.setstate((obj[0], tuple(obj[1]), obj[2]))
-    return rng
-
-
-def _state_to_json(state: _State, rng: random.Random) -> dict[str, Any]:
-    state.rng = _rng_to_json(rng)
-    return {"schema": STATE_SCHEMA, **asdict(state)}
-
-
-def load_state(path: str | Path) -> _State:
-    """The saved search; ValueError naming the file on anything malformed."""
-    obj = read_json_object(path)
-    if obj.get("schema") != STATE_SCHEMA:
-        raise P2OError(f"{path}: not a GEPA state file (schema {shown(obj.get('schema'))})")
-    obj.pop("schema")
-    try:
-        state = from_dict(_State, obj)
-        if not all(isinstance(v, int) and v >= 0 for v in state.counters.values()):
-            raise P2OError("counters must be non-negative integers")
-        if state.spent < 0 or state.iteration < 0 or not 0 <= state.train_pos <= len(state.train_order):
-            raise P2OError("spent, iteration and train_pos are out of range")
-        if not state.templates:
-            raise P2OError("no templates")
-        _rng_from_json(state.rng)
-    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as err:
-        raise P2OError(f"{path}: corrupt GEPA state ({err}); start afresh without --resume") from None
-    return state
 
 
 # ---------------------------------------------------------------- the loop
@@ -263,23 +148,18 @@ class _Search:
             template.dev_scores = [r for _, r, _ in results[i * len(dev_ids) : (i + 1) * len(dev_ids)]]
 
 
-def _minibatch(state: _State, rng: random.Random, size: int) -> list[str]:
-    """The next ``size`` hard-train ids: epochs of shuffled hard-train, no repeats inside one draw."""
-    size = min(size, len(state.train_ids))
-    if state.train_pos + size > len(state.train_order):
-        # Start a new epoch rather than straddle two (which could repeat a problem in one draw).
-        state.train_order = list(state.train_ids)
-        rng.shuffle(state.train_order)
-        state.train_pos = 0
-    batch = state.train_order[state.train_pos : state.train_pos + size]
-    state.train_pos += size
-    return batch
+@dataclass
+class _Iteration:
+    """One GEPA iteration as it unfolds: each phase below fills in its part."""
 
-
-def _add_solved(template: Template, ids: Iterable[str]) -> None:
-    for pid in ids:
-        if pid not in template.train_solved:
-            template.train_solved.append(pid)
+    number: int
+    slots: list[tuple[Template, list[str]]]  # (parent, its minibatch of hard-train ids)
+    parent_scores: list[float] = field(default_factory=list)
+    requests: list[tuple[int, ReflectionRequest]] = field(default_factory=list)
+    children: list[tuple[int, str]] = field(default_factory=list)  # (slot, template text)
+    child_scores: dict[int, float] = field(default_factory=dict)
+    kept: list[Template] = field(default_factory=list)
+    leaks: int = 0
 
 
 def run_gepa(
@@ -296,188 +176,179 @@ def run_gepa(
 ) -> GepaResult:
     """Evolve templates on ``hard``; see the module docstring. Resumes from ``state_path`` if asked."""
     search = _Search(hard, engine, tokenizer, reflector, scorer, cfg)
-    fingerprint = _fingerprint(hard, cfg)
-    B = cfg.minibatch
-
     if resume and state_path is not None and Path(state_path).is_file():
-        state = load_state(state_path)
-        if state.fingerprint != fingerprint:
-            changed = sorted(k for k in fingerprint if state.fingerprint.get(k) != fingerprint[k])
-            raise P2OError(
-                f"{state_path}: the saved search used different {', '.join(changed)}; "
-                "resume with the same inputs or start afresh without --resume"
-            )
-        rng = _rng_from_json(state.rng)
+        state, rng = _resumed(hard, cfg, state_path)
     else:
-        rng = random.Random(cfg.seed)
-        ids = [h.id for h in hard]
-        n_dev = check_budget(len(ids), cfg)
-        shuffled = list(ids)
-        rng.shuffle(shuffled)
-        dev_ids, train_ids = shuffled[:n_dev], shuffled[n_dev:]
-        state = _State(fingerprint, dev_ids, train_ids, [], None, list(train_ids), len(train_ids))
-        seed_template = Template(SEED_TEMPLATE_ID, "", parent_id=None, iteration=0)
-        search.score_on_dev([seed_template], dev_ids, _call_seed(cfg.seed, 0, 0))
-        state.templates.append(seed_template)
-        state.spent = len(dev_ids)
+        state, rng = _seeded(search, hard, cfg)
         _checkpoint(state, rng, state_path, metrics_path, on_iteration, cfg, _metrics(state, cfg, {}, 0.0))
-
-    stop_reason = "budget"
     failure_streak = 0
-    while True:
-        if state.spent >= cfg.budget:
-            stop_reason = "budget"
-            break
-        if cfg.max_iterations is not None and state.iteration >= cfg.max_iterations:
-            stop_reason = "max_iterations"
-            break
+    while (stop_reason := _stop_reason(state, cfg)) is None:
         started = time.perf_counter()
-        it = state.iteration + 1
-        parents = select_parents(state.templates, cfg.width, rng, cfg.selection_floor)
-
-        # Budget is checked before each proposal: a proposal costs at most 2B rollouts here.
-        slots: list[tuple[Template, list[str]]] = []
-        planned = state.spent
-        for parent in parents:
-            if planned >= cfg.budget:
-                break
-            batch = _minibatch(state, rng, B)
-            slots.append((parent, batch))
-            planned += 2 * len(batch)
-
-        # 1. All parents on their minibatches: one engine call of W·B prompts.
-        jobs = [(parent.text, pid) for parent, batch in slots for pid in batch]
-        results = search.evaluate(jobs, _call_seed(cfg.seed, it, 1))
-        fault("gepa")  # reliability tests: killed mid-iteration
-        state.spent += len(jobs)
-        state.counters["proposals"] += len(slots)
-        parent_scores: list[float] = []
-        requests: list[tuple[int, ReflectionRequest]] = []
-        offset = 0
-        for slot, (parent, batch) in enumerate(slots):
-            mine = results[offset : offset + len(batch)]
-            offset += len(batch)
-            rewards = [r for _, r, _ in mine]
-            parent_scores.append(sum(rewards))
-            _add_solved(parent, [pid for pid, r in zip(batch, rewards) if r > 0])
-            if all(r > 0 for r in rewards):
-                # Nothing failed, and a child cannot beat a perfect score: save the reflection.
-                state.counters["perfect"] += 1
-                continue
-            feedback = [
-                FeedbackRecord(pid, search.by_id[pid].problem, resp, pred, reward > 0, search.by_id[pid].answer)
-                for pid, (resp, reward, pred) in zip(batch, mine)
-            ]
-            seed = _call_seed(cfg.seed, it, 10 + slot)
-            requests.append((slot, ReflectionRequest(parent.template_id, parent.text, feedback, seed)))
-
-        # 2. The reflector proposes all children of this iteration at once.
-        failed_before = failed_proposals(reflector)
-        answers = reflector.propose([req for _, req in requests]) if requests else []
-        if len(answers) != len(requests):
-            raise RuntimeError(f"reflector returned {len(answers)} answers for {len(requests)} requests")
-        failure_streak = _failure_streak(failure_streak, failed_proposals(reflector) - failed_before,
-                                         len(requests), cfg.max_reflector_failures, reflector)
-        state.counters["reflections"] += len(requests)
-        known = {t.text.strip() for t in state.templates}
-        children: list[tuple[int, str]] = []
-        leaks = 0
-        for (slot, _), answer in zip(requests, answers):
-            text = answer.strip() if isinstance(answer, str) else ""
-            parent, batch = slots[slot]
-            if not text or len(text) > MAX_TEMPLATE_CHARS:  # over-long: refused before any evaluation
-                state.counters["skipped"] += 1
-            elif text in known:
-                state.counters["duplicates"] += 1
-            elif leaked_answer(text, [search.by_id[pid].answer for pid in batch]) is not None:
-                leaks += 1
-            else:
-                known.add(text)
-                children.append((slot, text))
-        state.counters["rejected_leaks"] += leaks
-
-        # 3. Children on their parents' minibatches: one engine call.
-        child_jobs = [(text, pid) for slot, text in children for pid in slots[slot][1]]
-        child_results = search.evaluate(child_jobs, _call_seed(cfg.seed, it, 2))
-        state.spent += len(child_jobs)
-        kept: list[Template] = []
-        child_scores: dict[int, float] = {}
-        offset = 0
-        for index, (slot, text) in enumerate(children):
-            parent, batch = slots[slot]
-            rewards = [r for _, r, _ in child_results[offset : offset + len(batch)]]
-            offset += len(batch)
-            child_scores[slot] = sum(rewards)
-            if child_scores[slot] > parent_scores[slot]:
-                child = Template(f"g{it}-{slot}", text, parent_id=parent.template_id, iteration=it)
-                _add_solved(child, [pid for pid, r in zip(batch, rewards) if r > 0])
-                kept.append(child)
-
-        # 4. Kept children on all of dev: one engine call.
-        search.score_on_dev(kept, state.dev_ids, _call_seed(cfg.seed, it, 3))
-        state.spent += len(kept) * len(state.dev_ids)
-        state.templates.extend(kept)
-        state.counters["kept"] += len(kept)
-        state.iteration = it
-
-        per_iteration = {
-            "gepa/proposals": len(slots),
-            "gepa/parent_ids": [p.template_id for p, _ in slots],
-            "gepa/parent_scores": [s / max(len(b), 1) for s, (_, b) in zip(parent_scores, slots)],
-            "gepa/child_scores": [
-                child_scores[i] / max(len(b), 1) if i in child_scores else None for i, (_, b) in enumerate(slots)
-            ],
-            "gepa/kept": len(kept),
-            "gepa/kept_ids": [t.template_id for t in kept],
-            "gepa/rejected_leaks": leaks,
-        }
-        scored = [s for s in per_iteration["gepa/child_scores"] if s is not None]
-        per_iteration["gepa/parent_score_mean"] = (
-            sum(per_iteration["gepa/parent_scores"]) / len(slots) if slots else None
-        )
-        per_iteration["gepa/child_score_mean"] = sum(scored) / len(scored) if scored else None
-        metrics = _metrics(state, cfg, per_iteration, time.perf_counter() - started)
+        it = _Iteration(state.iteration + 1, _plan(state, rng, cfg))
+        _score_parents(search, state, it, cfg)
+        failure_streak = _propose(search, state, it, cfg, failure_streak)
+        _score_children(search, state, it, cfg)
+        metrics = _metrics(state, cfg, _iteration_metrics(it), time.perf_counter() - started)
         _checkpoint(state, rng, state_path, metrics_path, on_iteration, cfg, metrics)
+    return _result(state, stop_reason)
 
-    front = front_templates(state.templates)
+
+def _resumed(hard: Sequence[Hard], cfg: GepaConfig, state_path: str | Path) -> tuple[SearchState, random.Random]:
+    state = load_state(state_path)
+    expected = fingerprint(hard, cfg)
+    if state.fingerprint != expected:
+        changed = sorted(k for k in expected if state.fingerprint.get(k) != expected[k])
+        raise P2OError(
+            f"{state_path}: the saved search used different {', '.join(changed)}; "
+            "resume with the same inputs or start afresh without --resume"
+        )
+    return state, rng_from_json(state.rng)
+
+
+def _seeded(search: _Search, hard: Sequence[Hard], cfg: GepaConfig) -> tuple[SearchState, random.Random]:
+    """A fresh search: the dev/train split and the empty seed template scored on dev."""
+    rng = random.Random(cfg.seed)
+    ids = [h.id for h in hard]
+    n_dev = check_budget(len(ids), cfg)
+    shuffled = list(ids)
+    rng.shuffle(shuffled)
+    dev_ids, train_ids = shuffled[:n_dev], shuffled[n_dev:]
+    state = SearchState(fingerprint(hard, cfg), dev_ids, train_ids, [], None, list(train_ids), len(train_ids))
+    seed_template = Template(SEED_TEMPLATE_ID, "", parent_id=None, iteration=0)
+    search.score_on_dev([seed_template], dev_ids, call_seed(cfg.seed, 0, 0))
+    state.templates.append(seed_template)
+    state.spent = len(dev_ids)
+    return state, rng
+
+
+def _stop_reason(state: SearchState, cfg: GepaConfig) -> str | None:
+    if state.spent >= cfg.budget:
+        return "budget"
+    if cfg.max_iterations is not None and state.iteration >= cfg.max_iterations:
+        return "max_iterations"
+    return None
+
+
+def _plan(state: SearchState, rng: random.Random, cfg: GepaConfig) -> list[tuple[Template, list[str]]]:
+    """Up to W parents from the front, each with a minibatch; the budget is checked before each
+    proposal (one costs at most 2B rollouts before dev scoring)."""
+    slots: list[tuple[Template, list[str]]] = []
+    planned = state.spent
+    for parent in select_parents(state.templates, cfg.width, rng, cfg.selection_floor):
+        if planned >= cfg.budget:
+            break
+        batch = next_minibatch(state, rng, cfg.minibatch)
+        slots.append((parent, batch))
+        planned += 2 * len(batch)
+    return slots
+
+
+def _score_parents(search: _Search, state: SearchState, it: _Iteration, cfg: GepaConfig) -> None:
+    """All parents on their minibatches in one engine call; a reflection request per imperfect parent."""
+    jobs = [(parent.text, pid) for parent, batch in it.slots for pid in batch]
+    results = search.evaluate(jobs, call_seed(cfg.seed, it.number, 1))
+    fault("gepa")  # reliability tests: killed mid-iteration
+    state.spent += len(jobs)
+    state.counters["proposals"] += len(it.slots)
+    offset = 0
+    for slot, (parent, batch) in enumerate(it.slots):
+        mine = results[offset : offset + len(batch)]
+        offset += len(batch)
+        rewards = [r for _, r, _ in mine]
+        it.parent_scores.append(sum(rewards))
+        add_solved(parent, [pid for pid, r in zip(batch, rewards) if r > 0])
+        if all(r > 0 for r in rewards):
+            # Nothing failed, and a child cannot beat a perfect score: save the reflection.
+            state.counters["perfect"] += 1
+            continue
+        feedback = [
+            FeedbackRecord(pid, search.by_id[pid].problem, resp, pred, reward > 0, search.by_id[pid].answer)
+            for pid, (resp, reward, pred) in zip(batch, mine)
+        ]
+        seed = call_seed(cfg.seed, it.number, 10 + slot)
+        it.requests.append((slot, ReflectionRequest(parent.template_id, parent.text, feedback, seed)))
+
+
+def _propose(search: _Search, state: SearchState, it: _Iteration, cfg: GepaConfig, streak: int) -> int:
+    """The reflector's children, all at once; unusable, duplicate and answer-leaking ones dropped.
+    Returns the run of proposals in a row that got no reply (ReflectorError at the limit)."""
+    reflector = search.reflector
+    failed_before = failed_proposals(reflector)
+    answers = reflector.propose([req for _, req in it.requests]) if it.requests else []
+    if len(answers) != len(it.requests):
+        raise RuntimeError(f"reflector returned {len(answers)} answers for {len(it.requests)} requests")
+    streak = failure_streak(streak, failed_proposals(reflector) - failed_before, len(it.requests),
+                             cfg.max_reflector_failures, reflector)
+    state.counters["reflections"] += len(it.requests)
+    known = {t.text.strip() for t in state.templates}
+    for (slot, _), answer in zip(it.requests, answers):
+        text = answer.strip() if isinstance(answer, str) else ""
+        if not text or len(text) > MAX_TEMPLATE_CHARS:  # over-long: refused before any evaluation
+            state.counters["skipped"] += 1
+        elif text in known:
+            state.counters["duplicates"] += 1
+        elif leaked_answer(text, [search.by_id[pid].answer for pid in it.slots[slot][1]]) is not None:
+            it.leaks += 1
+        else:
+            known.add(text)
+            it.children.append((slot, text))
+    state.counters["rejected_leaks"] += it.leaks
+    return streak
+
+
+def _score_children(search: _Search, state: SearchState, it: _Iteration, cfg: GepaConfig) -> None:
+    """Children on their parents' minibatches (one call); those that beat their parent on all of dev."""
+    jobs = [(text, pid) for slot, text in it.children for pid in it.slots[slot][1]]
+    results = search.evaluate(jobs, call_seed(cfg.seed, it.number, 2))
+    state.spent += len(jobs)
+    offset = 0
+    for slot, text in it.children:
+        parent, batch = it.slots[slot]
+        rewards = [r for _, r, _ in results[offset : offset + len(batch)]]
+        offset += len(batch)
+        it.child_scores[slot] = sum(rewards)
+        if it.child_scores[slot] > it.parent_scores[slot]:
+            child = Template(f"g{it.number}-{slot}", text, parent_id=parent.template_id, iteration=it.number)
+            add_solved(child, [pid for pid, r in zip(batch, rewards) if r > 0])
+            it.kept.append(child)
+    search.score_on_dev(it.kept, state.dev_ids, call_seed(cfg.seed, it.number, 3))
+    state.spent += len(it.kept) * len(state.dev_ids)
+    state.templates.extend(it.kept)
+    state.counters["kept"] += len(it.kept)
+    state.iteration = it.number
+
+
+def _iteration_metrics(it: _Iteration) -> dict[str, Any]:
+    sizes = [max(len(batch), 1) for _, batch in it.slots]
+    parent_scores = [s / n for s, n in zip(it.parent_scores, sizes)]
+    child_scores = [it.child_scores[i] / n if i in it.child_scores else None for i, n in enumerate(sizes)]
+    scored = [s for s in child_scores if s is not None]
+    return {
+        "gepa/proposals": len(it.slots),
+        "gepa/parent_ids": [p.template_id for p, _ in it.slots],
+        "gepa/parent_scores": parent_scores,
+        "gepa/child_scores": child_scores,
+        "gepa/kept": len(it.kept),
+        "gepa/kept_ids": [t.template_id for t in it.kept],
+        "gepa/rejected_leaks": it.leaks,
+        "gepa/parent_score_mean": sum(parent_scores) / len(it.slots) if it.slots else None,
+        "gepa/child_score_mean": sum(scored) / len(scored) if scored else None,
+    }
+
+
+def _result(state: SearchState, stop_reason: str) -> GepaResult:
+    counters = state.counters
     return GepaResult(
-        templates=state.templates,
-        spent=state.spent,
-        iterations=state.iteration,
-        rejected_leaks=state.counters["rejected_leaks"],
-        proposals=state.counters["proposals"],
-        reflections=state.counters["reflections"],
-        kept=state.counters["kept"],
-        skipped=state.counters["skipped"],
-        duplicates=state.counters["duplicates"],
-        perfect=state.counters["perfect"],
-        dev_ids=state.dev_ids,
-        train_ids=state.train_ids,
-        front=[t.template_id for t in front],
+        templates=state.templates, spent=state.spent, iterations=state.iteration,
+        rejected_leaks=counters["rejected_leaks"], proposals=counters["proposals"],
+        reflections=counters["reflections"], kept=counters["kept"], skipped=counters["skipped"],
+        duplicates=counters["duplicates"], perfect=counters["perfect"], dev_ids=state.dev_ids,
+        train_ids=state.train_ids, front=[t.template_id for t in front_templates(state.templates)],
         stop_reason=stop_reason,
     )
 
 
-def failed_proposals(reflector: Reflector) -> int:
-    """Proposals the reflector has given up on for want of a reply (0 for those that cannot fail so)."""
-    return int(getattr(reflector, "failed_proposals", 0))
-
-
-def _failure_streak(streak: int, failed: int, asked: int, limit: int, reflector: Reflector) -> int:
-    """Failed proposals in a row: any reply in this batch resets it; ReflectorError at ``limit``."""
-    from .reflect import ReflectorError
-
-    streak = streak + failed if failed == asked else 0
-    if streak >= limit:
-        where = getattr(reflector, "base_url", "the reflector")
-        raise ReflectorError(
-            f"{where} gave no usable reply to {streak} proposals in a row (last: "
-            f"{getattr(reflector, 'last_failure', 'unknown')}); giving up"
-        )
-    return streak
-
-
-def _metrics(state: _State, cfg: GepaConfig, per_iteration: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _metrics(state: SearchState, cfg: GepaConfig, per_iteration: dict[str, Any], seconds: float) -> dict[str, Any]:
     front = front_templates(state.templates)
     return {
         "gepa/iteration": state.iteration,
@@ -494,7 +365,7 @@ def _metrics(state: _State, cfg: GepaConfig, per_iteration: dict[str, Any], seco
 
 
 def _checkpoint(
-    state: _State,
+    state: SearchState,
     rng: random.Random,
     state_path: str | Path | None,
     metrics_path: str | Path | None,
@@ -506,6 +377,6 @@ def _checkpoint(
     if metrics_path is not None:
         append_jsonl(metrics_path, metrics)
     if state_path is not None:
-        write_json(state_path, _state_to_json(state, rng))
+        write_json(state_path, state_to_json(state, rng))
     if on_iteration is not None:
         on_iteration(GepaProgress(state.iteration, metrics, state.templates, front_templates(state.templates), cfg.budget))
