@@ -77,6 +77,7 @@ class RunConfig:
     loss_agg: str = "token-mean"
     max_grad_norm: float = 1.0
     max_tokens_per_micro_batch: int = 16384
+    packing: str = "auto"
     gradient_checkpointing: bool = False
     distill: str = "original"
     template_ratio_mask: str = "0.01,10"
@@ -141,6 +142,7 @@ class RunConfig:
             max_grad_norm=self.max_grad_norm,
             mini_batches=self.mini_batches,
             max_tokens_per_micro_batch=self.max_tokens_per_micro_batch,
+            packing=self.packing,
             gradient_checkpointing=self.gradient_checkpointing,
             distill=self.distill,
             template_ratio_mask=None if self.distill == "none" else parse_ratio_mask(self.template_ratio_mask),
@@ -537,6 +539,7 @@ HELP: dict[str, str] = {
     "loss_agg": "token-mean, seq-mean-token-mean or seq-mean-token-sum.",
     "max_grad_norm": "Gradient clipping norm.",
     "max_tokens_per_micro_batch": "Token budget of one micro-batch (bounds peak memory).",
+    "packing": "Micro-batch rows: auto (packed only under varlen attention), padded or packed.",
     "gradient_checkpointing": "Recompute activations in backward.",
     "distill": "original (gradient on x: context distillation) or none (train on x̃: the ablation).",
     "template_ratio_mask": "LOW,HIGH bounds on π(y|x)/π(y|x̃) per token, or 'none'.",

@@ -4,15 +4,23 @@ A rollout becomes ``prompt ids + response ids``. Which prompt is the *training* 
 context-distillation decision: ``distill="original"`` trains on x (the rollout's template
 stripped), ``distill="none"`` on x̃, the prompt the model actually saw.
 
-Micro-batches are *packed*: several sequences share one row, ``position_ids`` restart at 0 for
-each, and no attention mask is passed, so transformers builds a block-diagonal causal mask
-(sdpa/eager) or uses varlen kernels (flash-attention). There is no padding, so a micro-batch
-costs exactly its token count. Verified in tests/test_batch.py against unpacked logits; it
-needs ``use_cache=False`` (a cache disables transformers' packed-sequence detection).
+Micro-batches take one of two shapes, chosen by the attention implementation:
+
+- **packed** (varlen kernels: flash-attention): several sequences share one row,
+  ``position_ids`` restart at 0 for each, and no attention mask is passed, so the kernel sees
+  each sequence's boundaries and a micro-batch costs exactly its token count. Verified in
+  tests/test_batch.py against unpacked logits; it needs ``use_cache=False`` (a cache disables
+  transformers' packed-sequence detection).
+- **padded** (sdpa, eager, anything else): one sequence per row, rows of similar length
+  (length-sorted), right-padded. With sdpa/eager a packed row would get a block-diagonal mask
+  over the whole row, so attention would cost O(row²) instead of Σ O(seq²). Right padding needs
+  no attention mask at all: under the causal mask a real token only sees earlier, real tokens,
+  so sdpa keeps its mask-free ``is_causal`` path. The budget counts rows × padded length.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +30,28 @@ import torch
 from torch import Tensor
 
 DISTILL_MODES = ("original", "none")
+PACKING_MODES = ("auto", "padded", "packed")
+# Attention implementations whose kernels take sequence boundaries from restarting position_ids
+# (cu_seqlens), so a packed row costs Σ seq², not row². flex_attention builds a block-sparse mask
+# from them, which skips cross-sequence blocks; it is only fast compiled, i.e. on a GPU.
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4")
+
+
+def is_varlen_attention(attn_implementation: str | None, device_type: str = "cpu") -> bool:
+    """Whether packing several sequences into one row is cheap with this attention implementation."""
+    impl = (attn_implementation or "").lower()
+    if impl in VARLEN_ATTENTION or impl.endswith(("flash-attn2", "flash-attn3", "flash_attn")):
+        return True
+    return impl == "flex_attention" and device_type == "cuda"
+
+
+def attention_path(packing: str, attn_implementation: str | None, device_type: str = "cpu") -> str:
+    """``"packed"`` (varlen rows) or ``"padded"`` (one sequence per row) for a ``--packing`` mode."""
+    if packing not in PACKING_MODES:
+        raise ValueError(f"--packing must be one of {', '.join(PACKING_MODES)}, got {packing!r}")
+    if packing != "auto":
+        return packing
+    return "packed" if is_varlen_attention(attn_implementation, device_type) else "padded"
 TEMPLATED_BASELINES = ("group", "plain")
 
 
@@ -43,34 +73,57 @@ class TokenSeq:
 
 @dataclass
 class MicroBatch:
-    """Packed sequences in one row. ``seqs`` index into the batch; ``dummy`` rows carry no loss.
+    """Sequences for one forward pass. ``seqs`` index into the batch; ``dummy`` rows carry no loss.
 
-    ``logit_positions[i]`` is the row position whose logits predict response token ``i``
-    (flattened over sequences in order); ``lengths`` are the response lengths, to split it.
+    Packed: one row ``[1, L]`` with restarting ``position_ids``. Padded: ``[R, L]``, one sequence
+    per row, ``position_ids`` None. ``logit_positions[i]`` is the position in the flattened
+    ``input_ids`` whose logits predict response token ``i`` (flattened over sequences in order);
+    ``lengths`` are the response lengths, to split it. ``logits_to_keep`` (padded only) is how
+    many trailing positions of each row need logits: every response's first predicting position
+    lies in them.
     """
 
     seqs: list[int]
-    input_ids: Tensor  # [1, L]
-    position_ids: Tensor  # [1, L]
+    input_ids: Tensor  # [R, L]
+    position_ids: Tensor | None  # [1, L] when packed
     logit_positions: Tensor  # [N]
     targets: Tensor  # [N]
     lengths: list[int]
     dummy: bool = False
+    logits_to_keep: int = 0
 
     @property
     def n_tokens(self) -> int:
-        return int(self.input_ids.shape[1])
+        """Tokens the forward pass computes, padding included (the budget's unit)."""
+        return int(self.input_ids.numel())
+
+    @property
+    def rows(self) -> int:
+        return int(self.input_ids.shape[0])
 
     def to(self, device: torch.device | str) -> MicroBatch:
-        return MicroBatch(
-            self.seqs,
-            self.input_ids.to(device),
-            self.position_ids.to(device),
-            self.logit_positions.to(device),
-            self.targets.to(device),
-            self.lengths,
-            self.dummy,
+        return dataclasses.replace(
+            self,
+            input_ids=self.input_ids.to(device),
+            position_ids=None if self.position_ids is None else self.position_ids.to(device),
+            logit_positions=self.logit_positions.to(device),
+            targets=self.targets.to(device),
         )
+
+    def forward_kwargs(self) -> dict[str, Any]:
+        """Model inputs: no attention mask and no cache (see the module docstring for why)."""
+        if self.position_ids is not None:
+            return {"input_ids": self.input_ids, "position_ids": self.position_ids, "use_cache": False,
+                    "logits_to_keep": self.logit_positions}
+        return {"input_ids": self.input_ids, "use_cache": False, "logits_to_keep": self.logits_to_keep}
+
+    def select_logits(self, logits: Tensor) -> Tensor:
+        """The model's ``logits`` (from ``forward_kwargs``) → ``[N, vocab]``, one row per target."""
+        if self.position_ids is not None:
+            return logits[0]
+        width = self.input_ids.shape[1]
+        row, pos = self.logit_positions // width, self.logit_positions % width
+        return logits[row, pos - (width - self.logits_to_keep)]
 
 
 def training_prompt(rollout: Any, distill: str) -> str:
@@ -206,6 +259,53 @@ def collate(seqs: Sequence[tuple[int, list[int], list[int]]]) -> MicroBatch:
     )
 
 
+def collate_padded(seqs: Sequence[tuple[int, list[int], list[int]]], pad_token: int) -> MicroBatch:
+    """One ``(index, prompt_ids, response_ids)`` triple per row, right-padded to the longest."""
+    width = max(len(p) + len(r) for _, p, r in seqs)
+    ids = torch.full((len(seqs), width), pad_token, dtype=torch.long)
+    logit_positions: list[int] = []
+    targets: list[int] = []
+    lengths: list[int] = []
+    first_needed = width
+    for row, (_, prompt, response) in enumerate(seqs):
+        ids[row, : len(prompt) + len(response)] = torch.tensor(prompt + response, dtype=torch.long)
+        first = len(prompt) - 1
+        first_needed = min(first_needed, first)
+        logit_positions += range(row * width + first, row * width + first + len(response))
+        targets += response
+        lengths.append(len(response))
+    return MicroBatch(
+        seqs=[s[0] for s in seqs],
+        input_ids=ids,
+        position_ids=None,
+        logit_positions=torch.tensor(logit_positions, dtype=torch.long),
+        targets=torch.tensor(targets, dtype=torch.long),
+        lengths=lengths,
+        logits_to_keep=width - first_needed,
+    )
+
+
+def pad_bins(lengths: dict[int, int], max_tokens: int) -> list[list[int]]:
+    """Length-sorted bins whose rows × longest length stays within ``max_tokens`` (deterministic).
+
+    Longest first, so each bin's padded width is its first sequence's length and neighbours in
+    a bin differ little in length: padding stays small without any attention across sequences.
+    """
+    bins: list[list[int]] = []
+    width = 0
+    for i in sorted(lengths, key=lambda i: (-lengths[i], i)):
+        if lengths[i] > max_tokens:
+            raise ValueError(
+                f"a sequence of {lengths[i]} tokens exceeds --max-tokens-per-micro-batch {max_tokens}; raise the budget"
+            )
+        if bins and (len(bins[-1]) + 1) * width <= max_tokens:
+            bins[-1].append(i)
+        else:
+            bins.append([i])
+            width = lengths[i]
+    return bins
+
+
 def dummy_micro_batch(token_id: int) -> MicroBatch:
     """A 2-token row whose loss is multiplied by 0: keeps ranks in step when one has less work."""
     mb = collate([(-1, [token_id], [token_id])])
@@ -237,8 +337,20 @@ def plan_batch(
     rank: int = 0,
     world_size: int = 1,
     pad_token: int = 0,
+    path: str = "packed",
 ) -> Plan:
-    """Split, shard and pack a batch. Every rank computes every rank's plan (no communication)."""
+    """Split, shard and bin a batch. Every rank computes every rank's plan (no communication).
+
+    ``path`` is :func:`attention_path`'s answer: ``"packed"`` rows hold several sequences (only
+    for varlen attention), ``"padded"`` rows exactly one.
+    """
+    if path not in ("packed", "padded"):
+        raise ValueError(f"unknown micro-batch path {path!r}")
+    binner = pack if path == "packed" else pad_bins
+
+    def build(triples: list[tuple[int, list[int], list[int]]]) -> MicroBatch:
+        return collate(triples) if path == "packed" else collate_padded(triples, pad_token)
+
     trainable = [s for s in seqs if s.response_ids]
     by_index = {s.index: s for s in trainable}
     groups = [s.group for s in trainable]
@@ -247,9 +359,9 @@ def plan_batch(
     templated_bins: list[list[list[int]]] = [[] for _ in range(world_size)]
     for part in parts:
         shards = shard_for_ranks({i: by_index[i].n_tokens for i in part}, world_size)
-        bins = [pack({i: by_index[i].n_tokens for i in shard}, max_tokens) for shard in shards]
+        bins = [binner({i: by_index[i].n_tokens for i in shard}, max_tokens) for shard in shards]
         width = max(len(b) for b in bins)
-        mine = [collate([_triple(by_index[i]) for i in b]) for b in bins[rank]]
+        mine = [build([_triple(by_index[i]) for i in b]) for b in bins[rank]]
         mine += [dummy_micro_batch(pad_token) for _ in range(width - len(mine))]
         plan.train.append(mine)
         for r, shard in enumerate(shards):
@@ -260,10 +372,10 @@ def plan_batch(
                 for i in shard
                 if by_index[i].templated_prompt_ids is not None
             }
-            templated_bins[r] += pack(templated, max_tokens)
+            templated_bins[r] += binner(templated, max_tokens)
     width = max(len(b) for b in templated_bins)
     plan.templated = [
-        collate([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b])  # type: ignore[misc]
+        build([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b])  # type: ignore[misc]
         for b in templated_bins[rank]
     ]
     plan.templated += [dummy_micro_batch(pad_token) for _ in range(width - len(plan.templated))]

@@ -35,8 +35,10 @@ from . import core_algos as ca
 from .batch import (
     DISTILL_MODES,
     TEMPLATED_BASELINES,
+    PACKING_MODES,
     MicroBatch,
     Plan,
+    attention_path,
     encode_rollouts,
     pad_rows,
     plain_anchors,
@@ -53,6 +55,8 @@ from .checkpoint import (
 )
 
 DEFAULT_RATIO_MASK = (0.01, 10.0)
+# perf/attention_path's value is the index of the path that ran.
+ATTENTION_PATHS = ("padded", "packed")
 # Schedule fields left None continue the checkpoint's schedule, else take these.
 SCHEDULE_DEFAULTS: dict[str, float | int] = {"lr": 1e-6, "warmup_ratio": 0.05, "total_steps": 1000, "min_lr_ratio": 0.0}
 
@@ -70,6 +74,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # <= 0: no clipping (the norm is still logged)
     mini_batches: int = 2
     max_tokens_per_micro_batch: int = 16384
+    # Micro-batch shape: "auto" packs several sequences per row only for varlen attention
+    # (flash-attention), else one length-sorted, right-padded sequence per row; "padded" and
+    # "packed" force one (packing under sdpa/eager is correct but costs O(row²)).
+    packing: str = "auto"
     gradient_checkpointing: bool = False
     # Objective.
     distill: str = "original"
@@ -113,6 +121,8 @@ class TrainConfig:
         if self.templated_baseline not in TEMPLATED_BASELINES:
             raise ValueError(f"--templated-baseline must be one of {', '.join(TEMPLATED_BASELINES)}, "
                              f"got {self.templated_baseline!r}")
+        if self.packing not in PACKING_MODES:
+            raise ValueError(f"--packing must be one of {', '.join(PACKING_MODES)}, got {self.packing!r}")
         if self.loss_agg not in ca.AGG_MODES:
             raise ValueError(f"--loss-agg must be one of {', '.join(ca.AGG_MODES)}, got {self.loss_agg!r}")
         ca.get_advantage_estimator(self.adv_estimator)
@@ -314,6 +324,8 @@ class PolicyTrainer:
         metrics.update({"timing/prepare": t1 - t0, "timing/old_log_probs": t2 - t1, "timing/update": t3 - t2,
                         "timing/step": t3 - t0})
         metrics["perf/tokens_per_s"] = sum(s.n_tokens for s in plan.seqs) / max(t3 - t0, 1e-9)
+        # metrics.jsonl holds numbers only: 0 = padded rows, 1 = varlen-packed rows.
+        metrics["perf/attention_path"] = float(ATTENTION_PATHS.index(self.attention_path))
         self.last_metrics = metrics
         return metrics
 
@@ -358,6 +370,12 @@ class PolicyTrainer:
                             optimizer_state=optimizer_state, trainer_state=self.state(), config=config)
         acc.wait_for_everyone()
 
+    @property
+    def attention_path(self) -> str:
+        """``"packed"`` or ``"padded"``: the micro-batch shape for this model's attention kernel."""
+        impl = getattr(self.model.config, "_attn_implementation", None)
+        return attention_path(self.cfg.packing, impl, self.accelerator.device.type)
+
     # ------------------------------------------------------------ internals
 
     def _prepare(self, rollouts: Sequence[Any], n_mini: int) -> tuple[Plan, Tensor, _Sums]:
@@ -376,6 +394,7 @@ class PolicyTrainer:
             seqs, n_mini, cfg.max_tokens_per_micro_batch,
             seed=cfg.seed * 1_000_003 + self.train_steps,  # a fresh split each batch, same on every process
             rank=self.accelerator.process_index, world_size=self.accelerator.num_processes, pad_token=pad,
+            path=self.attention_path,
         )
         return plan, adv.to(self.accelerator.device), _Sums()
 
@@ -395,14 +414,13 @@ class PolicyTrainer:
         return contextlib.nullcontext()
 
     def _log_probs(self, model: Any, mb: MicroBatch, entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Per-response-token log-probs ``[N]`` (and entropies) of a packed micro-batch."""
+        """Per-response-token log-probs ``[N]`` (and entropies) of a micro-batch."""
         mb = mb.to(self.accelerator.device)
         with self._autocast():
-            # No attention mask and no cache: transformers then reads the restarting position_ids
-            # as packed sequences. Logits only where they predict a response token.
-            out = model(input_ids=mb.input_ids, position_ids=mb.position_ids, use_cache=False,
-                        logits_to_keep=mb.logit_positions)
-        logits = out.logits[0]
+            # Logits only where they predict a response token (packed), or over each row's tail
+            # that holds every response (padded).
+            out = model(**mb.forward_kwargs())
+        logits = mb.select_logits(out.logits)
         if self.cfg.temperature != 1.0:
             # In place: [tokens, vocab] is the largest tensor of the step, and lm_head's backward
             # needs its input, not this output.
