@@ -174,6 +174,7 @@ class RewardScorer:
         self.cache: dict[tuple[str, str, bool], float] = {}
         self.n_jobs = 0  # verifications sent to the pool (cache misses), for tests and logs
         self.n_timeouts = 0
+        self.seconds = 0.0  # wall-clock spent in score(), for the loop's timing/reward
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         methods = mp.get_all_start_methods()
@@ -187,6 +188,13 @@ class RewardScorer:
     def score(self, responses: Sequence[str], golds: Sequence[str]) -> list[RewardResult]:
         if len(responses) != len(golds):
             raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
+        start = time.perf_counter()
+        try:
+            return self._score(responses, golds)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _score(self, responses: Sequence[str], golds: Sequence[str]) -> list[RewardResult]:
         finals = [_final_answer(r, self.strict_format) for r in responses]
         keys = [(pred, str(gold), self.strict_format) for (pred, _), gold in zip(finals, golds)]
         with self._lock:

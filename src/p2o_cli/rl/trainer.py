@@ -321,9 +321,11 @@ class PolicyTrainer:
         t3 = time.perf_counter()
         sums.reduce(self.accelerator)
         metrics = self._metrics(rollouts, plan, adv, sums, lr)
-        metrics.update({"timing/prepare": t1 - t0, "timing/old_log_probs": t2 - t1, "timing/update": t3 - t2,
-                        "timing/step": t3 - t0})
+        # timing/old_logprob is verl's name; timing/old_log_probs is kept for existing readers.
+        metrics.update({"timing/prepare": t1 - t0, "timing/old_log_probs": t2 - t1, "timing/old_logprob": t2 - t1,
+                        "timing/update": t3 - t2, "timing/step": t3 - t0})
         metrics["perf/tokens_per_s"] = sum(s.n_tokens for s in plan.seqs) / max(t3 - t0, 1e-9)
+        metrics["perf/train_tokens_per_s"] = metrics["perf/tokens_per_s"]
         # metrics.jsonl holds numbers only: 0 = padded rows, 1 = varlen-packed rows.
         metrics["perf/attention_path"] = float(ATTENTION_PATHS.index(self.attention_path))
         self.last_metrics = metrics
@@ -437,7 +439,9 @@ class PolicyTrainer:
         """Old (and reference, and x̃) log-probs per sequence, the loss masks, the global counts."""
         old: dict[int, Tensor] = {}
         ref: dict[int, Tensor] = {}
-        for mb in (mb for mbs in plan.train for mb in mbs):
+        for m, mb in ((m, mb) for m, mbs in enumerate(plan.train) for mb in mbs):
+            if m == 0 and self._on_policy_in_update(plan, mb):
+                continue
             logp, _ = self._log_probs(self.wrapped, mb)
             if self.ref_model is not None:
                 ref_logp, _ = self._log_probs(self.ref_model, mb)
@@ -445,7 +449,8 @@ class PolicyTrainer:
                 old.update(zip(mb.seqs, logp.split(mb.lengths)))
                 if self.ref_model is not None:
                     ref.update(zip(mb.seqs, ref_logp.split(mb.lengths)))
-        keep = {i: torch.ones_like(lp, dtype=torch.bool) for i, lp in old.items()}
+        device = self.accelerator.device
+        keep = {i: torch.ones(len(plan.seqs[i].response_ids), dtype=torch.bool, device=device) for i in plan.local}
         if self.cfg.template_ratio_mask is not None:
             low, high = self.cfg.template_ratio_mask
             for mb in plan.templated:
@@ -473,6 +478,18 @@ class PolicyTrainer:
         counts = self.accelerator.reduce(local, "sum") if self.accelerator.num_processes > 1 else local
         return {"old": old, "ref": ref, "keep": keep, "counts": counts.tolist()}
 
+    def _on_policy_in_update(self, plan: Plan, mb: MicroBatch) -> bool:
+        """Whether a first-mini-batch micro-batch can take its old log-probs from its own update pass.
+
+        Before the first optimizer step the weights are the old ones, so the update's forward
+        gives the old log-probs (detached): scoring them separately would be a wasted forward.
+        Not when they are needed beforehand: for the template ratio mask (templated rollouts,
+        whose mask sets the loss normaliser) or next to a reference model's pass.
+        """
+        if mb.dummy or self.ref_model is not None:
+            return False
+        return all(plan.seqs[i].templated_prompt_ids is None or self.cfg.template_ratio_mask is None for i in mb.seqs)
+
     def _accumulate(self, mbs: list[MicroBatch], old: dict[str, Any], adv: Tensor, counts: Sequence[float],
                     sums: _Sums) -> None:
         """Forward/backward every micro-batch of one mini-batch; gradients sum across processes."""
@@ -488,7 +505,8 @@ class PolicyTrainer:
                     acc.backward(logp.sum() * 0.0)
                     continue
                 logp_rows, resp_mask = pad_rows(logp, mb.lengths)
-                old_rows = stack_rows([old["old"][i] for i in mb.seqs])
+                own = logp.detach().split(mb.lengths)  # the old log-probs where they were not scored
+                old_rows = stack_rows([old["old"].get(i, lp) for i, lp in zip(mb.seqs, own)])
                 mask = stack_rows([old["keep"][i] for i in mb.seqs], fill=False) & resp_mask
                 pg, stats = policy_loss(logp_rows, old_rows, adv[mb.seqs], mask, clip_low=cfg.clip_low,
                                         clip_high=cfg.clip_high, dual_clip=cfg.dual_clip)
