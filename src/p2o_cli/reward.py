@@ -7,16 +7,20 @@ training: math-verify hands answers to sympy, which can spend hours on ``9^{9^{9
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import multiprocessing as mp
+import queue as queue_module
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
@@ -27,6 +31,7 @@ _CACHE_LIMIT = 500_000
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _TOKEN = re.compile(r"[^\s$]*")
+_INTEGER = re.compile(r"-?\d{1,30}")
 _TEXT_MACRO = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 
 
@@ -89,7 +94,9 @@ def _as_word(answer: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_gold(gold: str) -> list:
+    # Cached: a batch holds K responses per problem, and re-parsing its gold was a third of a judgement.
     # Expr config as well, so plain golds like "1/2" or "x^2+1" parse even outside LaTeX.
     config = [LatexExtractionConfig(), ExprExtractionConfig()]
     return parse(f"\\boxed{{{gold}}}", config, parsing_timeout=None) or parse(
@@ -102,6 +109,8 @@ def _is_correct(pred: str, gold: str) -> bool:
     word = _as_word(gold)
     if word is not None:
         return _as_word(pred) == word
+    if _INTEGER.fullmatch(gold) and _INTEGER.fullmatch(pred.strip()):
+        return int(gold) == int(pred.strip())  # what math-verify decides for two integers, without sympy
     gold_parsed = _parse_gold(gold)
     # math-verify's own timeouts use signal.alarm, which only works on the main thread.
     pred_parsed = parse(f"\\boxed{{{pred}}}", [LatexExtractionConfig()], parsing_timeout=None)
@@ -133,14 +142,15 @@ def score_response(response: str, gold: str, *, strict_format: bool = False) -> 
 # --- worker side ---------------------------------------------------------------------------
 
 _barrier = None
+_progress = None
 
 
-def _init_worker(barrier) -> None:
-    global _barrier
-    _barrier = barrier
+def _init_worker(barrier, progress) -> None:
+    global _barrier, _progress
+    _barrier, _progress = barrier, progress
     # math-verify warns that its timeouts are off; the scorer enforces them instead.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    _is_correct("1", "1")  # pay sympy's first-call costs before any timed item
+    _is_correct("1/2", "0.5")  # pay sympy's first-call costs before any timed item (not an integer: those skip sympy)
 
 
 def _await_siblings() -> None:
@@ -156,20 +166,48 @@ def _verify_job(pred: str, gold: str) -> float:
         return 0.0
 
 
+def _verify_batch(job: int, items: list[tuple[str, str]]) -> list[float]:
+    """Judge items in order, reporting each result as it lands: the parent times every item."""
+    results = []
+    for n, (pred, gold) in enumerate(items):
+        results.append(_verify_job(pred, gold))
+        _progress.put((job, n, results[-1]))
+    return results
+
+
 # --- main side -----------------------------------------------------------------------------
+
+_POLL_S = 0.02  # how often a waiting scorer looks at finished batches and deadlines
+
+
+@dataclass
+class _Job:
+    """A batch on a worker: ``keys[done]`` is running since ``clock`` (the previous result's arrival)."""
+
+    future: Future
+    keys: list[tuple[str, str, bool]]
+    clock: float
+    done: int = 0
+
 
 
 class RewardScorer:
     """Batched scoring in a process pool with a per-item timeout and a result cache.
 
-    Items running longer than ``timeout_s`` score 0: the pool is killed and rebuilt and the
+    Items go to workers in batches (one IPC round trip per batch, each gold parsed once per
+    worker); a worker streams each item's result back as it lands, which starts the next item's
+    clock. Items running longer than ``timeout_s`` score 0: the pool is killed and rebuilt and the
     other items in flight are re-run. An item whose worker dies also scores 0 (after one solo
     retry, so a neighbour of the culprit is not blamed). Safe to call from any thread.
     """
 
-    def __init__(self, timeout_s: float = 5.0, workers: int = 2, strict_format: bool = False) -> None:
+    def __init__(self, timeout_s: float = 5.0, workers: int = 2, strict_format: bool = False,
+                 batch_size: int = 64) -> None:
         self.timeout_s = timeout_s
         self.workers = max(1, workers)
+        self.batch_size = max(1, batch_size)  # items per job sent to a worker
+        self._job_ids = itertools.count()
+        self._progress: Any = None
         self.strict_format = strict_format
         self.cache: dict[tuple[str, str, bool], float] = {}
         self.n_jobs = 0  # verifications sent to the pool (cache misses), for tests and logs
@@ -211,62 +249,90 @@ class RewardScorer:
 
     def _run(self, todo: list[tuple[str, str, bool]]) -> dict[tuple[str, str, bool], float]:
         results: dict[tuple[str, str, bool], float] = {}
-        queue = deque(todo)
-        suspects: set[tuple[str, str, bool]] = set()  # were in flight when a worker died
-        inflight: dict[Future, tuple[tuple[str, str, bool], float]] = {}
+        # Same gold side by side, so a batch re-uses its worker's parsed gold.
+        queue = deque(sorted(todo, key=lambda key: key[1]))
+        suspects: set[tuple[str, str, bool]] = set()  # were running when a worker died
+        inflight: dict[int, _Job] = {}
+        size = max(1, min(self.batch_size, -(-len(todo) // (4 * self.workers))))
         while queue or inflight:
-            broken = False
-            # At most one job per worker, so a job's clock starts when it really starts running.
-            # A suspect runs alone so that a second crash identifies it.
-            while queue and len(inflight) < self.workers:
-                solo = queue[0] in suspects or any(k in suspects for k, _ in inflight.values())
-                if solo and inflight:
-                    break
-                key = queue.popleft()
-                try:
-                    fut = self._get_pool().submit(_verify_job, key[0], key[1])
-                except BrokenProcessPool:  # a worker died since the last look
-                    queue.appendleft(key)
-                    broken = True
-                    break
-                inflight[fut] = (key, time.monotonic())
-                self.n_jobs += 1
-            crashed = []
+            broken = not self._submit(queue, inflight, suspects, size)
+            crashed: list[_Job] = []
+            expired: list[_Job] = []
             if inflight and not broken:
-                oldest = min(started for _, started in inflight.values())
-                left = max(0.0, oldest + self.timeout_s - time.monotonic())
-                done, _ = wait(inflight, timeout=left, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    key, _ = inflight.pop(fut)
-                    try:
-                        results[key] = fut.result()
-                    except BrokenProcessPool:
-                        crashed.append(key)
-            now = time.monotonic()
-            expired = [f for f, (_, started) in inflight.items() if now - started >= self.timeout_s]
-            for fut in expired:
-                results[inflight.pop(fut)[0]] = 0.0
-                self.n_timeouts += 1
+                self._collect(inflight, results)
+                for job_id, job in list(inflight.items()):
+                    if job.future.done():
+                        try:
+                            results.update(zip(job.keys, job.future.result()))
+                            del inflight[job_id]
+                        except BrokenProcessPool:
+                            crashed.append(job)
+                now = time.monotonic()
+                expired = [job for job in inflight.values()
+                           if job.done < len(job.keys) and now - job.clock >= self.timeout_s]
+                for job in expired:  # the item running past its time scores 0; the rest run again
+                    results[job.keys[job.done]] = 0.0
+                    self.n_timeouts += 1
+                    job.done += 1
             if crashed or broken:
-                # Everything still in flight died with the worker too.
-                for key in crashed + [k for k, _ in inflight.values()]:
+                # Everything still running died with the worker too: the running item becomes a
+                # suspect (or, already one, the culprit), the ones after it simply run again.
+                for job in (job for job in inflight.values() if job.done < len(job.keys)):
+                    key = job.keys[job.done]
                     if key in suspects:
                         results[key] = 0.0
+                        job.done += 1
                     else:
                         suspects.add(key)
-                        queue.appendleft(key)
-            elif expired:  # killing the pool takes the other running jobs along: run them again
-                queue.extendleft(k for k, _ in inflight.values())
             if crashed or broken or expired:
+                for job in inflight.values():  # killing the pool takes every running batch along
+                    queue.extendleft(reversed(job.keys[job.done :]))
                 inflight.clear()
                 self._kill_pool()
         return results
 
+    def _submit(self, queue: deque, inflight: dict[int, _Job], suspects: set, size: int) -> bool:
+        """Start batches until every worker has one; False if the pool turned out broken."""
+        # At most one batch per worker, so an item's clock starts when it really starts running.
+        # A suspect runs alone so that a second crash identifies it.
+        while queue and len(inflight) < self.workers:
+            solo = queue[0] in suspects or any(k in suspects for job in inflight.values() for k in job.keys)
+            if solo and inflight:
+                break
+            n = 1 if solo else next((i for i, k in enumerate(itertools.islice(queue, size)) if k in suspects), size)
+            keys = [queue.popleft() for _ in range(min(max(n, 1), len(queue)))]
+            job_id = next(self._job_ids)
+            try:
+                future = self._get_pool().submit(_verify_batch, job_id, [(k[0], k[1]) for k in keys])
+            except BrokenProcessPool:  # a worker died since the last look
+                queue.extendleft(reversed(keys))
+                return False
+            inflight[job_id] = _Job(future, keys, time.monotonic())
+            self.n_jobs += len(keys)
+        return True
+
+    def _collect(self, inflight: dict[int, _Job], results: dict) -> None:
+        """Take streamed item results until one arrives late enough to matter, or the next deadline."""
+        deadline = min(job.clock for job in inflight.values()) + self.timeout_s
+        wait_s = max(0.0, min(deadline - time.monotonic(), _POLL_S))
+        while True:
+            try:
+                job_id, n, value = self._progress.get(timeout=wait_s)
+            except queue_module.Empty:
+                return
+            job = inflight.get(job_id)
+            if job is not None and n >= job.done:
+                results[job.keys[n]] = value
+                job.done, job.clock = n + 1, time.monotonic()
+            wait_s = 0.0  # drain what is there, then look at the futures and clocks
+
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             barrier = self._ctx.Barrier(self.workers)
+            # A fresh queue per pool: a worker killed while writing could leave the old one locked.
+            self._progress = self._ctx.Queue()
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=self._ctx, initializer=_init_worker, initargs=(barrier,)
+                self.workers, mp_context=self._ctx, initializer=_init_worker, initargs=(barrier, self._progress)
             )
             try:
                 warmups = [self._pool.submit(_await_siblings) for _ in range(self.workers)]
