@@ -48,6 +48,8 @@ def rl_step() -> Figure:
                "gradient_checkpointing off on both, fp32 CPU. Last of "
                f"{STEPS} RL steps timed per side. p2o: generation {p2o['gen_s']:.1f} s, reward "
                f"{p2o['reward_s']:.2f} s, train {p2o['train_s']:.1f} s (padded micro-batches). "
+               "p2o's hf engine samples this small model on 1 CPU thread (engines/hf.py decode_threads), TRL's "
+               "model.generate on torch's default; both train on torch's default threads. "
                f"p2o run's per-step time not measured separately (same library calls). Load {load0}→{setting.load()}."),
     )
 
