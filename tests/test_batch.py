@@ -8,7 +8,11 @@ import torch
 from p2o_cli.prompts import render
 from p2o_cli.records import Rollout
 from p2o_cli.rl.batch import (
+    attention_path,
     collate,
+    collate_padded,
+    is_varlen_attention,
+    pad_bins,
     encode_rollouts,
     pack,
     pad_rows,
@@ -119,3 +123,68 @@ def test_plan_shards_across_ranks_with_equal_micro_batch_counts() -> None:
     assert len(plans[0].templated) == len(plans[1].templated)
     templated = sorted(i for p in plans for mb in p.templated if not mb.dummy for i in mb.seqs)
     assert templated == [i for i, r in enumerate(rs) if r.template]
+
+
+@pytest.mark.parametrize(
+    ("attn", "device", "varlen"),
+    [("sdpa", "cpu", False), ("eager", "cpu", False), (None, "cpu", False), ("flex_attention", "cpu", False),
+     ("sdpa", "cuda", False), ("flex_attention", "cuda", True), ("flash_attention_2", "cuda", True),
+     ("flash_attention_3", "cuda", True)],
+)
+def test_plan_never_shares_an_attention_row_unless_the_kernel_is_varlen(attn, device, varlen) -> None:
+    rs = [rollout(f"q{g}", k, "1" * (2 + 5 * k + g), template="Hint." if k % 2 else None)
+          for g in range(4) for k in range(6)]
+    seqs = encode_rollouts(rs, TOK, "original", keep_templated=True)
+    path = attention_path("auto", attn, device)
+    assert is_varlen_attention(attn, device) == varlen and path == ("packed" if varlen else "padded")
+    plan = plan_batch(seqs, 2, 400, seed=3, path=path)
+    mbs = [mb for mbs in plan.train for mb in mbs] + plan.templated
+    assert sum(len(mb.seqs) for mb in mbs if not mb.dummy) == len(rs) + sum(1 for r in rs if r.template)
+    shared = [mb for mb in mbs if len(mb.seqs) > mb.rows]
+    assert all(mb.n_tokens <= 400 for mb in mbs)
+    if varlen:
+        assert shared  # the budget holds several sequences, and varlen packing uses it
+    else:
+        assert not shared and all(mb.position_ids is None for mb in mbs if not mb.dummy)
+        assert max(len(mb.seqs) for mb in mbs) > 1  # several rows per micro-batch, each its own sequence
+
+
+def test_pad_bins_sort_by_length_and_count_padding_against_the_budget() -> None:
+    lengths = {0: 5, 1: 9, 2: 3, 3: 7, 4: 2, 5: 8, 6: 4}
+    bins = pad_bins(lengths, 20)
+    # Longest first; a bin's cost is rows × its first (longest) length: 9+8 | 7+5 | 4+3+2 (3 rows × 4).
+    assert bins == [[1, 5], [3, 0], [6, 2, 4]]
+    assert all(len(b) * max(lengths[i] for i in b) <= 20 for b in bins)
+    with pytest.raises(ValueError, match="max-tokens-per-micro-batch"):
+        pad_bins({0: 21}, 20)
+
+
+def test_collate_padded_points_each_logit_at_the_next_response_token() -> None:
+    mb = collate_padded([(0, [1, 2, 3], [4, 5]), (1, [6], [7, 8, 9])], pad_token=0)
+    assert mb.input_ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 0]] and mb.position_ids is None
+    flat = mb.input_ids.view(-1)
+    assert flat[mb.logit_positions + 1].tolist() == mb.targets.tolist() == [4, 5, 7, 8, 9]
+    # Row 1's first response token is predicted at position 0: logits for the last 5 positions.
+    assert mb.logits_to_keep == 5 and mb.n_tokens == 10
+    logits = torch.arange(10.0).view(2, 5, 1)
+    assert mb.select_logits(logits)[:, 0].tolist() == [2.0, 3.0, 5.0, 6.0, 7.0]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_padded_and_packed_micro_batches_give_the_same_log_probs(attn: str) -> None:
+    model = tiny_qwen3(TOK)
+    model.set_attn_implementation(attn)
+    model.eval()
+    gen = torch.Generator().manual_seed(1)
+    triples = [(i, torch.randint(5, 90, (p,), generator=gen).tolist(), torch.randint(5, 90, (r,), generator=gen).tolist())
+               for i, (p, r) in enumerate([(7, 3), (2, 9), (12, 1), (5, 5)])]
+
+    def log_probs(mb):
+        with torch.no_grad():
+            logits = mb.select_logits(model(**mb.forward_kwargs()).logits)
+        return torch.log_softmax(logits, -1).gather(-1, mb.targets[:, None])[:, 0]
+
+    packed = log_probs(collate(triples))
+    padded = collate_padded(triples, pad_token=0)
+    assert padded.logits_to_keep < padded.input_ids.shape[1]  # the kept tail, not every position
+    torch.testing.assert_close(log_probs(padded), packed, atol=1e-5, rtol=1e-5)

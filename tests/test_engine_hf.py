@@ -69,3 +69,16 @@ def test_progress_reports_every_completion(tiny_model_dir) -> None:
     out = engine.generate(prompts(engine, 3), n=3, temperature=1.0, max_new_tokens=8, progress=progress)
     assert seen["done"] == 9
     assert seen["tokens"] == sum(c.n_tokens for row in out for c in row)
+
+
+def test_small_model_samples_on_one_cpu_thread_and_restores_the_count(tiny_model_dir) -> None:
+    from p2o_cli.engines.hf import HFEngine, decode_threads
+
+    engine = load_engine("hf", str(tiny_model_dir))
+    assert isinstance(engine, HFEngine) and engine.cpu_threads == decode_threads(engine.model, engine.device) == 1
+    seen: list[int] = []
+    before = torch.get_num_threads()
+    engine.generate(["1+1="], n=2, max_new_tokens=3, progress=lambda *_: seen.append(torch.get_num_threads()))
+    assert seen == [1] and torch.get_num_threads() == before
+    engine.model.config.hidden_size = 4096  # a model wide enough for threads to pay: torch's setting
+    assert decode_threads(engine.model, torch.device("cpu")) is None

@@ -56,6 +56,10 @@ def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, wo
     steps = [r for r in rows if "actor/pg_loss" in r]
     assert [r["training/step"] for r in steps] == [1, 2, 3, 4]
     assert all(set(r) >= {"critic/rewards/mean", "actor/grad_norm", "rollout/plain_reward_mean"} for r in steps)
+    timing = {"timing/gen", "timing/reward", "timing/old_logprob", "timing/update", "timing/io",
+              "perf/gen_tokens_per_s", "perf/train_tokens_per_s", "perf/attention_path"}
+    assert all(set(r) >= timing and r["timing/gen"] > 0 and r["timing/reward"] >= 0 for r in steps)
+    assert all(r["perf/attention_path"] == 0.0 for r in steps)  # the tiny model runs sdpa: padded rows
     epochs = [r for r in rows if "epoch/hard_count" in r]
     assert [r["epoch"] for r in epochs] == [0, 1]
     evals = [r for r in rows if "eval/toy-mini/accuracy" in r]

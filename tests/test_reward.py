@@ -284,3 +284,27 @@ def test_score_many_and_length_check() -> None:
     assert results == [RewardResult(1.0, "2"), RewardResult(0.0, None)]
     with pytest.raises(ValueError):
         score_many(["a"], [], workers=1)
+
+
+@pytest.mark.timeout(60)
+def test_batched_jobs_time_each_item_and_keep_finished_results() -> None:
+    # One worker, batches of up to 6: the hang sits inside a batch. It alone scores 0; the items
+    # judged before it keep their results and only those after it in its batch run again.
+    responses = [rf"\boxed{{{k}/2}}" for k in range(20)]
+    responses[9] = HANGS
+    golds = [f"{k / 2}" for k in range(20)]
+    with RewardScorer(timeout_s=1.0, workers=1, batch_size=64) as scorer:
+        rewards = [r.reward for r in scorer.score(responses, golds)]
+        assert rewards == [0.0 if k == 9 else 1.0 for k in range(20)]
+        assert scorer.n_timeouts == 1
+        assert 20 <= scorer.n_jobs < 20 + 6
+
+
+def test_gold_is_parsed_once_and_integers_skip_sympy() -> None:
+    from p2o_cli import reward
+
+    reward.parse_gold.cache_clear()
+    for response in (r"\boxed{\frac{1}{3}}", r"\boxed{2/6}", r"\boxed{0.5}"):
+        score_response(response, r"\frac13")
+    assert reward.parse_gold.cache_info().misses == 1
+    assert score_response(r"\boxed{-012}", "-12").reward == 1.0 and reward.parse_gold.cache_info().misses == 1

@@ -180,6 +180,23 @@ def test_gradient_does_not_depend_on_the_micro_batch_budget_or_recomputation(tin
     assert m["perf/max_tokens_per_micro_batch"] <= longest and m["perf/micro_batches"] >= len(rollouts)
 
 
+def test_padded_and_packed_micro_batches_train_alike(tiny_model_dir) -> None:
+    rollouts = batch()
+    padded = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(lr=1e-3, warmup_ratio=0.0))
+    packed = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(lr=1e-3, warmup_ratio=0.0, packing="packed"))
+    # The tiny model runs sdpa: "auto" must not pack (a packed row would cost O(row²)).
+    assert padded.attention_path == "padded" and packed.attention_path == "packed"
+    plan, _, _ = padded._prepare(rollouts, 2)
+    assert all(mb.rows == len(mb.seqs) for mbs in plan.train for mb in mbs)
+    g_padded, g_packed = padded.compute_gradients(rollouts), packed.compute_gradients(rollouts)
+    for name in g_padded:
+        torch.testing.assert_close(g_padded[name], g_packed[name], rtol=1e-5, atol=1e-7)
+    m_padded, m_packed = padded.step(rollouts), packed.step(rollouts)
+    assert m_padded["perf/attention_path"] == 0.0 and m_packed["perf/attention_path"] == 1.0  # ATTENTION_PATHS
+    for key in ("actor/pg_loss", "actor/ppo_kl", "actor/grad_norm", "actor/entropy", "actor/template_ratio/mean"):
+        assert m_padded[key] == pytest.approx(m_packed[key], rel=1e-5, abs=1e-8), key
+
+
 # ---------------------------------------------------------------- checkpoints and the command line
 
 

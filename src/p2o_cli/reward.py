@@ -11,16 +11,10 @@ training: math-verify hands answers to sympy, which can spend hours on ``9^{9^{9
 
 from __future__ import annotations
 
-import logging
-import multiprocessing as mp
+import functools
 import re
-import threading
-import time
-from collections import deque
-from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 from .config import Config, option
 from .errors import P2OError
@@ -35,6 +29,7 @@ GRADERS = ("strict", "qwen")
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _TOKEN = re.compile(r"[^\s$]*")
+_INTEGER = re.compile(r"-?\d{1,30}")
 _TEXT_MACRO = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 
 
@@ -103,7 +98,9 @@ def _as_word(answer: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_gold(gold: str) -> list:
+    # Cached: a batch holds K responses per problem, and re-parsing its gold was a third of a judgement.
     from math_verify import (  # sympy: slow to import
         ExprExtractionConfig,
         LatexExtractionConfig,
@@ -123,6 +120,8 @@ def answers_match(pred: str, gold: str) -> bool:
     word = _as_word(gold)
     if word is not None:
         return _as_word(pred) == word
+    if _INTEGER.fullmatch(gold) and _INTEGER.fullmatch(pred.strip()):
+        return int(gold) == int(pred.strip())  # what math-verify decides for two integers, without sympy
     from math_verify import LatexExtractionConfig, parse, verify
 
     gold_parsed = parse_gold(gold)
@@ -195,195 +194,11 @@ def score_response(
     return RewardResult(1.0 if ok else 0.0, shown)
 
 
-# --- worker side ---------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    # The process pool that scores untrusted generations lives in reward_pool (it imports this
+    # module); its names are offered here too without importing it at start-up.
+    if name in ("RewardScorer", "open_scorer", "score_many"):
+        from . import reward_pool
 
-_barrier = None
-
-
-def _init_worker(barrier) -> None:
-    global _barrier
-    _barrier = barrier
-    # math-verify warns that its timeouts are off; the scorer enforces them instead.
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    answers_match("1", "1")  # pay sympy's first-call costs before any timed item
-
-
-def _await_siblings() -> None:
-    # Each worker holds one of these tasks until all have one, so every worker is started
-    # and initialised before timed items arrive (process start-up must not eat into timeouts).
-    _barrier.wait(timeout=60)
-
-
-def _verify_job(pred: str, gold: str, grader: str = "strict", bench: str | None = None) -> float:
-    try:
-        return 1.0 if _judge(pred, gold, grader, bench) else 0.0
-    except Exception:  # noqa: BLE001 - a judge error is a wrong answer, never a failed batch
-        return 0.0
-
-
-# --- main side -----------------------------------------------------------------------------
-
-
-# (prediction as judged, raw gold, grader, benchmark whose rules apply or None)
-_Key = tuple[str, str, str, str | None]
-
-
-class RewardScorer:
-    """Batched scoring in a process pool with a per-item timeout and a result cache.
-
-    Items running longer than ``timeout_s`` score 0: the pool is killed and rebuilt and the
-    other items in flight are re-run. An item whose worker dies also scores 0 (after one solo
-    retry, so a neighbour of the culprit is not blamed). Safe to call from any thread.
-    """
-
-    def __init__(
-        self, timeout_s: float = 5.0, workers: int = 2, strict_format: bool = False, grader: str = "strict"
-    ) -> None:
-        self.timeout_s = timeout_s
-        self.workers = max(1, workers)
-        self.strict_format = strict_format
-        self.grader = check_grader(grader)  # the default; score() may name another
-        self.cache: dict[_Key, float] = {}
-        self.n_jobs = 0  # verifications sent to the pool (cache misses), for tests and logs
-        self.n_timeouts = 0
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-        methods = mp.get_all_start_methods()
-        # Not fork: forking a process that runs torch's thread pools can deadlock the child.
-        self._ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if self._ctx.get_start_method() == "forkserver":
-            # Workers are forked from a server that has math-verify imported already, so
-            # replacing a killed pool costs milliseconds, not an import (no-op if it is running).
-            self._ctx.set_forkserver_preload(["__main__", __name__])
-
-    def score(
-        self, responses: Sequence[str], golds: Sequence[str], *, grader: str | None = None, bench: str | None = None
-    ) -> list[RewardResult]:
-        """One result per response. ``grader`` overrides the scorer's; ``bench`` names the
-        benchmark for the qwen grader's per-benchmark rules (minerva_math keeps units)."""
-        if len(responses) != len(golds):
-            raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
-        grader = check_grader(grader or self.grader)
-        # Only the qwen grader reads the benchmark, and only to know whether units are kept.
-        rules = bench if grader == "qwen" and bench in KEEP_UNITS else None
-        finals = [_final_answer(r, self.strict_format, grader, bench) for r in responses]
-        keys = [(pred, str(gold), grader, rules) for (_, pred, _), gold in zip(finals, golds)]
-        with self._lock:
-            if len(self.cache) > _CACHE_LIMIT:
-                self.cache.clear()
-            judge = (key for key, (_, _, judgeable) in zip(keys, finals) if judgeable)
-            todo = list(dict.fromkeys(key for key in judge if key not in self.cache))
-            if todo:
-                self.cache.update(self._run(todo))
-            return [
-                RewardResult(self.cache[key] if judgeable else 0.0, shown)
-                for key, (shown, _, judgeable) in zip(keys, finals)
-            ]
-
-    def _run(self, todo: list[_Key]) -> dict[_Key, float]:
-        results: dict[_Key, float] = {}
-        queue = deque(todo)
-        suspects: set[_Key] = set()  # were in flight when a worker died
-        inflight: dict[Future, tuple[_Key, float]] = {}
-        while queue or inflight:
-            broken = False
-            # At most one job per worker, so a job's clock starts when it really starts running.
-            # A suspect runs alone so that a second crash identifies it.
-            while queue and len(inflight) < self.workers:
-                solo = queue[0] in suspects or any(k in suspects for k, _ in inflight.values())
-                if solo and inflight:
-                    break
-                key = queue.popleft()
-                try:
-                    fut = self._get_pool().submit(_verify_job, *key)
-                except BrokenProcessPool:  # a worker died since the last look
-                    queue.appendleft(key)
-                    broken = True
-                    break
-                inflight[fut] = (key, time.monotonic())
-                self.n_jobs += 1
-            crashed = []
-            if inflight and not broken:
-                oldest = min(started for _, started in inflight.values())
-                left = max(0.0, oldest + self.timeout_s - time.monotonic())
-                done, _ = wait(inflight, timeout=left, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    key, _ = inflight.pop(fut)
-                    try:
-                        results[key] = fut.result()
-                    except BrokenProcessPool:
-                        crashed.append(key)
-            now = time.monotonic()
-            expired = [f for f, (_, started) in inflight.items() if now - started >= self.timeout_s]
-            for fut in expired:
-                results[inflight.pop(fut)[0]] = 0.0
-                self.n_timeouts += 1
-            if crashed or broken:
-                # Everything still in flight died with the worker too.
-                for key in crashed + [k for k, _ in inflight.values()]:
-                    if key in suspects:
-                        results[key] = 0.0
-                    else:
-                        suspects.add(key)
-                        queue.appendleft(key)
-            elif expired:  # killing the pool takes the other running jobs along: run them again
-                queue.extendleft(k for k, _ in inflight.values())
-            if crashed or broken or expired:
-                inflight.clear()
-                self._kill_pool()
-        return results
-
-    def _get_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            barrier = self._ctx.Barrier(self.workers)
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=self._ctx, initializer=_init_worker, initargs=(barrier,)
-            )
-            try:
-                warmups = [self._pool.submit(_await_siblings) for _ in range(self.workers)]
-                wait(warmups, timeout=120)
-                failed = [f.exception(0) for f in warmups if f.done()]
-                started = not any(isinstance(e, BrokenProcessPool) for e in failed)
-            except BrokenProcessPool:
-                started = False
-            if not started:
-                self._kill_pool()
-                raise RuntimeError(
-                    "reward worker processes died on start-up; is the scorer created outside an "
-                    "`if __name__ == '__main__':` guard in the main script?"
-                )
-        return self._pool
-
-    def _kill_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        # ProcessPoolExecutor cannot cancel a running call (Python < 3.14 has no
-        # terminate_workers()), so kill its processes directly.
-        procs = list((pool._processes or {}).values())
-        for p in procs:
-            p.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            p.join(timeout=5)
-
-    def close(self) -> None:
-        with self._lock:
-            self._kill_pool()  # idle workers lose nothing, and a stuck one cannot block exit
-
-    def __enter__(self) -> RewardScorer:  # noqa: PYI034 - typing.Self needs Python 3.11
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def score_many(responses: Sequence[str], golds: Sequence[str], **kw) -> list[RewardResult]:
-    """One-off batch scoring with a temporary RewardScorer (kw: timeout_s, workers, strict_format, grader)."""
-    with RewardScorer(**kw) as scorer:
-        return scorer.score(responses, golds)
-
-
-def open_scorer(cfg: RewardConfig) -> RewardScorer:
-    """The process-pool scorer a command uses, with its reward options."""
-    return RewardScorer(timeout_s=cfg.reward_timeout, strict_format=cfg.strict_format)
+        return getattr(reward_pool, name)
+    raise AttributeError(name)

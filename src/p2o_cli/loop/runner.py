@@ -159,12 +159,12 @@ class P2ORun:
     def policy_step(self, epoch: int, index: int, batch: list[Problem], assignments: dict[str, Assignment],
                     templates: dict[str, Template]) -> list[Hard]:
         cfg = self.cfg
-        t0 = time.perf_counter()
+        t0, reward_s = time.perf_counter(), self.scorer.seconds
         rollout_cfg = dataclasses.replace(cfg.rollout, seed=cfg.seed * 100_003 + self.state.step,
                                           policy_version=self.state.step)
         rollouts = generate_rollouts(self.engine, self.tokenizer, batch, rollout_cfg, self.scorer, assignments,
                                      templates)
-        t1 = time.perf_counter()
+        t1, reward_s = time.perf_counter(), self.scorer.seconds - reward_s
         self._in_step = True
         metrics = self.trainer.step(rollouts)
         if self.engine_name != "hf":
@@ -173,13 +173,17 @@ class P2ORun:
         self.state.batch += 1
         self._in_step = False
         hard = mine_hard(rollouts, tau=cfg.mining.tau, max_failures=cfg.mining.max_failures)
-        edir = self.dir.epoch_dir(epoch)
+        edir, t2 = self.dir.epoch_dir(epoch), time.perf_counter()
         write_records(edir / f"rollouts-{index:04d}.jsonl", rollouts)
         write_records(edir / f"hard-{index:04d}.jsonl", hard)
+        gen_tokens = sum(r.n_tokens for r in rollouts)
         # The trainer counts optimizer updates; the loop's step is one rollout batch.
         row = {**metrics, "actor/optimizer_step": metrics.get("training/step"), "training/step": self.state.step,
                "epoch": epoch, **rollout_metrics(rollouts), "batch/hard_count": len(hard), "timing/rollout": t1 - t0,
-               "perf/rollout_tokens_per_s": sum(r.n_tokens for r in rollouts) / max(t1 - t0, 1e-9)}
+               "perf/rollout_tokens_per_s": gen_tokens / max(t1 - t0, 1e-9),
+               # verl's breakdown: generation and reward apart, then old log-probs/update (trainer's).
+               "timing/gen": t1 - t0 - reward_s, "timing/reward": reward_s, "timing/io": time.perf_counter() - t2,
+               "perf/gen_tokens_per_s": gen_tokens / max(t1 - t0 - reward_s, 1e-9)}
         self.dir.log(row)
         self.say(
             f"epoch {epoch} step {self.state.step}: reward {row['critic/rewards/mean']:.3f} "

@@ -4,15 +4,23 @@ A rollout becomes ``prompt ids + response ids``. Which prompt is the *training* 
 context-distillation decision: ``distill="original"`` trains on x (the rollout's template
 stripped), ``distill="none"`` on x̃, the prompt the model actually saw.
 
-Micro-batches are *packed*: several sequences share one row, ``position_ids`` restart at 0 for
-each, and no attention mask is passed, so transformers builds a block-diagonal causal mask
-(sdpa/eager) or uses varlen kernels (flash-attention). There is no padding, so a micro-batch
-costs exactly its token count. Verified in tests/test_batch.py against unpacked logits; it
-needs ``use_cache=False`` (a cache disables transformers' packed-sequence detection).
+Micro-batches take one of two shapes, chosen by the attention implementation:
+
+- **packed** (varlen kernels: flash-attention): several sequences share one row,
+  ``position_ids`` restart at 0 for each, and no attention mask is passed, so the kernel sees
+  each sequence's boundaries and a micro-batch costs exactly its token count. Verified in
+  tests/test_batch.py against unpacked logits; it needs ``use_cache=False`` (a cache disables
+  transformers' packed-sequence detection).
+- **padded** (sdpa, eager, anything else): one sequence per row, rows of similar length
+  (length-sorted), right-padded. With sdpa/eager a packed row would get a block-diagonal mask
+  over the whole row, so attention would cost O(row²) instead of Σ O(seq²). Right padding needs
+  no attention mask at all: under the causal mask a real token only sees earlier, real tokens,
+  so sdpa keeps its mask-free ``is_causal`` path. The budget counts rows × padded length.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +30,9 @@ import torch
 from torch import Tensor
 
 from ..errors import P2OError
+from .attention import PACKING_MODES, attention_path, is_varlen_attention  # noqa: F401 - re-exported
 from .config import DISTILL_MODES
+from .logprobs import length_mask, pad_rows, stack_rows  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -43,34 +53,57 @@ class TokenSeq:
 
 @dataclass
 class MicroBatch:
-    """Packed sequences in one row. ``seqs`` index into the batch; ``dummy`` rows carry no loss.
+    """Sequences for one forward pass. ``seqs`` index into the batch; ``dummy`` rows carry no loss.
 
-    ``logit_positions[i]`` is the row position whose logits predict response token ``i``
-    (flattened over sequences in order); ``lengths`` are the response lengths, to split it.
+    Packed: one row ``[1, L]`` with restarting ``position_ids``. Padded: ``[R, L]``, one sequence
+    per row, ``position_ids`` None. ``logit_positions[i]`` is the position in the flattened
+    ``input_ids`` whose logits predict response token ``i`` (flattened over sequences in order);
+    ``lengths`` are the response lengths, to split it. ``logits_to_keep`` (padded only) is how
+    many trailing positions of each row need logits: every response's first predicting position
+    lies in them.
     """
 
     seqs: list[int]
-    input_ids: Tensor  # [1, L]
-    position_ids: Tensor  # [1, L]
+    input_ids: Tensor  # [R, L]
+    position_ids: Tensor | None  # [1, L] when packed
     logit_positions: Tensor  # [N]
     targets: Tensor  # [N]
     lengths: list[int]
     dummy: bool = False
+    logits_to_keep: int = 0
 
     @property
     def n_tokens(self) -> int:
-        return int(self.input_ids.shape[1])
+        """Tokens the forward pass computes, padding included (the budget's unit)."""
+        return int(self.input_ids.numel())
+
+    @property
+    def rows(self) -> int:
+        return int(self.input_ids.shape[0])
 
     def to(self, device: torch.device | str) -> MicroBatch:
-        return MicroBatch(
-            self.seqs,
-            self.input_ids.to(device),
-            self.position_ids.to(device),
-            self.logit_positions.to(device),
-            self.targets.to(device),
-            self.lengths,
-            self.dummy,
+        return dataclasses.replace(
+            self,
+            input_ids=self.input_ids.to(device),
+            position_ids=None if self.position_ids is None else self.position_ids.to(device),
+            logit_positions=self.logit_positions.to(device),
+            targets=self.targets.to(device),
         )
+
+    def forward_kwargs(self) -> dict[str, Any]:
+        """Model inputs: no attention mask and no cache (see the module docstring for why)."""
+        if self.position_ids is not None:
+            return {"input_ids": self.input_ids, "position_ids": self.position_ids, "use_cache": False,
+                    "logits_to_keep": self.logit_positions}
+        return {"input_ids": self.input_ids, "use_cache": False, "logits_to_keep": self.logits_to_keep}
+
+    def select_logits(self, logits: Tensor) -> Tensor:
+        """The model's ``logits`` (from ``forward_kwargs``) → ``[N, vocab]``, one row per target."""
+        if self.position_ids is not None:
+            return logits[0]
+        width = self.input_ids.shape[1]
+        row, pos = self.logit_positions // width, self.logit_positions % width
+        return logits[row, pos - (width - self.logits_to_keep)]
 
 
 def training_prompt(rollout: Any, distill: str) -> str:
@@ -217,6 +250,53 @@ def collate(seqs: Sequence[tuple[int, list[int], list[int]]]) -> MicroBatch:
     )
 
 
+def collate_padded(seqs: Sequence[tuple[int, list[int], list[int]]], pad_token: int) -> MicroBatch:
+    """One ``(index, prompt_ids, response_ids)`` triple per row, right-padded to the longest."""
+    width = max(len(p) + len(r) for _, p, r in seqs)
+    ids = torch.full((len(seqs), width), pad_token, dtype=torch.long)
+    logit_positions: list[int] = []
+    targets: list[int] = []
+    lengths: list[int] = []
+    first_needed = width
+    for row, (_, prompt, response) in enumerate(seqs):
+        ids[row, : len(prompt) + len(response)] = torch.tensor(prompt + response, dtype=torch.long)
+        first = len(prompt) - 1
+        first_needed = min(first_needed, first)
+        logit_positions += range(row * width + first, row * width + first + len(response))
+        targets += response
+        lengths.append(len(response))
+    return MicroBatch(
+        seqs=[s[0] for s in seqs],
+        input_ids=ids,
+        position_ids=None,
+        logit_positions=torch.tensor(logit_positions, dtype=torch.long),
+        targets=torch.tensor(targets, dtype=torch.long),
+        lengths=lengths,
+        logits_to_keep=width - first_needed,
+    )
+
+
+def pad_bins(lengths: dict[int, int], max_tokens: int) -> list[list[int]]:
+    """Length-sorted bins whose rows × longest length stays within ``max_tokens`` (deterministic).
+
+    Longest first, so each bin's padded width is its first sequence's length and neighbours in
+    a bin differ little in length: padding stays small without any attention across sequences.
+    """
+    bins: list[list[int]] = []
+    width = 0
+    for i in sorted(lengths, key=lambda i: (-lengths[i], i)):
+        if lengths[i] > max_tokens:
+            raise P2OError(
+                f"a sequence of {lengths[i]} tokens exceeds --max-tokens-per-micro-batch {max_tokens}; raise the budget"
+            )
+        if bins and (len(bins[-1]) + 1) * width <= max_tokens:
+            bins[-1].append(i)
+        else:
+            bins.append([i])
+            width = lengths[i]
+    return bins
+
+
 def dummy_micro_batch(token_id: int) -> MicroBatch:
     """A 2-token row whose loss is multiplied by 0: keeps ranks in step when one has less work."""
     mb = collate([(-1, [token_id], [token_id])])
@@ -248,8 +328,20 @@ def plan_batch(
     rank: int = 0,
     world_size: int = 1,
     pad_token: int = 0,
+    path: str = "packed",
 ) -> Plan:
-    """Split, shard and pack a batch. Every rank computes every rank's plan (no communication)."""
+    """Split, shard and bin a batch. Every rank computes every rank's plan (no communication).
+
+    ``path`` is :func:`attention_path`'s answer: ``"packed"`` rows hold several sequences (only
+    for varlen attention), ``"padded"`` rows exactly one.
+    """
+    if path not in ("packed", "padded"):
+        raise ValueError(f"unknown micro-batch path {path!r}")
+    binner = pack if path == "packed" else pad_bins
+
+    def build(triples: list[tuple[int, list[int], list[int]]]) -> MicroBatch:
+        return collate(triples) if path == "packed" else collate_padded(triples, pad_token)
+
     trainable = [s for s in seqs if s.response_ids]
     by_index = {s.index: s for s in trainable}
     groups = [s.group for s in trainable]
@@ -258,9 +350,9 @@ def plan_batch(
     templated_bins: list[list[list[int]]] = [[] for _ in range(world_size)]
     for part in parts:
         shards = shard_for_ranks({i: by_index[i].n_tokens for i in part}, world_size)
-        bins = [pack({i: by_index[i].n_tokens for i in shard}, max_tokens) for shard in shards]
+        bins = [binner({i: by_index[i].n_tokens for i in shard}, max_tokens) for shard in shards]
         width = max(len(b) for b in bins)
-        mine = [collate([_triple(by_index[i]) for i in b]) for b in bins[rank]]
+        mine = [build([_triple(by_index[i]) for i in b]) for b in bins[rank]]
         mine += [dummy_micro_batch(pad_token) for _ in range(width - len(mine))]
         plan.train.append(mine)
         for r, shard in enumerate(shards):
@@ -271,10 +363,10 @@ def plan_batch(
                 for i in shard
                 if by_index[i].templated_prompt_ids is not None
             }
-            templated_bins[r] += pack(templated, max_tokens)
+            templated_bins[r] += binner(templated, max_tokens)
     width = max(len(b) for b in templated_bins)
     plan.templated = [
-        collate([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b])  # type: ignore[misc]
+        build([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b])  # type: ignore[misc]
         for b in templated_bins[rank]
     ]
     plan.templated += [dummy_micro_batch(pad_token) for _ in range(width - len(plan.templated))]
@@ -283,22 +375,6 @@ def plan_batch(
 
 def _triple(s: TokenSeq) -> tuple[int, list[int], list[int]]:
     return s.index, s.prompt_ids, s.response_ids
-
-
-def pad_rows(flat: Tensor, lengths: Sequence[int], fill: float = 0.0) -> tuple[Tensor, Tensor]:
-    """Split a flat per-token tensor ``[N]`` into padded rows ``[n, max_len]`` plus a bool mask."""
-    rows = flat.split(list(lengths))
-    return stack_rows(rows, fill), length_mask(lengths, flat.device)
-
-
-def stack_rows(rows: Sequence[Tensor], fill: float = 0.0) -> Tensor:
-    """Per-sequence 1-D tensors → padded ``[n, max_len]`` (differentiable)."""
-    return torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True, padding_value=fill)
-
-
-def length_mask(lengths: Sequence[int], device: torch.device | str | None = None) -> Tensor:
-    width = max(lengths, default=0)
-    return torch.arange(width, device=device)[None, :] < torch.tensor(list(lengths), device=device)[:, None]
 
 
 def plain_anchors(rollouts: Sequence[Any]) -> dict[str, list[float]]:

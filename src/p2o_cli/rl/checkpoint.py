@@ -187,3 +187,28 @@ def save_checkpoint(
         if config is not None:
             (tmp / TRAIN_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
         fault("save")  # reliability tests: killed with the checkpoint written but not in place
+
+
+def save_trainer(trainer: Any, out_dir: str | Path, config: dict[str, Any]) -> None:
+    """A :class:`~p2o_cli.rl.trainer.PolicyTrainer`'s checkpoint: gathered from however many
+    processes hold it (a collective under FSDP/DeepSpeed), written by the main process."""
+    from accelerate.utils import DistributedType
+
+    acc = trainer.accelerator
+    sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    state_dict = acc.get_state_dict(trainer.wrapped) if sharded else None
+    optimizer_state = None
+    if acc.distributed_type != DistributedType.DEEPSPEED:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        optimizer_state = get_optimizer_state_dict(
+            trainer.wrapped, trainer.optimizer.optimizer,
+            options=StateDictOptions(full_state_dict=True, cpu_offload=True),
+        )
+    if acc.is_main_process:
+        save_checkpoint(out_dir, trainer.model, trainer.tokenizer, state_dict=state_dict,
+                        optimizer_state=optimizer_state, trainer_state=trainer.state(), config=config)
+    acc.wait_for_everyone()

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import Config, internal, option, seed_option, temperature_option
 from ..errors import ConfigError
+from .attention import PACKING_MODES
 
 DISTILL_MODES = ("original", "none")
 TEMPLATED_BASELINES = ("group", "plain")
@@ -35,7 +36,11 @@ class TrainConfig(Config):
     mini_batches: int = option(2, min=1, help="Optimizer updates per rollout batch (whole groups each; "
                                               "2 = one-step off-policy).")
     max_tokens_per_micro_batch: int = option(16384, min=2, help="Token budget of one forward/backward "
-                                                                "(bounds peak memory).")
+                                                                "(padded rows count their padding; bounds peak memory).")
+    # "packed" under sdpa/eager is correct but costs O(row²): a block-diagonal mask over the whole row.
+    packing: str = option("auto", choices=PACKING_MODES,
+                          help="Micro-batch rows: auto (several sequences per row only under varlen attention, "
+                               "flash-attention; else one length-sorted padded sequence per row), padded or packed.")
     gradient_checkpointing: bool = option(False, help="Recompute activations in backward.")
     # Objective.
     distill: str = option("original", choices=DISTILL_MODES,
@@ -133,3 +138,14 @@ def parse_ratio_mask(text: str) -> tuple[float, float] | None:
 
 def format_ratio_mask(bounds: tuple[float, float] | list[float] | None) -> str:
     return "none" if bounds is None else f"{bounds[0]:g},{bounds[1]:g}"
+
+
+def lr_at(cfg: TrainConfig, train_step: int) -> float:
+    """LR for the ``train_step``-th rollout batch (0-based): warmup reaches full LR on its last step."""
+    lr, total = float(cfg.lr), int(cfg.total_steps)  # type: ignore[arg-type]
+    warmup = int(cfg.warmup_ratio * total)  # type: ignore[operator]
+    if train_step < warmup:
+        return lr * (train_step + 1) / (warmup + 1)
+    progress = min(1.0, (train_step - warmup) / max(1, total - warmup))
+    floor = float(cfg.min_lr_ratio)  # type: ignore[arg-type]
+    return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))

@@ -1,9 +1,10 @@
-"""Token-level helpers of the train step: log-probs and entropy from logits, the template ratio mask."""
+"""Token-level helpers of the train step: log-probs and entropy from logits, the template ratio mask,
+and flat per-token tensors as padded rows."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -115,3 +116,19 @@ def token_log_probs(logits: Tensor, labels: Tensor, chunk_size: int = 4096) -> T
 def entropy_from_logits(logits: Tensor, chunk_size: int = 4096) -> Tensor:
     """Entropy of ``softmax(logits)`` per position: ``[..., V]`` -> ``[...]``, in float32, chunked."""
     return _rowwise(_entropy_rows, logits, chunk_size)
+
+
+def pad_rows(flat: Tensor, lengths: Sequence[int], fill: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Split a flat per-token tensor ``[N]`` into padded rows ``[n, max_len]`` plus a bool mask."""
+    rows = flat.split(list(lengths))
+    return stack_rows(rows, fill), length_mask(lengths, flat.device)
+
+
+def stack_rows(rows: Sequence[Tensor], fill: float = 0.0) -> Tensor:
+    """Per-sequence 1-D tensors → padded ``[n, max_len]`` (differentiable)."""
+    return torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True, padding_value=fill)
+
+
+def length_mask(lengths: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+    width = max(lengths, default=0)
+    return torch.arange(width, device=device)[None, :] < torch.tensor(list(lengths), device=device)[:, None]

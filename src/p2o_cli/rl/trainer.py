@@ -36,6 +36,7 @@ from . import core_algos as ca
 from .batch import (
     MicroBatch,
     Plan,
+    attention_path,
     check_token_ids,
     encode_rollouts,
     pad_rows,
@@ -50,21 +51,13 @@ from .checkpoint import (
     load_optimizer_state,
     read_trainer_state,
     restore_rng,
-    save_checkpoint,
+    save_trainer,
 )
-from .config import TrainConfig
+from .config import TrainConfig, lr_at
 from .metrics import StepSums, step_metrics
 
-
-def lr_at(cfg: TrainConfig, train_step: int) -> float:
-    """LR for the ``train_step``-th rollout batch (0-based): warmup reaches full LR on its last step."""
-    lr, total = float(cfg.lr), int(cfg.total_steps)  # type: ignore[arg-type]
-    warmup = int(cfg.warmup_ratio * total)  # type: ignore[operator]
-    if train_step < warmup:
-        return lr * (train_step + 1) / (warmup + 1)
-    progress = min(1.0, (train_step - warmup) / max(1, total - warmup))
-    floor = float(cfg.min_lr_ratio)  # type: ignore[arg-type]
-    return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+# perf/attention_path's value is the index of the path that ran.
+ATTENTION_PATHS = ("padded", "packed")
 
 
 def _has_gpu() -> bool:
@@ -186,9 +179,13 @@ class PolicyTrainer:
         metrics = {"training/step": self.global_step, "training/train_steps": self.train_steps,
                    **step_metrics(self.cfg, rollouts, plan, adv, sums, lr, self.accelerator.num_processes,
                                   has_ref=self.ref_model is not None)}
-        metrics.update({"timing/prepare": t1 - t0, "timing/old_log_probs": t2 - t1, "timing/update": t3 - t2,
-                        "timing/step": t3 - t0})
+        # timing/old_logprob is verl's name; timing/old_log_probs is kept for existing readers.
+        metrics.update({"timing/prepare": t1 - t0, "timing/old_log_probs": t2 - t1, "timing/old_logprob": t2 - t1,
+                        "timing/update": t3 - t2, "timing/step": t3 - t0})
         metrics["perf/tokens_per_s"] = sum(s.n_tokens for s in plan.seqs) / max(t3 - t0, 1e-9)
+        metrics["perf/train_tokens_per_s"] = metrics["perf/tokens_per_s"]
+        # metrics.jsonl holds numbers only: 0 = padded rows, 1 = varlen-packed rows.
+        metrics["perf/attention_path"] = float(ATTENTION_PATHS.index(self.attention_path))
         self.last_metrics = metrics
         return metrics
 
@@ -215,26 +212,13 @@ class PolicyTrainer:
 
     def save(self, out_dir: str | Path, extra_config: dict[str, Any] | None = None) -> None:
         """Write the checkpoint atomically (main process); every process must call it."""
-        from accelerate.utils import DistributedType
+        save_trainer(self, out_dir, {"train": dataclasses.asdict(self.cfg), **(extra_config or {})})
 
-        acc = self.accelerator
-        sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-        state_dict = acc.get_state_dict(self.wrapped) if sharded else None  # a collective when sharded
-        optimizer_state = None
-        if acc.distributed_type != DistributedType.DEEPSPEED:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                get_optimizer_state_dict,
-            )
-
-            optimizer_state = get_optimizer_state_dict(
-                self.wrapped, self.optimizer.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-            )
-        if acc.is_main_process:
-            config = {"train": dataclasses.asdict(self.cfg), **(extra_config or {})}
-            save_checkpoint(out_dir, self.model, self.tokenizer, state_dict=state_dict,
-                            optimizer_state=optimizer_state, trainer_state=self.state(), config=config)
-        acc.wait_for_everyone()
+    @property
+    def attention_path(self) -> str:
+        """``"packed"`` or ``"padded"``: the micro-batch shape for this model's attention kernel."""
+        impl = getattr(self.model.config, "_attn_implementation", None)
+        return attention_path(self.cfg.packing, impl, self.accelerator.device.type)
 
     # ------------------------------------------------------------ internals
 
@@ -255,6 +239,7 @@ class PolicyTrainer:
             seqs, n_mini, cfg.max_tokens_per_micro_batch,
             seed=cfg.seed * 1_000_003 + self.train_steps,  # a fresh split each batch, same on every process
             rank=self.accelerator.process_index, world_size=self.accelerator.num_processes, pad_token=pad,
+            path=self.attention_path,
         )
         return plan, adv.to(self.accelerator.device), StepSums()
 
@@ -274,14 +259,13 @@ class PolicyTrainer:
         return contextlib.nullcontext()
 
     def _log_probs(self, model: Any, mb: MicroBatch, entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Per-response-token log-probs ``[N]`` (and entropies) of a packed micro-batch."""
+        """Per-response-token log-probs ``[N]`` (and entropies) of a micro-batch."""
         mb = mb.to(self.accelerator.device)
         with self._autocast():
-            # No attention mask and no cache: transformers then reads the restarting position_ids
-            # as packed sequences. Logits only where they predict a response token.
-            out = model(input_ids=mb.input_ids, position_ids=mb.position_ids, use_cache=False,
-                        logits_to_keep=mb.logit_positions)
-        logits = out.logits[0]
+            # Logits only where they predict a response token (packed), or over each row's tail
+            # that holds every response (padded).
+            out = model(**mb.forward_kwargs())
+        logits = mb.select_logits(out.logits)
         if self.cfg.temperature != 1.0:
             # In place: [tokens, vocab] is the largest tensor of the step, and lm_head's backward
             # needs its input, not this output.
@@ -298,7 +282,9 @@ class PolicyTrainer:
         """Old (and reference, and x̃) log-probs per sequence, the loss masks, the global counts."""
         old: dict[int, Tensor] = {}
         ref: dict[int, Tensor] = {}
-        for mb in (mb for mbs in plan.train for mb in mbs):
+        for m, mb in ((m, mb) for m, mbs in enumerate(plan.train) for mb in mbs):
+            if m == 0 and self._on_policy_in_update(plan, mb):
+                continue
             logp, _ = self._log_probs(self.wrapped, mb)
             if self.ref_model is not None:
                 ref_logp, _ = self._log_probs(self.ref_model, mb)
@@ -306,7 +292,8 @@ class PolicyTrainer:
                 old.update(zip(mb.seqs, logp.split(mb.lengths)))
                 if self.ref_model is not None:
                     ref.update(zip(mb.seqs, ref_logp.split(mb.lengths)))
-        keep = {i: torch.ones_like(lp, dtype=torch.bool) for i, lp in old.items()}
+        device = self.accelerator.device
+        keep = {i: torch.ones(len(plan.seqs[i].response_ids), dtype=torch.bool, device=device) for i in plan.local}
         if self.cfg.ratio_mask is not None:
             low, high = self.cfg.ratio_mask
             for mb in plan.templated:
@@ -334,6 +321,18 @@ class PolicyTrainer:
         counts = self.accelerator.reduce(local, "sum") if self.accelerator.num_processes > 1 else local
         return {"old": old, "ref": ref, "keep": keep, "counts": counts.tolist()}
 
+    def _on_policy_in_update(self, plan: Plan, mb: MicroBatch) -> bool:
+        """Whether a first-mini-batch micro-batch can take its old log-probs from its own update pass.
+
+        Before the first optimizer step the weights are the old ones, so the update's forward
+        gives the old log-probs (detached): scoring them separately would be a wasted forward.
+        Not when they are needed beforehand: for the template ratio mask (templated rollouts,
+        whose mask sets the loss normaliser) or next to a reference model's pass.
+        """
+        if mb.dummy or self.ref_model is not None:
+            return False
+        return all(plan.seqs[i].templated_prompt_ids is None or self.cfg.ratio_mask is None for i in mb.seqs)
+
     def _accumulate(self, mbs: list[MicroBatch], old: dict[str, Any], adv: Tensor, counts: Sequence[float],
                     sums: StepSums) -> None:
         """Forward/backward every micro-batch of one mini-batch; gradients sum across processes."""
@@ -349,7 +348,8 @@ class PolicyTrainer:
                     acc.backward(logp.sum() * 0.0)
                     continue
                 logp_rows, resp_mask = pad_rows(logp, mb.lengths)
-                old_rows = stack_rows([old["old"][i] for i in mb.seqs])
+                own = logp.detach().split(mb.lengths)  # the old log-probs where they were not scored
+                old_rows = stack_rows([old["old"].get(i, lp) for i, lp in zip(mb.seqs, own)])
                 mask = stack_rows([old["keep"][i] for i in mb.seqs], fill=False) & resp_mask
                 pg, stats = policy_loss(logp_rows, old_rows, adv[mb.seqs], mask, clip_low=cfg.clip_low,
                                         clip_high=cfg.clip_high, dual_clip=cfg.dual_clip_bound)
