@@ -40,6 +40,9 @@ EXPLAINED: dict[tuple[str, str], str] = {
     "as 2, so a bare \"2\" would score. No rewrite we tried keeps the expression.",
     ("minerva_math", "\\frac{1}{3} E_{1}+\\frac{2}{3} E_{2}"): "the same E_{k} failure; reads "
     "as 2/3, so a bare \"2/3\" would score.",
+    ("minerva_math", "m_{p} c^{2}\\left(\\gamma^{2}-1\\right) \\sin ^{2} \\theta"): "math-verify reads "
+    "\\gamma as the gamma function, so (\\gamma^2 - 1) becomes complex infinity; only the same "
+    "text (string match under --grader qwen) scores.",
     ("math500", "864 \\mbox{ inches}^2"): "the unit (square inches) is dropped, as units are; "
     "the changed digit was the unit's exponent.",
     ("math500", "15\\mbox{ cm}^2"): "as above: the unit's exponent, not the number.",
