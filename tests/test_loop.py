@@ -124,6 +124,15 @@ def test_config_file_and_validation(tmp_path) -> None:
         RunConfig(model="m", data="d", template_ratio_mask="5,1")
 
 
+def test_row_selection_and_eval_grader_keys_are_checked_early() -> None:
+    cfg = RunConfig(model="m", data="d", sample=50, sample_seed=3, filter="difficulty>=7", eval_grader="qwen")
+    assert (cfg.sample, cfg.sample_seed, cfg.filter, cfg.eval_grader) == (50, 3, "difficulty>=7", "qwen")
+    with pytest.raises(ValueError, match="--filter 'difficulty=>7'"):
+        RunConfig(model="m", data="d", filter="difficulty=>7")
+    with pytest.raises(ValueError, match="unknown grader 'suite'"):
+        RunConfig(model="m", data="d", eval_grader="suite")
+
+
 def test_bad_flag_values_exit_2(tmp_path, tiny_model_dir, world) -> None:
     out = tmp_path / "run"
     result = subprocess.run(run_args(tiny_model_dir, world, out, "--distill", "sideways"), capture_output=True,
