@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,9 +13,9 @@ data_app = typer.Typer(name="data", help="Training-set recipes and benchmark che
 def prepare_command(
     recipe: Annotated[str, typer.Argument(help="deepscaler-5k (random 5,000 of DeepScaleR-Preview) or deepmath-5k (5,000 of DeepMath-103K with difficulty >= 7).")],
     out: Annotated[str, typer.Option("--out", help="Problem records JSONL to write; the recipe goes beside it as NAME.recipe.json.")],
-    source: Annotated[Optional[str], typer.Option("--from", help="Local copy (JSONL/JSON/parquet) or hub id (default: the recipe's hub dataset).")] = None,
+    source: Annotated[str | None, typer.Option("--from", help="Local copy (JSONL/JSON/parquet) or hub id (default: the recipe's hub dataset).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
-    count: Annotated[Optional[int], typer.Option("--count", min=1, help="Rows to keep (default: the recipe's 5,000; all when fewer pass).")] = None,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="Rows to keep (default: the recipe's 5,000; all when fewer pass).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split, for a hub dataset.")] = "train",
 ) -> None:
     """Write one of the paper's training sets from a local file or the hub, with its recipe."""
@@ -32,7 +32,7 @@ def prepare_command(
 
 @data_app.command("scan-golds")
 def scan_golds_command(
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", envvar="P2O_DATA_DIR", help="Local benchmark files (else the hub).")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", envvar="P2O_DATA_DIR", help="Local benchmark files (else the hub).")] = None,
     bench: Annotated[list[str], typer.Option("--bench", help="Benchmark name (repeatable); 'all' = the six.")] = ["all"],  # noqa: B006 - typer reads the default
     raw: Annotated[bool, typer.Option("--raw", help="Skip p2o's number rewrites, to see what math-verify alone misreads.")] = False,
 ) -> None:

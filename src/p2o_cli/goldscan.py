@@ -47,10 +47,10 @@ EXPLAINED: dict[tuple[str, str], str] = {
     "the changed digit was the unit's exponent.",
     ("math500", "15\\mbox{ cm}^2"): "as above: the unit's exponent, not the number.",
     ("olympiadbench", "m_{\\max }=n^{2}-n-1"): "`\\max` inside a subscript stops the parse.",
-    ("olympiadbench", "t(0,4]"): "a damaged gold (`t \\in (0,4]` lost its `\\in`); the "
-    "interval (0,4] is meant, math-verify sees a function call.",
-    ("olympiadbench", "f(x)=a x+b$, where $b$ is an arbitrary integer, and $a$ is an arbitrary "
-     "positive integer with $\\mho(a)=0"): "prose conditions on a and b; no expression holds them.",
+    ("olympiadbench", "t(0,4]"): ("a damaged gold (`t \\in (0,4]` lost its `\\in`); the "
+                                  "interval (0,4] is meant, math-verify sees a function call."),
+    ("olympiadbench", ("f(x)=a x+b$, where $b$ is an arbitrary integer, and $a$ is an arbitrary "
+                       "positive integer with $\\mho(a)=0")): "prose conditions on a and b; no expression holds them.",
 }
 PAIRS_PROBED = ("math-verify reads a pair (a, b) with a < b as an open interval, and a prediction "
                 "the same way: probed, the pairs in reverse order still score 1, one pair's "
@@ -86,8 +86,8 @@ class ScanReport:
 
 # Golds of a kind rather than one gold: (pattern, why).
 EXPLAINED_KINDS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\d+_\{?\d+\}?"), "a numeral in base b (52_8): math-verify keeps the digits "
-     "and drops the base, which the question fixes; the digits are what is compared."),
+    (re.compile(r"\d+_\{?\d+\}?"), ("a numeral in base b (52_8): math-verify keeps the digits "
+                                     "and drops the base, which the question fixes; the digits are what is compared.")),
 )
 
 
