@@ -129,6 +129,17 @@ def test_config_file_and_validation(tmp_path) -> None:
         build(RunConfig, {"model": "m", "data": "d", "template_ratio_mask": "5,1"})
 
 
+def test_row_selection_and_eval_grader_keys_are_checked_early() -> None:
+    base = {"model": "m", "data": "d"}
+    cfg = build(RunConfig, {**base, "sample": 50, "sample_seed": 3, "filter": "difficulty>=7", "grader": "qwen"})
+    assert (cfg.problems.sample, cfg.problems.sample_seed, cfg.problems.filter, cfg.eval.grader) == (
+        50, 3, "difficulty>=7", "qwen")
+    with pytest.raises(ValueError, match="--filter 'difficulty=>7'"):
+        build(RunConfig, {**base, "filter": "difficulty=>7"})
+    with pytest.raises(ValueError, match="--grader must be one of strict, qwen, got 'suite'"):
+        build(RunConfig, {**base, "grader": "suite"})
+
+
 def test_bad_flag_values_exit_2(tmp_path, tiny_model_dir, world) -> None:
     out = tmp_path / "run"
     result = subprocess.run(run_args(tiny_model_dir, world, out, "--distill", "sideways"), capture_output=True,

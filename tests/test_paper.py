@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from p2o_cli.paper import BENCHES, PAPER_ROWS, check_compare, comparison_rows, paper_markdown
-
 import pytest
+
+from p2o_cli.paper import (
+    BENCHES,
+    PAPER_ROWS,
+    check_compare,
+    comparison_rows,
+    paper_markdown,
+)
 
 
 def test_figures_are_the_papers() -> None:

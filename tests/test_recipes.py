@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from p2o_cli.data import load_problems
-from p2o_cli.records import Problem
 from p2o_cli.recipes import prepare, sidecar_path
+from p2o_cli.records import Problem
 from p2o_cli.selection import RowFilter, parse_filter, sample_indices, select_problems
 
 FILTERS: list[tuple[str, RowFilter]] = [
@@ -106,7 +106,8 @@ def test_prepare_deepscaler_samples_by_seed(shared_data: Path, tmp_path: Path) -
 
 def _p2o(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "p2o_cli", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "p2o_cli", *args], check=False, cwd=cwd, env=env,
+                          capture_output=True, text=True)
 
 
 def test_cli_prepare_and_bad_filter(shared_data: Path, tmp_path: Path) -> None:

@@ -51,3 +51,19 @@ def test_not_a_run_directory(tmp_path) -> None:
         load_run(tmp_path)
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2
+
+
+def test_report_compare_paper(tmp_path) -> None:
+    run = tmp_path / "mine"
+    run.mkdir()
+    rows = [{"training/step": 3, "epoch": 0, "eval/aime24/accuracy": 30.0, "eval/math500/accuracy": 85.0}]
+    (run / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(out), "--compare", "paper"])
+    assert result.exit_code == 0, result.output
+    body = (out / "report.md").read_text()
+    assert "| mine | 30.0 | – | – | 85.0 | – | – | 57.5 |  |" in body
+    # Qwen3-4B on the same two benchmarks: (23.8 + 82.8) / 2 = 53.3, so Δ = +4.2
+    assert "| Qwen3-4B [T1] | 23.8 | 19.4 | 68.0 | 82.8 | 31.6 | 49.9 | 45.9 | +4.2 |" in body
+    bad = CliRunner().invoke(app, ["report", str(run), "--out", str(out), "--compare", "table1"])
+    assert bad.exit_code == 2

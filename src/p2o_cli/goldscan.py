@@ -40,14 +40,17 @@ EXPLAINED: dict[tuple[str, str], str] = {
     "as 2, so a bare \"2\" would score. No rewrite we tried keeps the expression.",
     ("minerva_math", "\\frac{1}{3} E_{1}+\\frac{2}{3} E_{2}"): "the same E_{k} failure; reads "
     "as 2/3, so a bare \"2/3\" would score.",
+    ("minerva_math", "m_{p} c^{2}\\left(\\gamma^{2}-1\\right) \\sin ^{2} \\theta"): "math-verify reads "
+    "\\gamma as the gamma function, so (\\gamma^2 - 1) becomes complex infinity; only the same "
+    "text (string match under --grader qwen) scores.",
     ("math500", "864 \\mbox{ inches}^2"): "the unit (square inches) is dropped, as units are; "
     "the changed digit was the unit's exponent.",
     ("math500", "15\\mbox{ cm}^2"): "as above: the unit's exponent, not the number.",
     ("olympiadbench", "m_{\\max }=n^{2}-n-1"): "`\\max` inside a subscript stops the parse.",
-    ("olympiadbench", "t(0,4]"): "a damaged gold (`t \\in (0,4]` lost its `\\in`); the "
-    "interval (0,4] is meant, math-verify sees a function call.",
-    ("olympiadbench", "f(x)=a x+b$, where $b$ is an arbitrary integer, and $a$ is an arbitrary "
-     "positive integer with $\\mho(a)=0"): "prose conditions on a and b; no expression holds them.",
+    ("olympiadbench", "t(0,4]"): ("a damaged gold (`t \\in (0,4]` lost its `\\in`); the "
+                                  "interval (0,4] is meant, math-verify sees a function call."),
+    ("olympiadbench", ("f(x)=a x+b$, where $b$ is an arbitrary integer, and $a$ is an arbitrary "
+                       "positive integer with $\\mho(a)=0")): "prose conditions on a and b; no expression holds them.",
 }
 PAIRS_PROBED = ("math-verify reads a pair (a, b) with a < b as an open interval, and a prediction "
                 "the same way: probed, the pairs in reverse order still score 1, one pair's "
@@ -83,8 +86,8 @@ class ScanReport:
 
 # Golds of a kind rather than one gold: (pattern, why).
 EXPLAINED_KINDS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\d+_\{?\d+\}?"), "a numeral in base b (52_8): math-verify keeps the digits "
-     "and drops the base, which the question fixes; the digits are what is compared."),
+    (re.compile(r"\d+_\{?\d+\}?"), ("a numeral in base b (52_8): math-verify keeps the digits "
+                                     "and drops the base, which the question fixes; the digits are what is compared.")),
 )
 
 

@@ -23,7 +23,7 @@ KEEP_UNITS = frozenset({"minerva_math"})
 
 # Unit words the suite deletes when they stand alone (from MathQA), in the suite's order; each
 # is also removed in its plural "-s" form. They are regex fragments: "q ." matches "q x" too.
-_UNIT_WORDS = (
+_UNIT_WORDS = (  # noqa: SIM905 - one string reads better than 130 quoted words
     "east|degree|mph|kmph|ft|m sqaure| m east|sq m|deg|mile|q .|monkey|prime|ratio|profit of rs|rd|o|"
     "gm|p . m|lb|tile|per|dm|lt|gain|ab|way|west|a .|b .|c .|d .|e .|f .|g .|h .|t|a|h|no change|men|"
     "soldier|pie|bc|excess|st|inches|noon|percent|by|gal|kmh|c|acre|rise|a . m|th|π r 2|sq|mark|l|toy|"
@@ -36,10 +36,10 @@ _UNIT_PATTERNS = [re.compile(r"(^|\W)" + word + r"($|\W)") for word in _UNIT_WOR
 _VARIABLE_PREFIXES = ("x=", "y=", "z=", "x\\in", "y\\in", "z\\in", "x\\to", "y\\to", "z\\to")
 _LAST_NUMBER = re.compile(r"-?\d*\.?\d+")
 
-_SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+_SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "  # noqa: SIM905
           "fifteen sixteen seventeen eighteen nineteen").split()
 _NUMBER_WORDS = {word: value for value, word in enumerate(_SMALL)} | {
-    word: 10 * (i + 2) for i, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())
+    word: 10 * (i + 2) for i, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())  # noqa: SIM905
 }
 _SCALES = {"thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 
@@ -156,9 +156,8 @@ def _after_last_box(text: str) -> str:
 def _tidy(answer: str) -> str:
     """The suite's clean-up of an extracted answer: join lines, drop one leading ':' and trailing './'."""
     answer = re.sub(r"\n\s*", "", answer)
-    answer = answer[1:] if answer.startswith(":") else answer
-    answer = answer[:-1] if answer.endswith(".") else answer
-    return answer[:-1] if answer.endswith("/") else answer
+    answer = answer.removeprefix(":").removesuffix(".")
+    return answer.removesuffix("/")
 
 
 def qwen_extract_raw(response: str) -> str:
