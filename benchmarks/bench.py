@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import setting  # noqa: E402
-from setting import Figure  # noqa: E402
+import setting
+from setting import Figure
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable

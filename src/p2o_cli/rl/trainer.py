@@ -34,8 +34,8 @@ from torch import Tensor
 from . import core_algos as ca
 from .batch import (
     DISTILL_MODES,
-    TEMPLATED_BASELINES,
     PACKING_MODES,
+    TEMPLATED_BASELINES,
     MicroBatch,
     Plan,
     attention_path,
