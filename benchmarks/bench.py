@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import setting  # noqa: E402
-from setting import Figure  # noqa: E402
+import setting
+from setting import Figure
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -66,11 +66,14 @@ def train_tokens() -> list[Figure]:
                f"Load {load0}→{setting.load()}."),
     )]
     rss = {n: worker("train_bench.py", "rss", "--batch", str(n))["peak_rss_mb"] for n in (64, 192, 576)}
-    growth = rss[576] / rss[64]
+    # 64 rollouts (~13k tokens) fit one micro-batch under the budget; from 192 on the budget binds,
+    # so memory tracking the budget means 576 costs what 192 does.
+    growth = rss[576] / rss[192]
     figures.append(Figure(
-        "train-peak-rss", round(rss[576], 0), round(rss[64], 0), "MB peak RSS, batch 576 vs 64",
-        round(growth, 2), "tracks the token budget, not the batch (≤ 1.5× from 64 to 576 rollouts)", growth <= 1.5,
-        notes=f"peak RSS of one train step at a 16384-token budget: {', '.join(f'{n}: {v:.0f} MB' for n, v in rss.items())}.",
+        "train-peak-rss", round(rss[576], 0), round(rss[192], 0), "MB peak RSS, batch 576 vs 192",
+        round(growth, 2), "tracks the token budget, not the batch (576 rollouts ≤ 1.1× the RSS of 192)", growth <= 1.1,
+        notes=(f"peak RSS of one train step at a 16384-token budget: {', '.join(f'{n}: {v:.0f} MB' for n, v in rss.items())}"
+               " (64 rollouts fit under the budget in one micro-batch, hence less)."),
     ))
     return figures
 
@@ -96,8 +99,14 @@ def reward() -> Figure:
         notes=(f"{out['pairs']} (response, gold) pairs from the six benchmarks' golds, 6 per gold; RewardScorer with "
                f"2 workers and a 5 s per-item timeout ({out['timeouts']} items hit it); serial = verify(parse(gold), "
                f"parse(response)) with math_verify's own timeouts on an even sample of {out['serial_sample']} pairs. "
-               f"Load {load0}→{setting.load()}."),
+               f"Load {load0}→{setting.load()}." + ("" if ratio >= 10 else REWARD_MISS)),
     )
+
+
+REWARD_MISS = (" Misses 10×: with every gold parsed once and integers judged without sympy, the rest is parsing each "
+               "distinct prediction with sympy (latex2sympy), which batching cannot remove; 2 workers give at most 2× "
+               "on top. Closing it needs a cheaper prediction parser (normalised-string match before sympy) or more "
+               "cores.")
 
 
 def not_measured() -> list[Figure]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import setting  # noqa: E402
+import setting
 
 
 def rendered_prompts(tokenizer) -> list[tuple[str, str]]:
