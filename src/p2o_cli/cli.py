@@ -30,8 +30,10 @@ class UsageError(Exception):
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn bad input into ``p2o: error: …`` on stderr and exit status 2, never a traceback."""
+    from .progress import setup_logging
     from .records import RecordError
 
+    setup_logging()  # timestamped log lines (reflector retries and give-ups) on stderr
     try:
         yield
     except (RecordError, UsageError, ValueError, FileNotFoundError, KeyError) as err:

@@ -215,4 +215,3 @@ def setup_logging(level: int | str = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%Y-%m-%d %H:%M:%S"))
         handler._p2o = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-        logger.propagate = False

@@ -77,6 +77,7 @@ class ReflectionRequest:
     # For reflectors that sample: derived from (search seed, iteration, slot), so a resumed
     # search asks exactly what the uninterrupted one asked.
     seed: int = 0
+    iteration: int = 0  # the GEPA iteration asking, for log lines
 
 
 @runtime_checkable
@@ -235,17 +236,21 @@ class OpenAIReflector:
 
     def _propose_one(self, request: ReflectionRequest) -> str | None:
         prompt = meta_prompt(request, self.max_response_chars)
-        content = self.complete(prompt)
+        content = self.complete(prompt, where=f"GEPA iteration {request.iteration}, parent {request.parent_id}")
         if content is None:
             return None
         template = extract_template(content)
         if template is None:
             self._count("malformed")
-            log.warning("reflector answer for parent %s has no ``` block; proposal skipped", request.parent_id)
+            log.warning("reflector (GEPA iteration %d): answer for parent %s has no ``` block; proposal skipped",
+                        request.iteration, request.parent_id)
         return template
 
-    def complete(self, prompt: str) -> str | None:
-        """The assistant's text for one user message, or None after the retries are spent."""
+    def complete(self, prompt: str, where: str = "") -> str | None:
+        """The assistant's text for one user message, or None after the retries are spent.
+
+        ``where`` (e.g. ``GEPA iteration 3, parent g2-0``) goes into the log lines.
+        """
         import openai
 
         kwargs: dict[str, Any] = {}
@@ -254,6 +259,7 @@ class OpenAIReflector:
         if self.max_tokens is not None:
             kwargs["max_tokens"] = self.max_tokens
         rng = random.Random()
+        started = time.monotonic()
         for attempt in range(self.retry.max_retries + 1):
             self._count("requests")
             retry_after: float | None = None
@@ -275,7 +281,7 @@ class OpenAIReflector:
                 if err.status_code != 429 and err.status_code < 500 and err.status_code != 408:
                     # 400/413/422: this prompt is at fault (e.g. too long), not the service.
                     self._count("failed")
-                    log.warning("reflector rejected a request (HTTP %s); proposal skipped", err.status_code)
+                    log.warning("reflector (%s) rejected a request (HTTP %s); proposal skipped", where or "-", err.status_code)
                     return None
                 retry_after = _retry_after(err)
                 cause = f"HTTP {err.status_code}"
@@ -290,10 +296,11 @@ class OpenAIReflector:
                 break
             delay = self.retry.delay(attempt, retry_after, rng)
             self._count("retries")
-            log.info("reflector: %s; retry %d in %.2fs", cause, attempt + 1, delay)
+            log.info("reflector (%s): %s; retry %d in %.2fs", where or "-", cause, attempt + 1, delay)
             time.sleep(delay)
         self._count("failed")
-        log.warning("reflector: gave up after %d attempts (last: %s); proposal skipped", attempt + 1, cause)
+        log.warning("reflector (%s): gave up after %d attempts in %.0fs (last: %s); proposal skipped",
+                    where or "-", attempt + 1, time.monotonic() - started, cause)
         return None
 
     def close(self) -> None:

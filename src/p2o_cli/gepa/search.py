@@ -353,7 +353,7 @@ def run_gepa(
                 for pid, (resp, reward, pred) in zip(batch, mine)
             ]
             seed = _call_seed(cfg.seed, it, 10 + slot)
-            requests.append((slot, ReflectionRequest(parent.template_id, parent.text, feedback, seed)))
+            requests.append((slot, ReflectionRequest(parent.template_id, parent.text, feedback, seed, iteration=it)))
 
         # 2. The reflector proposes all children of this iteration at once.
         answers = reflector.propose([req for _, req in requests]) if requests else []
