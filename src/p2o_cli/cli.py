@@ -205,6 +205,7 @@ def rollout(
             max_new_tokens=max_new_tokens,
             seed=seed,
             policy_version=policy_version if policy_version is not None else policy_version_of(model),
+            model=model,
             prompt=prompt_config(instruction, template_position, system_prompt, enable_thinking),
         )
         if data == STDIO:
@@ -215,6 +216,11 @@ def rollout(
         assignments = {a.id: a for a in read_records(assign, Assignment)} if assign else {}
         template_map = {t.template_id: t for t in read_records(templates, Template)} if templates else {}
         check_assignments(assignments, template_map)
+        from .checks import assignment_warnings
+        from .progress import warn
+
+        for message in assignment_warnings(assignments, k):
+            warn(f"{assign}: {message}")
         quiet_libraries()
         eng = open_engine(
             engine, model, device, batch_size, base_url=base_url, served_model=served_model,
@@ -275,7 +281,7 @@ def eval_command(
 ) -> None:
     """Evaluate a checkpoint with each benchmark's protocol (avg@16 at T=0.6 under 100 problems, else greedy)."""
     with user_errors():
-        from .evaluate import EvalConfig, evaluate, results_table
+        from .evaluate import EvalConfig, evaluate, load_benchmarks, results_table
         from .progress import console, generation_progress
         from .records import write_json, write_records
         from .reward import RewardScorer
@@ -291,13 +297,15 @@ def eval_command(
             limit=limit,
             prompt=prompt_config(instruction, "user-prefix", system_prompt, enable_thinking),
         )
+        loaded = load_benchmarks(cfg)  # before the model: a missing benchmark fails in seconds
         quiet_libraries()
         eng = open_engine(
             engine, model, device, batch_size, base_url=base_url, served_model=served_model,
             gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
         )
         with RewardScorer(timeout_s=reward_timeout) as scorer:
-            results, samples = evaluate(eng, eng.tokenizer, cfg, scorer, progress_factory=generation_progress)
+            results, samples = evaluate(eng, eng.tokenizer, cfg, scorer, progress_factory=generation_progress,
+                                        loaded=loaded)
         results["model"] = model
         write_records(samples_path(out), samples)
         write_json(out, results)
@@ -307,7 +315,7 @@ def eval_command(
 @app.command("gepa")
 def gepa_command(
     hard: Annotated[str, typer.Option("--hard", help="Hard problems JSONL from p2o mine-hard (- = stdin).")],
-    model: ModelOpt,
+    model: Annotated[Optional[str], typer.Option("--model", help="Policy model directory or hub id (default: the model the hard file names).")] = None,
     out: Annotated[str, typer.Option("--out", help="templates.jsonl: every kept template with its dev scores.")] = "templates.jsonl",
     reflector: Annotated[str, typer.Option("--reflector", help="kimi, openai, api (any OpenAI-compatible URL), self (the model itself) or toy.")] = "kimi",
     reflector_url: Annotated[Optional[str], typer.Option("--reflector-url", help="Chat completions base URL (overrides the preset).")] = None,
@@ -358,6 +366,12 @@ def gepa_command(
             raise UsageError("--out - needs an explicit --state file")
         state_path = state or f"{out}.state.json"
         problems = read_records(hard, Hard)
+        if model is None:
+            from .checks import model_of_hard
+
+            model = model_of_hard(problems)
+            if model is None:
+                raise UsageError(f"{hard}: the hard records name no model (written before p2o recorded it); pass --model")
         cfg = GepaConfig(
             width=width, minibatch=minibatch, dev_size=dev_size, budget=budget, seed=seed,
             eval_temperature=eval_temperature, eval_max_new_tokens=max_new_tokens, max_iterations=max_iterations,
@@ -457,7 +471,14 @@ def train_step(
     dual_clip: Annotated[float, typer.Option("--dual-clip", help="Dual-clip bound for negative advantages; 0 = off.")] = 3.0,
     kl_coef: Annotated[float, typer.Option("--kl-coef", help="KL(π‖π_ref) loss coefficient (k3); needs --ref-model.")] = 0.0,
     ref_model: Annotated[Optional[str], typer.Option("--ref-model", help="Reference model directory for --kl-coef.")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", help="The rollouts' sampling temperature (logits are divided by it).")] = 0.6,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Logit temperature: the rollouts' sampling temperature (default: the one the rollouts record, else 0.6).")] = None,
+    report_to: Annotated[str, typer.Option("--report-to", help="Trackers besides --metrics: none, tensorboard, wandb, trackio, all, or a comma list (files under --logging-dir).")] = "none",
+    logging_dir: Annotated[Optional[str], typer.Option("--logging-dir", help="Tracker files (default: the --metrics file's directory, else --out's parent).")] = None,
+    save_optimizer: Annotated[bool, typer.Option("--save-optimizer/--no-save-optimizer", help="Write the optimizer state (and fp32 master weights when saving bf16) so a chained train-step continues it.")] = True,
+    save_dtype: Annotated[str, typer.Option("--save-dtype", help="Dtype of the saved model weights: auto (the model config's dtype), float32 or bfloat16.")] = "auto",
+    lora_r: Annotated[int, typer.Option("--lora-r", min=0, help="LoRA rank (0 = full fine-tuning); needs peft.")] = 0,
+    lora_alpha: Annotated[Optional[float], typer.Option("--lora-alpha", help="LoRA alpha (default: 2 x --lora-r).")] = None,
+    lora_target_modules: Annotated[str, typer.Option("--lora-target-modules", help="Comma list of module names to adapt, or all-linear.")] = "all-linear",
     attn_implementation: Annotated[Optional[str], typer.Option("--attn-implementation", help="sdpa, eager, flash_attention_2 … (default: the model's).")] = None,
     seed: SeedOpt = 0,
 ) -> None:
@@ -465,8 +486,10 @@ def train_step(
     with user_errors():
         import time
 
-        from .records import Rollout, append_jsonl, read_records
-        from .rl.trainer import DEFAULT_RATIO_MASK, PolicyTrainer, TrainConfig, parse_ratio_mask
+        import dataclasses
+
+        from .records import Rollout, read_records
+        from .rl.trainer import DEFAULT_RATIO_MASK, PolicyTrainer, TrainConfig, lr_at, parse_ratio_mask
 
         cfg = TrainConfig(
             lr=lr, warmup_ratio=warmup_ratio, total_steps=total_steps, min_lr_ratio=min_lr_ratio,
@@ -476,20 +499,36 @@ def train_step(
             templated_baseline=templated_baseline,
             adv_estimator=adv_estimator, norm_adv_by_std=not no_std_norm, loss_agg=loss_agg, clip_low=clip_low,
             clip_high=clip_high, dual_clip=dual_clip or None, kl_coef=kl_coef, ref_model=ref_model,
-            temperature=temperature, attn_implementation=attn_implementation, seed=seed,
+            temperature=0.6 if temperature is None else temperature, attn_implementation=attn_implementation, seed=seed,
+            save_optimizer=save_optimizer, save_dtype=save_dtype, lora_r=lora_r, lora_alpha=lora_alpha,
+            lora_target_modules=lora_target_modules,
         )
         records = read_records(rollouts, Rollout, unique=False)
         if not records:
             raise UsageError(f"{rollouts}: no rollouts")
+        from .checks import resolve_train_temperature, schedule_warning
+        from .progress import warn
+        from .tracking import open_metrics_logger, resolve_report_to
+
+        cfg.temperature, temperature_warning = resolve_train_temperature(temperature, records)
+        resolve_report_to(report_to)  # an uninstalled tracker fails before the model loads
         quiet_libraries()
         trainer = PolicyTrainer.from_checkpoint(model, cfg)
+        main = trainer.accelerator.is_main_process
+        notes = [temperature_warning, schedule_warning(trainer.train_steps, int(trainer.cfg.total_steps),
+                                                       lr_at(trainer.cfg, trainer.train_steps))]
+        for note in filter(None, notes if main else []):
+            warn(note)
         step_metrics = trainer.step(records)
         start = time.perf_counter()
         trainer.save(out, extra_config={"model": model, "rollouts": rollouts})
         step_metrics["timing/save"] = time.perf_counter() - start
-        if trainer.accelerator.is_main_process:
-            if metrics:
-                append_jsonl(metrics, step_metrics)
+        if main:
+            log_dir = logging_dir or str(Path(metrics).parent if metrics else Path(out).resolve().parent)
+            logger = open_metrics_logger(metrics, report_to, log_dir, Path(metrics).stem if metrics else "train-step",
+                                         dataclasses.asdict(trainer.cfg))
+            logger.log(step_metrics)
+            logger.close()
             typer.echo(
                 f"train step {trainer.train_steps} (update {trainer.global_step}) on {len(records)} rollouts: "
                 f"pg_loss {step_metrics['actor/pg_loss']:.4g}, grad_norm {step_metrics['actor/grad_norm']:.3g}, "
@@ -706,8 +745,9 @@ def _run(config: str | None = None, resume: str | None = None, **flags: Any) -> 
             summary = runner.run()
         finally:
             runner.close()
-        console.print(f"[bold]done[/]: {summary.steps} steps over {summary.epochs} epochs; hard problems per epoch "
-                      f"{summary.hard_counts}; final eval {summary.final_eval}; run directory {cfg.out}")
+        from .loop import format_summary
+
+        console.print(format_summary(summary, cfg.out), highlight=False)
 
 
 _register_run()

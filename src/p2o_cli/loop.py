@@ -39,7 +39,6 @@ from .records import (
     Problem,
     Rollout,
     Template,
-    append_jsonl,
     iter_json_lines,
     read_records,
     write_json,
@@ -113,6 +112,20 @@ class RunConfig:
     enable_thinking: bool = False
     reward_timeout: float = 5.0
     seed: int = 0
+    # Tracking: metrics.jsonl always; trackers on top (None: tensorboard when installed).
+    report_to: str | None = None
+    # vllm engine on the training GPU(s): its share of GPU memory, GPUs per model, and whether
+    # it sleeps (frees its memory) while the trainer steps.
+    gpu_memory_utilization: float = 0.5
+    tensor_parallel_size: int = 1
+    vllm_sleep: bool = True
+    # Checkpoints: weights dtype (auto = the model config's) and whether the optimizer is kept.
+    save_dtype: str = "auto"
+    save_optimizer: bool = True
+    # LoRA (0 = full fine-tuning).
+    lora_r: int = 0
+    lora_alpha: float | None = None
+    lora_target_modules: str = "all-linear"
 
     def __post_init__(self) -> None:
         if not self.model or not self.data:
@@ -120,9 +133,14 @@ class RunConfig:
         for name in ("epochs", "batch_size", "k", "mini_batches", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0 or self.tensor_parallel_size < 1:
+            raise ValueError("--gpu-memory-utilization must be in (0, 1] and --tensor-parallel-size >= 1")
         if self.mini_batches > self.batch_size:
             raise ValueError("--mini-batches cannot exceed --batch-size")
         self.train_config(total_steps=1)  # the objective's options fail here, before any loading
+        from .tracking import resolve_report_to
+
+        resolve_report_to(self.report_to)  # a tracker that is not installed fails here too
 
     def prompt_config(self) -> PromptConfig:
         cfg = PromptConfig(position=self.template_position, enable_thinking=self.enable_thinking)
@@ -151,6 +169,11 @@ class RunConfig:
             loss_agg=self.loss_agg,
             temperature=self.temperature,
             seed=self.seed,
+            save_dtype=self.save_dtype,
+            save_optimizer=self.save_optimizer,
+            lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_target_modules=self.lora_target_modules,
         )
 
     def gepa_config(self, epoch: int) -> Any:
@@ -206,6 +229,10 @@ class RunState:
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        from .tracking import MetricsLogger
+
+        # Replaced by P2ORun with one that also feeds the trackers.
+        self.logger = MetricsLogger(self.metrics)
 
     def epoch_dir(self, epoch: int) -> Path:
         path = self.root / f"epoch-{epoch}"
@@ -239,7 +266,7 @@ class RunDir:
         write_json(self.state_path, dataclasses.asdict(state))
 
     def log(self, row: dict[str, Any]) -> None:
-        append_jsonl(self.metrics, row)
+        self.logger.log(row)
 
     def truncate_metrics(self, state: RunState) -> None:
         """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
@@ -284,12 +311,20 @@ class P2ORun:
             self.state = RunState()
             self.dir.root.mkdir(parents=True, exist_ok=True)
         write_json(self.dir.root / "config.json", dataclasses.asdict(cfg))
+        from .tracking import open_metrics_logger
+
+        self.dir.logger = open_metrics_logger(self.dir.metrics, cfg.report_to, self.dir.root,
+                                              cfg.name or self.dir.root.name, dataclasses.asdict(cfg))
         self.problems = load_problems(cfg.data, problem_field=cfg.problem_field, answer_field=cfg.answer_field,
                                       limit=cfg.limit)
         if not self.problems:
             raise ValueError(f"{cfg.data}: no problems")
         self.batches_per_epoch = -(-len(self.problems) // cfg.batch_size)
-        self._open_models()
+        # A finished run resumed with more --epochs continues; one resumed as it was is only reported.
+        self.finished = self.state.done and self.state.epoch >= cfg.epochs
+        self.state.done = self.finished
+        if not self.finished:
+            self._open_models()
 
     # ------------------------------------------------------------ set-up
 
@@ -316,14 +351,20 @@ class P2ORun:
         if self.engine_name == "hf":
             from .engines.hf import HFEngine
 
-            # The engine samples the trainer's own model object: no weight copy after a step.
-            return HFEngine(self.trainer.model, self.tokenizer, device=str(self.trainer.accelerator.device),
-                            batch_size=self.cfg.gen_batch_size)
+            # The engine samples the trainer's own model object: no weight copy after a step
+            # (under LoRA, the base model with the adapter layers in it).
+            model = self.trainer.model
+            return HFEngine(model.get_base_model() if hasattr(model, "peft_config") else model, self.tokenizer,
+                            device=str(self.trainer.accelerator.device), batch_size=self.cfg.gen_batch_size)
         from .engines import load_engine
+        from .engines.vllm import engine_options
 
-        engine = load_engine(self.engine_name, self.state.checkpoint or self.cfg.model, device=self.cfg.device,
-                             batch_size=self.cfg.gen_batch_size)
-        engine.update_weights(self.trainer.model.state_dict())
+        # vLLM loads the weights it is given as a plain model: the merged ones under LoRA.
+        start = self.state.checkpoint or self.cfg.model
+        engine = load_engine(self.engine_name, start, device=self.cfg.device, batch_size=self.cfg.gen_batch_size,
+                             **engine_options(self.cfg.gpu_memory_utilization, self.cfg.tensor_parallel_size,
+                                              self.cfg.vllm_sleep))
+        engine.update_weights(self.trainer.policy_state_dict())
         return engine
 
     def reflector(self) -> Any:
@@ -344,8 +385,10 @@ class P2ORun:
         return self._reflector
 
     def close(self) -> None:
-        self.scorer.close()
-        self.engine.close()
+        if not self.finished:
+            self.scorer.close()
+            self.engine.close()
+        self.dir.logger.close()
 
     # ------------------------------------------------------------ phases
 
@@ -369,14 +412,18 @@ class P2ORun:
         rollout_cfg = RolloutConfig(
             k=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
             seed=cfg.seed * 100_003 + self.state.step, policy_version=self.state.step, prompt=cfg.prompt_config(),
+            model=cfg.model,
         )
         rollouts = generate_rollouts(self.engine, self.tokenizer, batch, rollout_cfg, self.scorer, assignments,
                                      templates)
         t1 = time.perf_counter()
         self._in_step = True
+        sleep = getattr(self.engine, "sleep", None)
+        if sleep is not None:
+            sleep(level=2)  # frees the GPU for training when sleep mode is on (weights reloaded below)
         metrics = self.trainer.step(rollouts)
         if self.engine_name != "hf":
-            self.engine.update_weights(self.trainer.model.state_dict())
+            self.engine.update_weights(self.trainer.policy_state_dict())
         self.state.step += 1
         self.state.batch += 1
         self._in_step = False
@@ -457,6 +504,10 @@ class P2ORun:
 
     def run(self) -> RunSummary:
         cfg = self.cfg
+        if self.finished:
+            # Nothing left to do: report the run as it ended instead of evaluating it again.
+            self.say(f"{self.dir.root}: the run is already finished; nothing to resume")
+            return self.summary(last_eval(self.dir.metrics))
         final_eval: dict[str, float] = {}
         if self.state.step == 0 and self.state.batch == 0 and self.state.epoch == 0 and cfg.eval_bench:
             final_eval = self.evaluate()
@@ -491,14 +542,40 @@ class P2ORun:
             final_eval = self.evaluate()
         self.state.done = True
         self.dir.write_state(self.state)
+        return self.summary(final_eval)
+
+    def summary(self, final_eval: dict[str, float]) -> RunSummary:
         counts = [row["epoch/hard_count"] for _, row in iter_json_lines(self.dir.metrics) if "epoch/hard_count" in row]
-        return RunSummary(self.state.step, cfg.epochs, counts, final_eval)
+        return RunSummary(self.state.step, self.cfg.epochs, counts, final_eval)
 
     def epoch_hard(self, epoch: int, n_batches: int) -> list[Hard]:
         edir = self.dir.epoch_dir(epoch)
         hard = [h for b in range(n_batches) for h in read_records(edir / f"hard-{b:04d}.jsonl", Hard)]
         write_records(edir / "hard.jsonl", hard)
         return hard
+
+
+def last_eval(metrics_path: Path) -> dict[str, float]:
+    """The last evaluation row of a metrics file, as ``{"eval/NAME/accuracy": value}``."""
+    found: dict[str, float] = {}
+    if metrics_path.is_file():
+        for _, row in iter_json_lines(metrics_path):
+            scores = {k: v for k, v in row.items() if k.startswith("eval/")}
+            if scores:
+                found = scores
+    return found
+
+
+def format_summary(summary: RunSummary, run_dir: str | Path) -> str:
+    """The end of ``p2o run`` as a person reads it (one fact per line)."""
+    lines = [f"done: {summary.steps} train steps over {summary.epochs} epochs"]
+    if summary.hard_counts:
+        lines.append("hard problems per epoch: " + " → ".join(str(c) for c in summary.hard_counts))
+    if summary.final_eval:
+        scores = ", ".join(f"{key.split('/')[1]} {value:.1f}%" for key, value in summary.final_eval.items())
+        lines.append(f"final eval: {scores}")
+    lines.append(f"run directory: {run_dir}")
+    return "\n".join(lines)
 
 
 def rollout_metrics(rollouts: Sequence[Rollout]) -> dict[str, float]:
@@ -570,4 +647,14 @@ HELP: dict[str, str] = {
     "enable_thinking": "Qwen3 thinking mode.",
     "reward_timeout": "Seconds per answer check.",
     "seed": "Random seed.",
+    "gpu_memory_utilization": "vllm engine: fraction of GPU memory for its weights + KV cache (the trainer shares the GPU).",
+    "tensor_parallel_size": "vllm engine: GPUs per model.",
+    "vllm_sleep": "vllm engine: free its GPU memory while the trainer steps (CUDA only).",
+    "save_dtype": "Checkpoint weights dtype: auto (the model config's), float32 or bfloat16.",
+    "save_optimizer": "Keep the optimizer state (and fp32 master weights under bf16) in checkpoints.",
+    "lora_r": "LoRA rank (0 = full fine-tuning); needs peft.",
+    "lora_alpha": "LoRA alpha (default: 2 x --lora-r).",
+    "lora_target_modules": "Modules LoRA adapts: all-linear or a comma list (q_proj,v_proj).",
+    "report_to": "Experiment trackers besides metrics.jsonl: none, tensorboard, wandb, trackio, all (installed ones) "
+                 "or a comma list (default: tensorboard when installed; event files in RUN_DIR/tensorboard).",
 }

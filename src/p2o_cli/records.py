@@ -67,6 +67,10 @@ class Rollout:
     # Templated rollouts only: the plain rewards that made this problem hard (from its
     # assignment), which train-step may use as the group's baseline (--templated-baseline plain).
     plain_rewards: list[float] | None = None
+    # How it was sampled, so train-step can check its --temperature and gepa can default its
+    # --model (None in files written before these fields existed).
+    temperature: float | None = None
+    model: str | None = None
 
 
 @dataclass
@@ -84,6 +88,7 @@ class Hard:
     rewards: list[float]
     mean_reward: float
     failures: list[Failure] = field(default_factory=list)
+    model: str | None = None  # the model whose rollouts made it hard (gepa's default --model)
 
 
 @dataclass

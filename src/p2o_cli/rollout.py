@@ -22,6 +22,7 @@ class RolloutConfig:
     max_new_tokens: int = 1024
     seed: int = 0
     policy_version: int = 0
+    model: str | None = None  # recorded in each rollout (and from there in hard records)
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
 
@@ -123,6 +124,8 @@ def generate_rollouts(
             answer=request.problem.answer,
             response_ids=completion.token_ids,
             plain_rewards=request.plain_rewards,
+            temperature=cfg.temperature,
+            model=cfg.model,
         )
         for request, completion, result in zip(requests, completions, results)
     ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +137,12 @@ def save_checkpoint(
     optimizer_state: dict[str, Any] | None,
     trainer_state: dict[str, Any],
     config: dict[str, Any] | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> None:
-    """Write the whole checkpoint into a temporary directory and rename it into place."""
+    """Write the whole checkpoint into a temporary directory and rename it into place.
+
+    ``extra(tmp)`` writes further files (adapter, master weights) into it before the rename.
+    """
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
@@ -149,3 +154,5 @@ def save_checkpoint(
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2) + "\n")
         if config is not None:
             (tmp / TRAIN_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
+        if extra is not None:
+            extra(tmp)

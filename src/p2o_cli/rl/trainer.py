@@ -98,6 +98,15 @@ class TrainConfig:
     attn_implementation: str | None = None
     log_entropy: bool = True
     seed: int = 0
+    # Checkpoint format: weights in save_dtype ("auto" = the source model's config dtype when
+    # bf16/fp16, else fp32); the optimizer state (and, under bf16, fp32 master weights) only
+    # with save_optimizer — without it a chained train-step starts a fresh optimizer.
+    save_optimizer: bool = True
+    save_dtype: str = "auto"
+    # LoRA through peft: rank 0 = off (full fine-tuning).
+    lora_r: int = 0
+    lora_alpha: float | None = None  # None = 2 * lora_r
+    lora_target_modules: str = "all-linear"
 
     def __post_init__(self) -> None:
         if self.distill not in DISTILL_MODES:
@@ -135,6 +144,18 @@ class TrainConfig:
             raise ValueError(f"--lr must be >= 0, got {self.lr}")
         if self.total_steps is not None and self.total_steps < 1:
             raise ValueError(f"--total-steps must be >= 1, got {self.total_steps}")
+        from .lora import SAVE_DTYPES, peft_available, target_modules
+
+        if self.save_dtype != "auto" and self.save_dtype not in SAVE_DTYPES:
+            raise ValueError(f"--save-dtype must be auto or one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
+        if self.lora_r < 0:
+            raise ValueError(f"--lora-r must be >= 0 (0 = off), got {self.lora_r}")
+        if self.lora_r > 0:
+            if not peft_available():
+                raise ValueError("--lora-r needs the peft package: pip install 'p2o-cli[lora]'")
+            if self.lora_alpha is not None and not self.lora_alpha > 0:
+                raise ValueError(f"--lora-alpha must be > 0, got {self.lora_alpha}")
+            target_modules(self.lora_target_modules)
 
     def with_schedule(self, stored: dict[str, Any] | None) -> TrainConfig:
         """Fill unset schedule fields from a checkpoint's stored schedule, then the defaults."""
@@ -238,7 +259,7 @@ class PolicyTrainer:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         optimizer = torch.optim.AdamW(
-            model.parameters(),
+            [p for p in model.parameters() if p.requires_grad],  # LoRA: the adapter only
             lr=float(self.cfg.lr),  # type: ignore[arg-type]
             betas=self.cfg.adam_betas,
             eps=self.cfg.adam_eps,
@@ -267,6 +288,7 @@ class PolicyTrainer:
         else:
             torch.manual_seed(self.cfg.seed)
         self.last_metrics: dict[str, float] = {}
+        self.source_dtype: Any = None
 
     @classmethod
     def from_checkpoint(cls, model_dir: str | Path, cfg: TrainConfig, accelerator: Any = None) -> PolicyTrainer:
@@ -281,15 +303,27 @@ class PolicyTrainer:
             raise FileNotFoundError(f"{model_dir}: no such model directory")
         state = read_trainer_state(model_dir)
         extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **extra)
+        from .export import load_policy, optimizer_matches
+
+        model, source_dtype = load_policy(model_dir, cfg, extra)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         opt_path = model_dir / OPTIMIZER_STATE
         optimizer_state = load_optimizer_state(opt_path) if opt_path.is_file() else None
+        if optimizer_state is not None and not optimizer_matches(optimizer_state, lora=cfg.lora_r > 0):
+            optimizer_state = None  # switching between LoRA and full fine-tuning starts a fresh optimizer
         ref = None
         if cfg.kl_coef > 0:
             ref = AutoModelForCausalLM.from_pretrained(cfg.ref_model, dtype=torch.float32, **extra)
-        return cls(model, tokenizer, cfg, accelerator=accelerator, ref_model=ref, state=state,
-                   optimizer_state=optimizer_state)
+        trainer = cls(model, tokenizer, cfg, accelerator=accelerator, ref_model=ref, state=state,
+                      optimizer_state=optimizer_state)
+        trainer.source_dtype = source_dtype  # "auto" checkpoints are written in it
+        return trainer
+
+    def policy_state_dict(self) -> dict[str, Tensor]:
+        """The policy's weights under the plain model's names (LoRA merged): what an engine loads."""
+        from .lora import merged_state_dict
+
+        return merged_state_dict(self.model)
 
     # ------------------------------------------------------------ public API
 
@@ -353,9 +387,14 @@ class PolicyTrainer:
                 self.wrapped, self.optimizer.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
             )
         if acc.is_main_process:
+            from .export import checkpoint_payload
+
             config = {"train": dataclasses.asdict(self.cfg), **(extra_config or {})}
-            save_checkpoint(out_dir, self.model, self.tokenizer, state_dict=state_dict,
-                            optimizer_state=optimizer_state, trainer_state=self.state(), config=config)
+            model, state_dict, write_extra = checkpoint_payload(self.model, state_dict, self.cfg,
+                                                                self.source_dtype)
+            save_checkpoint(out_dir, model, self.tokenizer, state_dict=state_dict,
+                            optimizer_state=optimizer_state if self.cfg.save_optimizer else None,
+                            trainer_state=self.state(), config=config, extra=write_extra)
         acc.wait_for_everyone()
 
     # ------------------------------------------------------------ internals
