@@ -48,8 +48,23 @@ def metrics(run: Path) -> list[dict]:
 @pytest.mark.timeout(300)
 def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, world) -> None:
     straight = tmp_path / "straight"
-    result = subprocess.run(run_args(tiny_model_dir, world, straight), capture_output=True, env=ENV, timeout=240)
+    result = subprocess.run(run_args(tiny_model_dir, world, straight, "--report-to", "tensorboard"),
+                            capture_output=True, env=ENV, timeout=240)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
+    # TensorBoard got every metric of metrics.jsonl, under the same name, at the same step.
+    from test_tracking import assert_same_metrics
+
+    assert_same_metrics(straight / "tensorboard", straight / "metrics.jsonl")
+    # The run ends with a readable summary, not a dict.
+    tail = result.stdout.decode() + result.stderr.decode()
+    assert "final eval: toy-mini " in tail and "{" not in tail.split("done:")[-1]
+    # Resuming a finished run redoes nothing: no second final eval.
+    before = (straight / "metrics.jsonl").read_bytes()
+    again = subprocess.run([sys.executable, "-m", "p2o_cli", "run", "--resume", str(straight)],
+                           capture_output=True, env=ENV, timeout=120)
+    assert again.returncode == 0, again.stderr.decode()[-3000:]
+    assert "already finished" in again.stdout.decode() + again.stderr.decode()
+    assert (straight / "metrics.jsonl").read_bytes() == before
 
     rows = metrics(straight)
     steps = [r for r in rows if "actor/pg_loss" in r]
