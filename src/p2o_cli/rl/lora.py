@@ -71,22 +71,33 @@ def is_lora(model: Any) -> bool:
 
 
 def merged_state_dict(model: Any) -> dict[str, Tensor]:
-    """The plain model's state dict with every adapter folded into its base weight.
+    """The plain model's state dict with every active adapter folded into its base weight.
 
     Keys are the base model's own (``…q_proj.weight``), so an engine or ``from_pretrained``
-    takes them as it takes a full fine-tune. The live model is left as it was.
+    takes them as it takes a full fine-tune. Computed out of place: peft's ``merge_adapter``
+    / ``unmerge_adapter`` would add and subtract B·A in the live fp32 weights, which drifts
+    them by rounding on every call.
     """
     if not is_lora(model):
         return dict(model.state_dict())
-    model.merge_adapter()
-    try:
-        merged: dict[str, Tensor] = {}
-        for name, tensor in model.get_base_model().state_dict().items():
-            if "lora_" in name:
-                continue
-            merged[name.replace(".base_layer.", ".")] = tensor.detach().clone()
-    finally:
-        model.unmerge_adapter()
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    deltas: dict[str, Tensor] = {}
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer):
+            with torch.no_grad():
+                delta = sum(module.get_delta_weight(a) for a in module.active_adapters if a in module.lora_A)
+            if isinstance(delta, Tensor):
+                deltas[f"{name}.base_layer.weight"] = delta
+    merged: dict[str, Tensor] = {}
+    for name, tensor in base.state_dict().items():
+        if "lora_" in name:
+            continue
+        value = tensor.detach()
+        if name in deltas:
+            value = value + deltas[name].to(value.dtype)
+        merged[name.replace(".base_layer.", ".")] = value
     return merged
 
 
