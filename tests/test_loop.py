@@ -145,3 +145,17 @@ def test_bad_flag_values_exit_2(tmp_path, tiny_model_dir, world) -> None:
                             env=ENV, timeout=120)
     assert result.returncode == 2
     assert "--distill" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+
+
+def test_sample_is_a_seeded_subset_in_file_order() -> None:
+    from p2o_cli.loop import sample_problems
+    from p2o_cli.records import Problem
+
+    problems = [Problem(f"q{i}", f"{i}?", str(i)) for i in range(50)]
+    a = sample_problems(problems, 10, seed=3)
+    assert len(a) == 10 and len({p.id for p in a}) == 10
+    assert [problems.index(p) for p in a] == sorted(problems.index(p) for p in a)
+    assert a == sample_problems(problems, 10, seed=3) and a != sample_problems(problems, 10, seed=4)
+    assert sample_problems(problems, 80, seed=3) == problems
+    with pytest.raises(ValueError, match="--sample"):
+        RunConfig(model="m", data="d", sample=0)

@@ -59,6 +59,7 @@ class RunConfig:
     problem_field: str | None = None
     answer_field: str | None = None
     limit: int | None = None
+    sample: int | None = None  # a seeded random subset (the paper's DeepScaleR-5K: 5,000 rows)
     # Policy phase.
     epochs: int = 5
     batch_size: int = 128
@@ -130,6 +131,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.model or not self.data:
             raise ValueError("a run needs --model and --data (or a --config that sets them)")
+        if self.sample is not None and self.sample < 1:
+            raise ValueError("--sample must be at least 1")
         for name in ("epochs", "batch_size", "k", "mini_batches", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
@@ -319,6 +322,8 @@ class P2ORun:
                                       limit=cfg.limit)
         if not self.problems:
             raise ValueError(f"{cfg.data}: no problems")
+        if cfg.sample is not None:
+            self.problems = sample_problems(self.problems, cfg.sample, cfg.seed)
         self.batches_per_epoch = -(-len(self.problems) // cfg.batch_size)
         # A finished run resumed with more --epochs continues; one resumed as it was is only reported.
         self.finished = self.state.done and self.state.epoch >= cfg.epochs
@@ -555,6 +560,14 @@ class P2ORun:
         return hard
 
 
+def sample_problems(problems: list[Problem], n: int, seed: int) -> list[Problem]:
+    """A random ``n`` of ``problems`` in their file order; seeded, so a resumed run gets the same ones."""
+    if n >= len(problems):
+        return list(problems)
+    keep = set(random.Random(seed).sample(range(len(problems)), n))
+    return [p for i, p in enumerate(problems) if i in keep]
+
+
 def last_eval(metrics_path: Path) -> dict[str, float]:
     """The last evaluation row of a metrics file, as ``{"eval/NAME/accuracy": value}``."""
     found: dict[str, float] = {}
@@ -598,6 +611,7 @@ HELP: dict[str, str] = {
     "problem_field": "Field holding the question.",
     "answer_field": "Field holding the gold answer.",
     "limit": "Use only the first N training problems.",
+    "sample": "Train on a random N of the problems (seeded by --seed; after --limit).",
     "epochs": "Passes over the training set.",
     "batch_size": "Problems per train step.",
     "k": "Rollouts per problem (the GRPO group).",
