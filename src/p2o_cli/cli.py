@@ -740,7 +740,9 @@ def _run(config: str | None = None, resume: str | None = None, **flags: Any) -> 
             values["out"] = resume
         cfg = RunConfig(**values)
         quiet_libraries()
-        runner = P2ORun(cfg, resume=bool(resume), printer=lambda line: console.print(line, highlight=False))
+        from .progress import say
+
+        runner = P2ORun(cfg, resume=bool(resume), printer=say)  # timestamped lines in logs
         try:
             summary = runner.run()
         finally:

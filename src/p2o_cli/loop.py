@@ -419,8 +419,11 @@ class P2ORun:
             seed=cfg.seed * 100_003 + self.state.step, policy_version=self.state.step, prompt=cfg.prompt_config(),
             model=cfg.model,
         )
-        rollouts = generate_rollouts(self.engine, self.tokenizer, batch, rollout_cfg, self.scorer, assignments,
-                                     templates)
+        from .progress import generation_progress
+
+        with generation_progress(f"step {self.state.step + 1} rollout", len(batch) * cfg.k, transient=True) as progress:
+            rollouts = generate_rollouts(self.engine, self.tokenizer, batch, rollout_cfg, self.scorer, assignments,
+                                         templates, progress)
         t1 = time.perf_counter()
         self._in_step = True
         sleep = getattr(self.engine, "sleep", None)
@@ -457,7 +460,12 @@ class P2ORun:
             temperature=cfg.eval_temperature, max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens,
             seed=cfg.seed, prompt=cfg.prompt_config(),
         )
-        results, _ = evaluate(self.engine, self.tokenizer, eval_cfg, self.scorer)
+        from functools import partial
+
+        from .progress import generation_progress
+
+        results, _ = evaluate(self.engine, self.tokenizer, eval_cfg, self.scorer,
+                              progress_factory=partial(generation_progress, transient=True))
         scores = {f"eval/{name}/accuracy": r["accuracy"] for name, r in results["benchmarks"].items()}
         self.dir.log({"training/step": self.state.step, "epoch": self.state.epoch, **scores})
         self.say("eval at step {}: {}".format(

@@ -73,6 +73,7 @@ class LineProgress:
         self.start = clock()
         self.wall_start = time.time()
         self.last_line = self.start
+        self.lines = 0
         self._lock = threading.Lock()
 
     def update(self, done: int, tokens: int) -> None:
@@ -90,9 +91,11 @@ class LineProgress:
             self.last_line = now
             self._write(now)
 
-    def finish(self) -> None:
+    def finish(self, always: bool = True) -> None:
+        """The closing line (with ``always=False`` only after a long task that printed lines already)."""
         with self._lock:
-            self._write(self.clock(), final=True)
+            if always or self.lines:
+                self._write(self.clock(), final=True)
 
     def line(self, now: float, final: bool = False) -> str:
         elapsed = max(now - self.start, 0.0)
@@ -113,6 +116,7 @@ class LineProgress:
         return " ".join(parts)
 
     def _write(self, now: float, final: bool = False) -> None:
+        self.lines += 1
         self.stream.write(self.line(now, final) + "\n")
         self.stream.flush()
 
@@ -144,6 +148,7 @@ def line_progress(
     interval: float | None = None,
     clock: Clock = time.monotonic,
     heartbeat: bool = True,
+    quiet_when_short: bool = False,
 ) -> Iterator[ProgressFn]:
     """A ``(completions, tokens)`` callback writing :class:`LineProgress` lines to ``stream``."""
     interval = progress_interval() if interval is None else interval
@@ -151,7 +156,7 @@ def line_progress(
     beat = _heartbeat(progress, min(interval, 1.0)) if heartbeat else _null()
     with beat:
         yield progress.update
-    progress.finish()
+    progress.finish(always=not quiet_when_short)
 
 
 @contextmanager
@@ -160,10 +165,14 @@ def _null() -> Iterator[None]:
 
 
 @contextmanager
-def generation_progress(description: str, total: int) -> Iterator[ProgressFn]:
-    """A callback ``(completions, tokens)`` (increments): a bar on a terminal, else log lines."""
+def generation_progress(description: str, total: int, transient: bool = False) -> Iterator[ProgressFn]:
+    """A callback ``(completions, tokens)`` (increments): a bar on a terminal, else log lines.
+
+    ``transient``: for a task inside a loop (``p2o run``'s rollouts) — the bar disappears when
+    done, and in logs a task shorter than the interval prints nothing.
+    """
     if not interactive():
-        with line_progress(description, total) as update:
+        with line_progress(description, total, quiet_when_short=transient) as update:
             yield update
         return
     start = time.perf_counter()
@@ -175,7 +184,7 @@ def generation_progress(description: str, total: int) -> Iterator[ProgressFn]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with Progress(*columns, console=console, transient=transient) as bar:
         task = bar.add_task(description, total=total, rate="")
         tokens_total = 0
 
