@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
-from p2o_cli.report import comparison_table, load_run, run_styles, smooth, y_limits
 from p2o_cli.records import RecordError
+from p2o_cli.report import comparison_table, load_run, smooth, y_limits
 
 
 def fake_run(root: Path, name: str, hard: list[int], final_acc: float) -> Path:
