@@ -26,6 +26,8 @@ REPORT_TO_CHOICES = ("none", *TRACKERS, "all")
 # The import each tracker needs (accelerate's TensorBoardTracker takes torch's writer, which
 # needs the tensorboard package).
 _MODULE = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
+# The wandb / trackio project every p2o run is logged under (``WANDB_PROJECT`` overrides for wandb).
+PROJECT = "p2o"
 # The step every row is plotted against: the loop's rollout batch, or the trainer's counter.
 STEP_KEY = "training/step"
 
@@ -79,12 +81,13 @@ def open_tracker(name: str, run_name: str, logging_dir: Path, config: Mapping[st
     if name == "tensorboard":
         tracker = tracking.TensorBoardTracker(run_name, str(logging_dir / "tensorboard"))
     elif name == "wandb":
-        tracker = tracking.WandBTracker(run_name, dir=str(logging_dir), name=run_name)
+        # accelerate passes its first argument as the project; the run keeps its own name.
+        tracker = tracking.WandBTracker(PROJECT, dir=str(logging_dir), name=run_name)
     elif name == "trackio":
         cls = getattr(tracking, "TrackioTracker", None)
         if cls is None:
             raise ValueError("--report-to trackio needs accelerate >= 1.10 (pip install -U accelerate)")
-        tracker = cls(run_name)
+        tracker = cls(PROJECT, name=run_name)
     else:
         raise ValueError(f"unknown tracker {name!r}")
     start = getattr(tracker, "start", None)
