@@ -26,7 +26,7 @@ REPORT_TO_CHOICES = ("none", *TRACKERS, "all")
 # The import each tracker needs (accelerate's TensorBoardTracker takes torch's writer, which
 # needs the tensorboard package).
 _MODULE = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
-# The wandb / trackio project every p2o run is logged under (``WANDB_PROJECT`` overrides for wandb).
+# The wandb / trackio project every p2o run is logged under.
 PROJECT = "p2o"
 # The step every row is plotted against: the loop's rollout batch, or the trainer's counter.
 STEP_KEY = "training/step"
