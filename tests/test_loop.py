@@ -148,7 +148,7 @@ def test_bad_flag_values_exit_2(tmp_path, tiny_model_dir, world) -> None:
 
 
 def test_sample_is_a_seeded_subset_in_file_order() -> None:
-    from p2o_cli.loop import sample_problems
+    from p2o_cli.runs import sample_problems
     from p2o_cli.records import Problem
 
     problems = [Problem(f"q{i}", f"{i}?", str(i)) for i in range(50)]

@@ -747,7 +747,7 @@ def _run(config: str | None = None, resume: str | None = None, **flags: Any) -> 
             summary = runner.run()
         finally:
             runner.close()
-        from .loop import format_summary
+        from .runs import format_summary
 
         console.print(format_summary(summary, cfg.out), highlight=False)
 

@@ -45,6 +45,7 @@ from .records import (
     write_records,
 )
 from .rollout import RolloutConfig, generate_rollouts
+from .runs import RunSummary, last_eval, sample_problems
 
 
 @dataclass
@@ -285,14 +286,6 @@ class RunDir:
 
 
 # ---------------------------------------------------------------- the loop
-
-
-@dataclass
-class RunSummary:
-    steps: int
-    epochs: int
-    hard_counts: list[int]
-    final_eval: dict[str, float]
 
 
 Printer = Callable[[str], None]
@@ -566,37 +559,6 @@ class P2ORun:
         hard = [h for b in range(n_batches) for h in read_records(edir / f"hard-{b:04d}.jsonl", Hard)]
         write_records(edir / "hard.jsonl", hard)
         return hard
-
-
-def sample_problems(problems: list[Problem], n: int, seed: int) -> list[Problem]:
-    """A random ``n`` of ``problems`` in their file order; seeded, so a resumed run gets the same ones."""
-    if n >= len(problems):
-        return list(problems)
-    keep = set(random.Random(seed).sample(range(len(problems)), n))
-    return [p for i, p in enumerate(problems) if i in keep]
-
-
-def last_eval(metrics_path: Path) -> dict[str, float]:
-    """The last evaluation row of a metrics file, as ``{"eval/NAME/accuracy": value}``."""
-    found: dict[str, float] = {}
-    if metrics_path.is_file():
-        for _, row in iter_json_lines(metrics_path):
-            scores = {k: v for k, v in row.items() if k.startswith("eval/")}
-            if scores:
-                found = scores
-    return found
-
-
-def format_summary(summary: RunSummary, run_dir: str | Path) -> str:
-    """The end of ``p2o run`` as a person reads it (one fact per line)."""
-    lines = [f"done: {summary.steps} train steps over {summary.epochs} epochs"]
-    if summary.hard_counts:
-        lines.append("hard problems per epoch: " + " → ".join(str(c) for c in summary.hard_counts))
-    if summary.final_eval:
-        scores = ", ".join(f"{key.split('/')[1]} {value:.1f}%" for key, value in summary.final_eval.items())
-        lines.append(f"final eval: {scores}")
-    lines.append(f"run directory: {run_dir}")
-    return "\n".join(lines)
 
 
 def rollout_metrics(rollouts: Sequence[Rollout]) -> dict[str, float]:
