@@ -45,7 +45,7 @@ def metrics(run: Path) -> list[dict]:
     return [orjson.loads(line) for line in (run / "metrics.jsonl").read_bytes().splitlines()]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)  # two runs, a resume and a finished-run resume, on a shared 2-core machine
 def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, world) -> None:
     straight = tmp_path / "straight"
     result = subprocess.run(run_args(tiny_model_dir, world, straight, "--report-to", "tensorboard"),
