@@ -484,9 +484,8 @@ def train_step(
 ) -> None:
     """One GRPO step on a rollout batch with context distillation; writes a chained checkpoint."""
     with user_errors():
-        import time
-
         import dataclasses
+        import time
 
         from .records import Rollout, read_records
         from .rl.trainer import DEFAULT_RATIO_MASK, PolicyTrainer, TrainConfig, lr_at, parse_ratio_mask
