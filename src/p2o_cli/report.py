@@ -151,11 +151,15 @@ def _axis(ax: Any, title: str, xlabel: str, values: Sequence[float], bounded: fl
     xs = [x for line in ax.get_lines() for x in line.get_xdata()]
     if xs and max(xs) - min(xs) < 2:
         ax.set_xlim(min(xs) - 1, max(xs) + 1)
+    if values and all(float(v).is_integer() for v in values):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 1.2 templates
     limits = y_limits(values, bounded)
     if limits is not None:
         ax.set_ylim(*limits)
     elif bounded is not None:
         ax.set_ylim(0.0, bounded)
+    elif values and min(values) >= 0 and all(float(v).is_integer() for v in values):
+        ax.set_ylim(bottom=0)  # a count from 2 to 1 is not a collapse
 
 
 def _plot(ax: Any, xs: list[float], ys: list[float], style: dict[str, Any], label: str | None, **kw: Any) -> None:
@@ -225,7 +229,7 @@ def plot_panels(runs: Sequence[RunSeries], styles: dict[str, dict[str, Any]], pa
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11, y=0.995, x=0.01, ha="left")
-    return _save(fig, path, rect=(0, 0, 1, 1 - 0.5 / (3.2 * rows + 0.5)))
+    return _save(fig, path, rect=(0, 0, 1, 1 - 0.3 / (3.2 * rows + 0.5)))
 
 
 def plot_single(runs: Sequence[RunSeries], styles: dict[str, dict[str, Any]], key: str, title: str, ylabel: str,
