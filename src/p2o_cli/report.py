@@ -151,7 +151,7 @@ def _axis(ax: Any, title: str, xlabel: str, values: Sequence[float], bounded: fl
     xs = [x for line in ax.get_lines() for x in line.get_xdata()]
     if xs and max(xs) - min(xs) < 2:
         ax.set_xlim(min(xs) - 1, max(xs) + 1)
-    if values and all(float(v).is_integer() for v in values):
+    if bounded is None and values and all(float(v).is_integer() for v in values):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 1.2 templates
     limits = y_limits(values, bounded)
     if limits is not None:
