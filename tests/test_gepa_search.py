@@ -305,5 +305,19 @@ def test_live_view_renders_the_front() -> None:
     console.print(front_table(seen[-1]))
     text = console.file.getvalue()
     assert "GEPA iteration" in text and "use" in text
+    from p2o_cli.gepa.view import progress_line
+
+    line = progress_line(seen[-1], 75.0)
+    spent = seen[-1].metrics["gepa/spent"]
+    assert line.startswith(f"GEPA iteration {seen[-1].iteration}: budget {spent}/40 rollouts spent ({max(40 - spent, 0)} left)")
+    assert line.endswith("elapsed 1:15")
+
+
+def test_off_a_terminal_each_iteration_is_one_timestamped_line(capsys) -> None:
+    from p2o_cli.gepa.view import live_front
+
     with live_front(False) as hook:
-        assert hook is None
+        run(make_hard(), config(budget=40), on_iteration=hook)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) >= 2
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d GEPA iteration \d+: budget \d+/40", ln) for ln in lines), lines

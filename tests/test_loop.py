@@ -46,11 +46,26 @@ def metrics(run: Path) -> list[dict]:
     return [orjson.loads(line) for line in (run / "metrics.jsonl").read_bytes().splitlines()]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)  # two runs, a resume and a finished-run resume, on a shared 2-core machine
 def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, world) -> None:
     straight = tmp_path / "straight"
-    result = subprocess.run(run_args(tiny_model_dir, world, straight), capture_output=True, env=ENV, timeout=240)
+    result = subprocess.run(run_args(tiny_model_dir, world, straight, "--report-to", "tensorboard"),
+                            capture_output=True, env=ENV, timeout=240)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
+    # TensorBoard got every metric of metrics.jsonl, under the same name, at the same step.
+    from test_tracking import assert_same_metrics
+
+    assert_same_metrics(straight / "tensorboard", straight / "metrics.jsonl")
+    # The run ends with a readable summary, not a dict.
+    tail = result.stdout.decode() + result.stderr.decode()
+    assert "final eval: toy-mini " in tail and "{" not in tail.split("done:")[-1]
+    # Resuming a finished run redoes nothing: no second final eval.
+    before = (straight / "metrics.jsonl").read_bytes()
+    again = subprocess.run([sys.executable, "-m", "p2o_cli", "run", "--resume", str(straight)],
+                           capture_output=True, env=ENV, timeout=120)
+    assert again.returncode == 0, again.stderr.decode()[-3000:]
+    assert "already finished" in again.stdout.decode() + again.stderr.decode()
+    assert (straight / "metrics.jsonl").read_bytes() == before
 
     rows = metrics(straight)
     steps = [r for r in rows if "actor/pg_loss" in r]
@@ -146,3 +161,8 @@ def test_bad_flag_values_exit_2(tmp_path, tiny_model_dir, world) -> None:
                             env=ENV, timeout=120)
     assert result.returncode == 2
     assert "--distill" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+
+
+def test_sample_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="--sample must be at least 1"):
+        build(RunConfig, {"model": "m", "data": "d", "sample": 0})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -172,12 +174,20 @@ def test_retries_through_429_500_timeout_and_garbage(serve, caplog) -> None:
     assert SECRET not in caplog.text and SECRET not in repr(reflector)
 
 
-def test_garbage_forever_skips_the_proposal(serve) -> None:
+def test_garbage_forever_skips_the_proposal(serve, caplog) -> None:
     server = serve([], default="garbage")
     reflector = reflector_for(server, retries=2)
-    assert reflector.propose([request()]) == [None]
+    asking = request()
+    asking.iteration = 7
+    with caplog.at_level(logging.INFO, logger="p2o_cli"):
+        assert reflector.propose([asking]) == [None]
     assert server.count == 3
     assert reflector.stats["failed"] == 1
+    # The give-up line says which iteration and parent it cost, and after how long.
+    gave_up = [r.getMessage() for r in caplog.records if "gave up" in r.getMessage()]
+    assert len(gave_up) == 1
+    assert re.match(rf"reflector \(GEPA iteration 7, parent {asking.parent_id}\): gave up after 3 attempts in \d+s",
+                    gave_up[0]), gave_up
 
 
 def test_answer_without_a_block_is_malformed_and_not_retried(serve) -> None:

@@ -14,6 +14,7 @@ the suite's ``math_equal``. Every number in results.json names its grader.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
@@ -155,6 +156,34 @@ def _score_bench(
     return result, samples
 
 
+LoadedBenchmarks = list[tuple[Benchmark, list[Problem]]]
+
+
+def load_benchmarks(cfg: EvalConfig) -> LoadedBenchmarks:
+    """Every benchmark of ``cfg`` with its problems — call it before any model loads.
+
+    A benchmark that cannot be read fails here, in seconds, with the way out: a hub copy that
+    cannot be fetched (offline, unreachable) points at ``--data-dir`` / ``P2O_DATA_DIR``.
+    """
+    from .records import RecordError
+
+    loaded: LoadedBenchmarks = []
+    for name in resolve_bench_names(cfg.bench):
+        try:
+            loaded.append(load_benchmark(name, cfg.data_dir, cfg.eval_limit))
+        except RecordError as err:
+            if cfg.data_dir or os.environ.get("P2O_DATA_DIR"):
+                raise
+            raise P2OError(
+                f"benchmark {name}: {err.message} — give a directory holding {name}.jsonl with --data-dir "
+                f"(or P2O_DATA_DIR), or allow access to the Hugging Face hub"
+            ) from None
+    for bench, problems in loaded:
+        if not problems:  # it would enter the average as 0.0
+            raise P2OError(f"benchmark {bench.name}: no problems to evaluate")
+    return loaded
+
+
 def evaluate(
     engine: Engine,
     tokenizer: Any,
@@ -162,20 +191,20 @@ def evaluate(
     scorer: RewardScorer,
     progress: ProgressFn | None = None,
     progress_factory: ProgressFactory | None = None,
+    loaded: LoadedBenchmarks | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Evaluate every benchmark in ``cfg``; return (results, per-sample dicts).
 
     Percentages are 0-100. ``progress`` receives every benchmark's completions;
     ``progress_factory(description, total)`` instead opens one progress display per benchmark.
+    ``loaded`` is :func:`load_benchmarks`'s answer when the caller checked them already.
     """
     from .reward import check_grader
 
     check_grader(cfg.grader)
     # Load everything first so a bad name fails before any generation.
-    loaded = [load_benchmark(name, cfg.data_dir, cfg.eval_limit) for name in resolve_bench_names(cfg.bench)]
-    for bench, problems in loaded:
-        if not problems:  # it would enter the average as 0.0
-            raise P2OError(f"benchmark {bench.name}: no problems to evaluate")
+    if loaded is None:
+        loaded = load_benchmarks(cfg)
     benchmarks: dict[str, Any] = {}
     samples: list[dict[str, Any]] = []
     for bench, problems in loaded:

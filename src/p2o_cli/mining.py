@@ -47,6 +47,7 @@ def mine_hard(rollouts: Iterable[Rollout], tau: float = DEFAULT_TAU, max_failure
                 rewards=rewards,
                 mean_reward=mean,
                 failures=failures[:max_failures] if max_failures is not None else failures,
+                model=next((r.model for r in group if r.model), None),
             )
         )
     return hard

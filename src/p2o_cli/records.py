@@ -71,6 +71,10 @@ class Rollout:
     # Templated rollouts only: the plain rewards that made this problem hard (from its
     # assignment), which train-step may use as the group's baseline (--templated-baseline plain).
     plain_rewards: list[float] | None = None
+    # How it was sampled, so train-step can check its --temperature and gepa can default its
+    # --model (None in files written before these fields existed).
+    temperature: float | None = None
+    model: str | None = None
 
 
 @dataclass
@@ -88,6 +92,7 @@ class Hard:
     rewards: list[float]
     mean_reward: float
     failures: list[Failure] = field(default_factory=list)
+    model: str | None = None  # the model whose rollouts made it hard (gepa's default --model)
 
 
 @dataclass
@@ -140,10 +145,6 @@ def dumps(record: Any) -> bytes:
 # ---------------------------------------------------------------- validation
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
 def check_type(value: Any, tp: Any, name: str) -> Any:
     """``value`` checked against the annotation ``tp`` and returned (ints as floats where a float is
     due, dataclasses built recursively); P2OError naming ``name`` if it does not fit."""
@@ -193,7 +194,7 @@ def check_type(value: Any, tp: Any, name: str) -> Any:
         return value
     if tp is Any:
         return value
-    raise P2OError(f"field {name!r}: unsupported type {_type_name(tp)}")
+    raise P2OError(f"field {name!r}: unsupported type {getattr(tp, '__name__', tp)}")
 
 
 def from_dict(cls: type[R], obj: dict[str, Any]) -> R:

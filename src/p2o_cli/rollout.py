@@ -33,6 +33,7 @@ class RolloutConfig(Config):
     max_new_tokens: int = option(1024, min=1, help="Longest response, in tokens.")
     seed: int = seed_option()
     policy_version: int = internal(0)  # recorded in each rollout: the train step that sampled it
+    model: str | None = internal(None)  # recorded in each rollout (and from there in hard records)
     prompt: PromptConfig = section(PromptConfig, shared=True)
 
 
@@ -151,6 +152,8 @@ def generate_rollouts(
             answer=request.problem.answer,
             response_ids=completion.token_ids,
             plain_rewards=request.plain_rewards,
+            temperature=cfg.temperature,
+            model=cfg.model,
         )
         for request, completion, result in zip(requests, completions, results)
     ]

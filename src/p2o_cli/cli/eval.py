@@ -28,7 +28,7 @@ def eval_command(job: EvalJob) -> None:
     """Evaluate a checkpoint with each benchmark's protocol (avg@16 at T=0.6 under 100 problems, else greedy)."""
     from ..engines import open_engine
     from ..errors import UsageError
-    from ..evaluate import evaluate, results_scores
+    from ..evaluate import evaluate, load_benchmarks, results_scores
     from ..paper import paper_table
     from ..progress import console, generation_progress
     from ..records import check_output_path, write_json, write_records
@@ -40,10 +40,12 @@ def eval_command(job: EvalJob) -> None:
         raise UsageError("missing --bench (a benchmark name, or all)")
     check_output_path(job.out)
     check_output_path(samples_path(job.out))
+    loaded = load_benchmarks(job.eval)  # before the model: a missing benchmark fails in seconds
     quiet_libraries()
     engine = open_engine(job.model, job.engine)
     with open_scorer(job.reward) as scorer:
-        results, samples = evaluate(engine, engine.tokenizer, job.eval, scorer, progress_factory=generation_progress)
+        results, samples = evaluate(engine, engine.tokenizer, job.eval, scorer, progress_factory=generation_progress,
+                                    loaded=loaded)
     results["model"] = job.model
     write_records(samples_path(job.out), samples)
     write_json(job.out, results)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ..config import Config, model_option, option, section
+from ..config import Config, option, section
 from ..engines.config import EngineConfig
 from ..gepa.config import GepaConfig, ReflectorConfig
 from ..reward import RewardConfig
@@ -19,7 +19,8 @@ from .options import command
 @dataclass
 class GepaJob(Config):
     hard: str = option("", required=True, help="Hard problems JSONL from p2o mine-hard (- = stdin).")
-    model: str = model_option("The policy whose templates are evolved: model directory or hub id.")
+    model: str | None = option(None, help="The policy whose templates are evolved: model directory or hub id "
+                                          "(default: the model the hard file names).")
     out: str = option("templates.jsonl", help="templates.jsonl: every kept template with its dev scores.")
     metrics: str | None = option(None, help="Append per-iteration metrics (JSONL) here.")
     state: str | None = option(None, help="Search state file (default: OUT.state.json).")
@@ -33,6 +34,7 @@ class GepaJob(Config):
 @command(app, "gepa", GepaJob)
 def gepa_command(job: GepaJob) -> None:
     """Evolve instruction templates on hard problems with GEPA (reflective prompt evolution)."""
+    from ..checks import model_of_hard
     from ..engines import open_engine
     from ..errors import UsageError
     from ..gepa.reflect import ReflectorError
@@ -52,6 +54,9 @@ def gepa_command(job: GepaJob) -> None:
     if job.resume and not Path(state_path).is_file():
         raise UsageError(f"{state_path}: no search to resume (drop --resume to start one)")
     problems = read_records(job.hard, Hard, allow_empty=False)
+    model = job.model or model_of_hard(problems)
+    if model is None:
+        raise UsageError(f"{job.hard}: the hard records name no model (written before p2o recorded it); pass --model")
     cfg = dataclasses.replace(job.gepa, gepa_max_new_tokens=job.gepa.gepa_max_new_tokens or GEPA_MAX_NEW_TOKENS)
     check_budget(len(problems), cfg)  # before any model loads
     thinking = cfg.prompt.enable_thinking
@@ -59,7 +64,7 @@ def gepa_command(job: GepaJob) -> None:
     context = ReflectorContext(seed=cfg.seed, enable_thinking=thinking)
     reflector = None if job.reflector.reflector == "self" else reflector_from_config(job.reflector, context)
     quiet_libraries()
-    engine = open_engine(job.model, job.engine)
+    engine = open_engine(model, job.engine)
     if reflector is None:
         own = job.reflector.reflector_model
         ref = open_engine(own, job.engine) if own else engine

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Annotated, Any, Optional
 
 import typer
-from click.core import ParameterSource
 from rich.markup import escape
 
 from ..config import ALIASES, Spec, base_type, build, option_specs, read_config_file
 from ._errors import reported_errors
 
 Handler = Callable[[Any], None]
+# The option names the user gave to the command now running (flags or environment variables).
+_GIVEN: ContextVar[frozenset[str]] = ContextVar("given", default=frozenset())
+
+
+def was_given(name: str) -> bool:
+    """Whether the running command's option ``name`` was given, not left at its default."""
+    return name in _GIVEN.get()
 BaseValues = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 _ALIAS_OF = {target: alias for alias, target in ALIASES.items()}
 
@@ -29,6 +36,14 @@ def help_text(spec: Spec) -> str:
     if spec.name in _ALIAS_OF:
         text += f" (config alias: {_ALIAS_OF[spec.name]})"
     return escape(text)
+
+
+def shown_default(spec: Spec) -> str | bool:
+    if spec.default in (None, "", []) or spec.meta.get("required"):
+        return False
+    if isinstance(spec.default, bool):
+        return "on" if spec.default else "off"
+    return escape(str(spec.default))
 
 
 def typer_parameter(spec: Spec) -> inspect.Parameter:
@@ -42,21 +57,19 @@ def typer_parameter(spec: Spec) -> inspect.Parameter:
         if tp is bool:
             positive = spec.name.removeprefix("no_").replace("_", "-")
             decls = [f"--no-{positive}/--{positive}" if spec.name.startswith("no_") else f"{spec.flag}/--no-{positive}"]
-        info = typer.Option(*decls, help=help_text(spec), show_default=not meta.get("required"),
+        info = typer.Option(*decls, help=help_text(spec), show_default=shown_default(spec),
                             envvar=meta.get("envvar"), metavar=meta.get("metavar"))
-    # The real default shows in --help; whether a value was given is read from click afterwards.
-    default = None if meta.get("required") or spec.default == [] else spec.default
-    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+    # None means "not given", so a value can come from the layers below the flags (see resolve).
+    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[Optional[tp], info])  # noqa: UP045 - typer reads Optional
 
 
 CONTEXT = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
 
 
-def given_values(ctx: typer.Context, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The values the user gave (flag or environment variable), not the defaults typer filled in."""
-    defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
-    return {k: v for k, v in values.items() if ctx.get_parameter_source(k) not in defaults}
+def given_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values the user gave (flag or environment variable): typer leaves the others None."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def typer_parameters(job: type) -> list[inspect.Parameter]:
@@ -80,8 +93,13 @@ def resolve(job: type, given: Mapping[str, Any], base: BaseValues | None = None)
 
 def _callback(handler: Handler, job: type, base: BaseValues | None) -> Callable[..., None]:
     def callback(ctx: typer.Context, **values: Any) -> None:
+        from ..progress import setup_logging
+
+        setup_logging()  # timestamped log lines (reflector retries and give-ups) on stderr
+        given = given_values(values)
+        _GIVEN.set(frozenset(given))
         with reported_errors():
-            handler(resolve(job, given_values(ctx, values), base))
+            handler(resolve(job, given, base))
 
     callback.__signature__ = inspect.Signature(typer_parameters(job))  # type: ignore[attr-defined]
     callback.__doc__ = handler.__doc__
@@ -105,7 +123,7 @@ def command_callback(app: typer.Typer, job: type) -> Callable[[Callable[[Any, ty
     def register(handler: Callable[[Any, typer.Context], None]) -> Any:
         def callback(ctx: typer.Context, **values: Any) -> None:
             with reported_errors():
-                handler(resolve(job, given_values(ctx, values)), ctx)
+                handler(resolve(job, given_values(values)), ctx)
 
         params = [p for p in typer_parameters(job) if p.name != "config"]
         callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

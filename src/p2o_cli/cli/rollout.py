@@ -55,7 +55,7 @@ def rollout(job: RolloutJob) -> None:
         raise UsageError("--assign and --templates go together")
     check_output_path(job.out)
     version = job.policy_version if job.policy_version is not None else policy_version_of(job.model)
-    cfg = dataclasses.replace(job.rollout, policy_version=version)
+    cfg = dataclasses.replace(job.rollout, policy_version=version, model=job.model)
     # Assignments are checked against every selected problem, before --limit cuts the list.
     selection = dataclasses.replace(job.problems, limit=None)
     if job.data == STDIO:

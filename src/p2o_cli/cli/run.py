@@ -33,8 +33,9 @@ def run(cfg: RunConfig) -> None:
     """The whole P²O loop: rollouts, train steps, hard mining, GEPA + assignment, evaluation."""
     from ..gepa.reflectors import check_reflector
     from ..loop.runner import P2ORun
-    from ..progress import console
+    from ..progress import console, say
     from ..records import check_output_path
+    from ..runs import format_summary
     from .common import quiet_libraries
 
     if cfg.resume:
@@ -43,11 +44,9 @@ def run(cfg: RunConfig) -> None:
     if not cfg.no_gepa:
         check_reflector(cfg.reflector)  # name, key and reachability, before any model loads
     quiet_libraries()
-    runner = P2ORun(cfg, resume=bool(cfg.resume), printer=lambda line: console.print(line, highlight=False))
+    runner = P2ORun(cfg, resume=bool(cfg.resume), printer=say)  # timestamped lines in logs
     try:
         summary = runner.run()
     finally:
         runner.close()
-    scores = ", ".join(f"{key.split('/')[1]} {value:.1f}%" for key, value in summary.final_eval.items()) or "none"
-    console.print(f"[bold]done[/]: {summary.steps} steps over {summary.epochs} epochs; hard problems per epoch "
-                  f"{summary.hard_counts}; final eval: {scores}; run directory {cfg.out}", highlight=False)
+    console.print(format_summary(summary, cfg.out), highlight=False)

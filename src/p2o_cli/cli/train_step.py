@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 
-from ..config import Config, model_option, option, section
+from ..config import Config, model_option, option, section, to_dict
 from ..rl.config import TrainConfig
+from ..tracking import TrackingConfig
 from .app import app
-from .options import command
+from .options import command, was_given
 
 
 @dataclass
@@ -19,7 +22,10 @@ class TrainStepJob(Config):
     out: str = option("", required=True,
                       help="Checkpoint directory to write (HF model + optimizer + trainer state).")
     metrics: str | None = option(None, help="Append one JSON line of metrics to this file.")
+    logging_dir: str | None = option(None, help="Tracker files (default: the --metrics file's directory, else "
+                                                "--out's parent).")
     train: TrainConfig = section(TrainConfig)
+    tracking: TrackingConfig = section(TrackingConfig, report_to="none")
 
 
 @command(app, "train-step", TrainStepJob)
@@ -27,21 +33,36 @@ def train_step(job: TrainStepJob) -> None:
     """One GRPO step on a rollout batch with context distillation; writes a chained checkpoint."""
     import time
 
-    from ..records import Rollout, append_jsonl, check_output_path, read_records
+    from ..checks import resolve_train_temperature, schedule_warning
+    from ..progress import warn
+    from ..records import Rollout, check_output_path, read_records
+    from ..rl.config import lr_at
     from ..rl.trainer import PolicyTrainer
+    from ..tracking import open_metrics_logger
     from .common import quiet_libraries
 
     check_output_path(job.out, "checkpoint")
     records = read_records(job.rollouts, Rollout, allow_empty=False)
+    given = job.train.temperature if was_given("temperature") else None  # else the rollouts' own
+    temperature, temperature_warning = resolve_train_temperature(given, records)
+    cfg = dataclasses.replace(job.train, temperature=temperature)
     quiet_libraries()
-    trainer = PolicyTrainer.from_checkpoint(job.model, job.train)
+    trainer = PolicyTrainer.from_checkpoint(job.model, cfg)
+    main = trainer.accelerator.is_main_process
+    notes = [temperature_warning, schedule_warning(trainer.train_steps, int(trainer.cfg.total_steps),
+                                                   lr_at(trainer.cfg, trainer.train_steps))]
+    for note in filter(None, notes if main else []):
+        warn(note)
     metrics = trainer.step(records)
     start = time.perf_counter()
     trainer.save(job.out, extra_config={"model": job.model, "rollouts": job.rollouts})
     metrics["timing/save"] = time.perf_counter() - start
-    if trainer.accelerator.is_main_process:
-        if job.metrics:
-            append_jsonl(job.metrics, metrics)
+    if main:
+        log_dir = job.logging_dir or str(Path(job.metrics).parent if job.metrics else Path(job.out).resolve().parent)
+        logger = open_metrics_logger(job.metrics, job.tracking.report_to, log_dir,
+                                     Path(job.metrics).stem if job.metrics else "train-step", to_dict(job))
+        logger.log(metrics)
+        logger.close()
         typer.echo(
             f"train step {trainer.train_steps} (update {trainer.global_step}) on {len(records)} rollouts: "
             f"pg_loss {metrics['actor/pg_loss']:.4g}, grad_norm {metrics['actor/grad_norm']:.3g}, "

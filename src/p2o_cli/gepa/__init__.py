@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from .acceptance import leaked_answer
 from .assign import AssignResult, assign_templates, greedy_set_cover
 from .config import GepaConfig
 from .pareto import dominates, front_templates, pareto_front, select_parents
 from .reflect import FeedbackRecord, ReflectionRequest, Reflector, ReflectorError
 from .reflectors import make_reflector, register_reflector
-from .acceptance import leaked_answer
 from .search import GepaProgress, GepaResult, run_gepa
 
 __all__ = [

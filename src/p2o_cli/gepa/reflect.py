@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -70,6 +71,7 @@ class ReflectionRequest:
     # For reflectors that sample: derived from (search seed, iteration, slot), so a resumed
     # search asks exactly what the uninterrupted one asked.
     seed: int = 0
+    iteration: int = 0  # the GEPA iteration asking, for log lines
 
 
 @runtime_checkable
@@ -234,7 +236,7 @@ class OpenAIReflector:
 
     def _propose_one(self, request: ReflectionRequest) -> str | None:
         prompt = meta_prompt(request, self.max_response_chars)
-        content = self.complete(prompt)
+        content = self.complete(prompt, where=f"GEPA iteration {request.iteration}, parent {request.parent_id}")
         if content is None:
             return None
         if len(content) > MAX_REPLY_CHARS:
@@ -245,11 +247,15 @@ class OpenAIReflector:
         template = extract_template(content)
         if template is None:
             self._count("malformed")
-            log.warning("reflector answer for parent %s has no ``` block; proposal skipped", request.parent_id)
+            log.warning("reflector (GEPA iteration %d): answer for parent %s has no ``` block; proposal skipped",
+                        request.iteration, request.parent_id)
         return template
 
-    def complete(self, prompt: str) -> str | None:
-        """The assistant's text for one user message, or None once the retries are spent."""
+    def complete(self, prompt: str, where: str = "") -> str | None:
+        """The assistant's text for one user message, or None after the retries are spent.
+
+        ``where`` (e.g. ``GEPA iteration 3, parent g2-0``) goes into the log lines.
+        """
         import openai
 
         kwargs: dict[str, Any] = {}
@@ -257,7 +263,7 @@ class OpenAIReflector:
             kwargs["temperature"] = self.temperature
         if self.max_tokens is not None:
             kwargs["max_tokens"] = self.max_tokens
-
+        started = time.monotonic()
         def attempt() -> str:
             self._count("requests")
             response = self._client.chat.completions.create(
@@ -265,9 +271,12 @@ class OpenAIReflector:
             )
             return _content_of(response)
 
+        tries = [1]
+
         def on_retry(err: BaseException, attempt_no: int, delay: float) -> None:
+            tries[0] += 1
             self._count("retries")
-            log.info("reflector: %s; retry %d in %.2fs", _cause(err), attempt_no + 1, delay)
+            log.info("reflector (%s): %s; retry %d in %.2fs", where or "-", _cause(err), attempt_no + 1, delay)
 
         try:
             return with_retries(attempt, max_retries=self.retry.max_retries, base_delay=self.retry.base_delay,
@@ -281,7 +290,8 @@ class OpenAIReflector:
         except Exception as err:  # noqa: BLE001 - whatever the endpoint did, this proposal is skipped
             self._count("failed")
             self.last_failure = _cause(err)
-            log.warning("reflector: gave up on a proposal (%s); proposal skipped", self.last_failure)
+            log.warning("reflector (%s): gave up after %d attempts in %.0fs (last: %s); proposal skipped",
+                        where or "-", tries[0], time.monotonic() - started, self.last_failure)
             return None
 
     def close(self) -> None:

@@ -37,11 +37,33 @@ def front_table(progress: GepaProgress, max_rows: int = 16) -> Group:
     return Group(header, table)
 
 
+def progress_line(progress: GepaProgress, elapsed_s: float) -> str:
+    """One log line per iteration: where the search is, what it has spent and what is left."""
+    from ..progress import format_duration
+
+    m = progress.metrics
+    spent = int(m["gepa/spent"])
+    line = (
+        f"GEPA iteration {progress.iteration}: budget {spent:,}/{progress.budget:,} rollouts spent "
+        f"({max(progress.budget - spent, 0):,} left), {len(progress.templates)} templates, "
+        f"front {len(progress.front)}, best dev {m['gepa/best_dev_mean']:.3f}, "
+        f"coverage {m['gepa/dev_coverage']:.3f}"
+    )
+    if "gepa/kept" in m:
+        line += f", kept {m['gepa/kept']} of {m.get('gepa/proposals', 0)} this iteration"
+    return line + f", elapsed {format_duration(elapsed_s)}"
+
+
 @contextmanager
 def live_front(enabled: bool) -> Iterator[Callable[[GepaProgress], None] | None]:
-    """An ``on_iteration`` hook that redraws the front, or None when not on a terminal."""
+    """An ``on_iteration`` hook: a redrawn front on a terminal, else one timestamped line per iteration."""
     if not enabled:
-        yield None
+        import time
+
+        from ..progress import say
+
+        start = time.monotonic()
+        yield lambda progress: say(progress_line(progress, time.monotonic() - start))
         return
     from ..progress import console
 

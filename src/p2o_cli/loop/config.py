@@ -14,6 +14,7 @@ from ..mining import MiningConfig
 from ..reward import RewardConfig
 from ..rl.config import TrainConfig
 from ..rollout import RolloutConfig
+from ..tracking import TrackingConfig
 
 
 @dataclass
@@ -43,7 +44,9 @@ class RunConfig(Config):
     reflector: ReflectorConfig = section(ReflectorConfig)
     assign: AssignConfig = section(AssignConfig)
     eval: EvalConfig = section(EvalConfig)
-    engine: EngineConfig = section(EngineConfig)
+    # The trainer's weights and optimizer stay resident beside the engine on the same GPU.
+    engine: EngineConfig = section(EngineConfig, gpu_memory_utilization=0.5)
+    tracking: TrackingConfig = section(TrackingConfig)
     reward: RewardConfig = section(RewardConfig)
 
     def __post_init__(self) -> None:

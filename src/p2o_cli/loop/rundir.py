@@ -10,7 +10,6 @@ from typing import Any
 from ..errors import P2OError
 from ..records import (
     Rollout,
-    append_jsonl,
     from_dict,
     iter_json_lines,
     read_json_object,
@@ -34,7 +33,11 @@ class RunState:
 
 class RunDir:
     def __init__(self, root: str | Path):
+        from ..tracking import MetricsLogger
+
         self.root = Path(root)
+        # Replaced by P2ORun with one that also feeds the trackers.
+        self.logger = MetricsLogger(self.metrics)
 
     def epoch_dir(self, epoch: int) -> Path:
         path = self.root / f"epoch-{epoch}"
@@ -77,7 +80,7 @@ class RunDir:
         write_json(self.state_path, dataclasses.asdict(state))
 
     def log(self, row: dict[str, Any]) -> None:
-        append_jsonl(self.metrics, row)
+        self.logger.log(row)
 
     def truncate_metrics(self, state: RunState) -> None:
         """Drop metric lines written after the checkpoint we resume from (they will be redone)."""

@@ -23,7 +23,6 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..config import to_dict
@@ -43,18 +42,11 @@ from ..records import (
     write_records,
 )
 from ..rollout import generate_rollouts
+from ..runs import RunSummary, last_eval
 from .config import RunConfig
 from .rundir import RunDir, RunState
 
 # ---------------------------------------------------------------- the loop
-
-
-@dataclass
-class RunSummary:
-    steps: int
-    epochs: int
-    hard_counts: list[int]
-    final_eval: dict[str, float]
 
 
 Printer = Callable[[str], None]
@@ -76,11 +68,19 @@ class P2ORun:
             self.state = RunState()
             self.dir.root.mkdir(parents=True, exist_ok=True)
         write_json(self.dir.root / "config.json", to_dict(cfg))
+        from ..tracking import open_metrics_logger
+
+        self.dir.logger = open_metrics_logger(self.dir.metrics, cfg.tracking.report_to, self.dir.root,
+                                              cfg.name or self.dir.root.name, to_dict(cfg))
         self.problems = load_training_problems(cfg.data, cfg.problems)
         if not self.problems:
             raise P2OError(f"{cfg.data}: no problems")
         self.batches_per_epoch = -(-len(self.problems) // cfg.batch_size)
-        self._open_models()
+        # A finished run resumed with more --epochs continues; one resumed as it was is only reported.
+        self.finished = self.state.done and self.state.epoch >= cfg.epochs
+        self.state.done = self.finished
+        if not self.finished:
+            self._open_models()
 
     # ------------------------------------------------------------ set-up
 
@@ -105,14 +105,20 @@ class P2ORun:
         if self.engine_name == "hf":
             from ..engines.hf import HFEngine
 
-            # The engine samples the trainer's own model object: no weight copy after a step.
-            return HFEngine(self.trainer.model, self.tokenizer, device=str(self.trainer.accelerator.device),
-                            batch_size=self.cfg.engine.gen_batch_size)
+            # The engine samples the trainer's own model object: no weight copy after a step
+            # (under LoRA, the base model with the adapter layers in it).
+            model = self.trainer.model
+            return HFEngine(model.get_base_model() if hasattr(model, "peft_config") else model, self.tokenizer,
+                            device=str(self.trainer.accelerator.device), batch_size=self.cfg.engine.gen_batch_size)
         from ..engines import load_engine
+        from ..engines.vllm import engine_options
 
-        engine = load_engine(self.engine_name, self.state.checkpoint or self.cfg.model, device=self.cfg.engine.device,
-                             batch_size=self.cfg.engine.gen_batch_size)
-        engine.update_weights(self.trainer.model.state_dict())
+        # vLLM loads the weights it is given as a plain model: the merged ones under LoRA.
+        eng = self.cfg.engine
+        engine = load_engine(self.engine_name, self.state.checkpoint or self.cfg.model, device=eng.device,
+                             batch_size=eng.gen_batch_size,
+                             **engine_options(eng.gpu_memory_utilization, eng.tensor_parallel_size, eng.vllm_sleep))
+        engine.update_weights(self.trainer.policy_state_dict())
         return engine
 
     def reflector(self) -> Any:
@@ -138,8 +144,10 @@ class P2ORun:
                                    gepa_max_new_tokens=gepa.gepa_max_new_tokens or self.cfg.rollout.max_new_tokens)
 
     def close(self) -> None:
-        self.scorer.close()
-        self.engine.close()
+        if not self.finished:
+            self.scorer.close()
+            self.engine.close()
+        self.dir.logger.close()
 
     # ------------------------------------------------------------ phases
 
@@ -161,14 +169,21 @@ class P2ORun:
         cfg = self.cfg
         t0, reward_s = time.perf_counter(), self.scorer.seconds
         rollout_cfg = dataclasses.replace(cfg.rollout, seed=cfg.seed * 100_003 + self.state.step,
-                                          policy_version=self.state.step)
-        rollouts = generate_rollouts(self.engine, self.tokenizer, batch, rollout_cfg, self.scorer, assignments,
-                                     templates)
+                                          policy_version=self.state.step, model=cfg.model)
+        from ..progress import generation_progress
+
+        with generation_progress(f"step {self.state.step + 1} rollout", len(batch) * cfg.rollout.k,
+                                 transient=True) as progress:
+            rollouts = generate_rollouts(self.engine, self.tokenizer, batch, rollout_cfg, self.scorer, assignments,
+                                         templates, progress)
+        sleep = getattr(self.engine, "sleep", None)
+        if sleep is not None:
+            sleep(level=2)  # frees the GPU for training when sleep mode is on (weights reloaded below)
         t1, reward_s = time.perf_counter(), self.scorer.seconds - reward_s
         self._in_step = True
         metrics = self.trainer.step(rollouts)
         if self.engine_name != "hf":
-            self.engine.update_weights(self.trainer.model.state_dict())
+            self.engine.update_weights(self.trainer.policy_state_dict())
         self.state.step += 1
         self.state.batch += 1
         self._in_step = False
@@ -198,7 +213,12 @@ class P2ORun:
         cfg = self.cfg
         eval_cfg = dataclasses.replace(cfg.eval,
                                        eval_max_new_tokens=cfg.eval.eval_max_new_tokens or cfg.rollout.max_new_tokens)
-        results, _ = evaluate(self.engine, self.tokenizer, eval_cfg, self.scorer)
+        from functools import partial
+
+        from ..progress import generation_progress
+
+        results, _ = evaluate(self.engine, self.tokenizer, eval_cfg, self.scorer,
+                              progress_factory=partial(generation_progress, transient=True))
         scores = {f"eval/{name}/accuracy": r["accuracy"] for name, r in results["benchmarks"].items()}
         self.dir.log({"training/step": self.state.step, "epoch": self.state.epoch, **scores})
         self.say("eval at step {}: {}".format(
@@ -250,6 +270,10 @@ class P2ORun:
 
     def run(self) -> RunSummary:
         cfg = self.cfg
+        if self.finished:
+            # Nothing left to do: report the run as it ended instead of evaluating it again.
+            self.say(f"{self.dir.root}: the run is already finished; nothing to resume")
+            return self.summary(last_eval(self.dir.metrics))
         final_eval: dict[str, float] = {}
         if self.state.step == 0 and self.state.batch == 0 and self.state.epoch == 0 and cfg.eval.bench:
             final_eval = self.evaluate()
@@ -284,8 +308,11 @@ class P2ORun:
             final_eval = self.evaluate()
         self.state.done = True
         self.dir.write_state(self.state)
+        return self.summary(final_eval)
+
+    def summary(self, final_eval: dict[str, float]) -> RunSummary:
         counts = [row["epoch/hard_count"] for _, row in iter_json_lines(self.dir.metrics) if "epoch/hard_count" in row]
-        return RunSummary(self.state.step, cfg.epochs, counts, final_eval)
+        return RunSummary(self.state.step, self.cfg.epochs, counts, final_eval)
 
     def epoch_hard(self, epoch: int, n_batches: int) -> list[Hard]:
         edir = self.dir.epoch_dir(epoch)

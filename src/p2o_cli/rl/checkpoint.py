@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +174,12 @@ def save_checkpoint(
     optimizer_state: dict[str, Any] | None,
     trainer_state: dict[str, Any],
     config: dict[str, Any] | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> None:
-    """Write the whole checkpoint into a temporary directory and rename it into place."""
+    """Write the whole checkpoint into a temporary directory and rename it into place.
+
+    ``extra(tmp)`` writes further files (adapter, master weights) into it before the rename.
+    """
     with atomic_path(out_dir, kind="checkpoint") as tmp:
         tmp.mkdir()
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
@@ -186,6 +191,8 @@ def save_checkpoint(
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2) + "\n")
         if config is not None:
             (tmp / TRAIN_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
+        if extra is not None:
+            extra(tmp)
         fault("save")  # reliability tests: killed with the checkpoint written but not in place
 
 
@@ -209,6 +216,11 @@ def save_trainer(trainer: Any, out_dir: str | Path, config: dict[str, Any]) -> N
             options=StateDictOptions(full_state_dict=True, cpu_offload=True),
         )
     if acc.is_main_process:
-        save_checkpoint(out_dir, trainer.model, trainer.tokenizer, state_dict=state_dict,
-                        optimizer_state=optimizer_state, trainer_state=trainer.state(), config=config)
+        from .export import checkpoint_payload
+
+        model, state_dict, write_extra = checkpoint_payload(trainer.model, state_dict, trainer.cfg,
+                                                            trainer.source_dtype)
+        save_checkpoint(out_dir, model, trainer.tokenizer, state_dict=state_dict,
+                        optimizer_state=optimizer_state if trainer.cfg.save_optimizer else None,
+                        trainer_state=trainer.state(), config=config, extra=write_extra)
     acc.wait_for_everyone()

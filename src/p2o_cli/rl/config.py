@@ -72,6 +72,17 @@ class TrainConfig(Config):
     bf16: bool = option(True, help="bf16 autocast on GPU (CPU always runs fp32).")
     attn_implementation: str | None = option(None, help="sdpa, eager, flash_attention_2 … (default: the model's).")
     log_entropy: bool = option(True, help="Log the policy's token entropy.")
+    # Checkpoint format: weights in save_dtype ("auto" = the source model's config dtype when
+    # bf16/fp16, else fp32); the optimizer state (and, under bf16, fp32 master weights) only with
+    # save_optimizer — without it a chained train-step starts a fresh optimizer.
+    save_optimizer: bool = option(True, help="Write the optimizer state (and fp32 master weights when saving bf16) "
+                                             "so a chained train-step or a resumed run continues it.")
+    save_dtype: str = option("auto", choices=("auto", "float32", "bfloat16", "float16"),
+                             help="Dtype of the saved model weights: auto (the model config's), float32, bfloat16.")
+    lora_r: int = option(0, min=0, help="LoRA rank (0 = full fine-tuning); needs peft.")
+    lora_alpha: float | None = option(None, above=0.0, help="LoRA alpha (default: 2 x --lora-r).")
+    lora_target_modules: str = option("all-linear", help="Modules LoRA adapts: all-linear or a comma list "
+                                                         "(q_proj,v_proj).")
     seed: int = seed_option()
 
     def __post_init__(self) -> None:
@@ -95,8 +106,14 @@ class TrainConfig(Config):
             raise ConfigError(f"--clip-low must be below 1, got {self.clip_low}")
 
     def check(self) -> None:
-        """The names of registered functions (importing the registries imports torch)."""
+        """The names of registered functions and LoRA's needs (these imports import torch)."""
         from . import core_algos as ca
+        from .lora import peft_available, target_modules
+
+        if self.lora_r > 0:
+            if not peft_available():
+                raise ConfigError("--lora-r needs the peft package: pip install 'p2o-cli[lora]'")
+            target_modules(self.lora_target_modules)
 
         for lookup, name in ((ca.get_advantage_estimator, self.adv_estimator), (ca.get_policy_loss, self.policy_loss),
                              (ca.get_kl_penalty, self.kl_penalty)):

@@ -3,8 +3,10 @@ and flat per-token tensors as padded rows."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -132,3 +134,25 @@ def stack_rows(rows: Sequence[Tensor], fill: float = 0.0) -> Tensor:
 def length_mask(lengths: Sequence[int], device: torch.device | str | None = None) -> Tensor:
     width = max(lengths, default=0)
     return torch.arange(width, device=device)[None, :] < torch.tensor(list(lengths), device=device)[:, None]
+
+
+def micro_batch_log_probs(model: Any, mb: Any, device: torch.device, temperature: float, bf16: bool,
+                          entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Per-response-token log-probs ``[N]`` (and entropies) of a micro-batch under ``model``."""
+    mb = mb.to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with autocast:
+        # Logits only where they predict a response token (packed), or over each row's tail
+        # that holds every response (padded).
+        out = model(**mb.forward_kwargs())
+    logits = mb.select_logits(out.logits)
+    if temperature != 1.0:
+        # In place: [tokens, vocab] is the largest tensor of the step, and lm_head's backward
+        # needs its input, not this output.
+        logits = logits.div_(temperature)
+    logp = token_log_probs(logits, mb.targets)
+    ent = None
+    if entropy:
+        with torch.no_grad():
+            ent = entropy_from_logits(logits.detach())
+    return logp, ent

@@ -54,6 +54,7 @@ from .checkpoint import (
     save_trainer,
 )
 from .config import TrainConfig, lr_at
+from .logprobs import micro_batch_log_probs
 from .metrics import StepSums, step_metrics
 
 # perf/attention_path's value is the index of the path that ran.
@@ -99,7 +100,7 @@ class PolicyTrainer:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         optimizer = torch.optim.AdamW(
-            model.parameters(),
+            [p for p in model.parameters() if p.requires_grad],  # LoRA: the adapter only
             lr=float(self.cfg.lr),  # type: ignore[arg-type]
             betas=self.cfg.adam_betas,
             eps=self.cfg.adam_eps,
@@ -131,6 +132,7 @@ class PolicyTrainer:
         else:
             torch.manual_seed(self.cfg.seed)
         self.last_metrics: dict[str, float] = {}
+        self.source_dtype: Any = None
 
     @classmethod
     def from_checkpoint(cls, model_dir: str | Path, cfg: TrainConfig, accelerator: Any = None) -> PolicyTrainer:
@@ -146,15 +148,27 @@ class PolicyTrainer:
             raise FileNotFoundError(f"{model_dir}: no such model directory")
         state = read_trainer_state(model_dir)
         extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **extra)
+        from .export import load_policy, optimizer_matches
+
+        model, source_dtype = load_policy(model_dir, cfg, extra)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         opt_path = model_dir / OPTIMIZER_STATE
         optimizer_state = load_optimizer_state(opt_path) if opt_path.is_file() else None
+        if optimizer_state is not None and not optimizer_matches(optimizer_state, lora=cfg.lora_r > 0):
+            optimizer_state = None  # switching between LoRA and full fine-tuning starts a fresh optimizer
         ref = None
         if cfg.kl_coef > 0:
             ref = AutoModelForCausalLM.from_pretrained(cfg.ref_model, dtype=torch.float32, **extra)
-        return cls(model, tokenizer, cfg, accelerator=accelerator, ref_model=ref, state=state,
-                   optimizer_state=optimizer_state)
+        trainer = cls(model, tokenizer, cfg, accelerator=accelerator, ref_model=ref, state=state,
+                      optimizer_state=optimizer_state)
+        trainer.source_dtype = source_dtype  # "auto" checkpoints are written in it
+        return trainer
+
+    def policy_state_dict(self) -> dict[str, Tensor]:
+        """The policy's weights under the plain model's names (LoRA merged): what an engine loads."""
+        from .lora import merged_state_dict
+
+        return merged_state_dict(self.model)
 
     # ------------------------------------------------------------ public API
 
@@ -253,29 +267,9 @@ class PolicyTrainer:
         finally:
             self.wrapped.train(was_training)
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.accelerator.device.type == "cuda" and self.cfg.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def _log_probs(self, model: Any, mb: MicroBatch, entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Per-response-token log-probs ``[N]`` (and entropies) of a micro-batch."""
-        mb = mb.to(self.accelerator.device)
-        with self._autocast():
-            # Logits only where they predict a response token (packed), or over each row's tail
-            # that holds every response (padded).
-            out = model(**mb.forward_kwargs())
-        logits = mb.select_logits(out.logits)
-        if self.cfg.temperature != 1.0:
-            # In place: [tokens, vocab] is the largest tensor of the step, and lm_head's backward
-            # needs its input, not this output.
-            logits = logits.div_(self.cfg.temperature)
-        logp = ca.token_log_probs(logits, mb.targets)
-        ent = None
-        if entropy:
-            with torch.no_grad():
-                ent = ca.entropy_from_logits(logits.detach())
-        return logp, ent
+        bf16 = self.accelerator.device.type == "cuda" and self.cfg.bf16
+        return micro_batch_log_probs(model, mb, self.accelerator.device, self.cfg.temperature, bf16, entropy)
 
     @torch.no_grad()
     def _score(self, plan: Plan, sums: StepSums) -> dict[str, Any]:

@@ -1,0 +1,39 @@
+"""Pieces of ``p2o run`` that need no model: the last eval, the closing summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .records import iter_json_lines
+
+
+@dataclass
+class RunSummary:
+    steps: int
+    epochs: int
+    hard_counts: list[int]
+    final_eval: dict[str, float]
+
+
+def last_eval(metrics_path: Path) -> dict[str, float]:
+    """The last evaluation row of a metrics file, as ``{"eval/NAME/accuracy": value}``."""
+    found: dict[str, float] = {}
+    if metrics_path.is_file():
+        for _, row in iter_json_lines(metrics_path):
+            scores = {k: v for k, v in row.items() if k.startswith("eval/")}
+            if scores:
+                found = scores
+    return found
+
+
+def format_summary(summary: RunSummary, run_dir: str | Path) -> str:
+    """The end of ``p2o run`` as a person reads it (one fact per line)."""
+    lines = [f"done: {summary.steps} train steps over {summary.epochs} epochs"]
+    if summary.hard_counts:
+        lines.append("hard problems per epoch: " + " → ".join(str(c) for c in summary.hard_counts))
+    if summary.final_eval:
+        scores = ", ".join(f"{key.split('/')[1]} {value:.1f}%" for key, value in summary.final_eval.items())
+        lines.append(f"final eval: {scores}")
+    lines.append(f"run directory: {run_dir}")
+    return "\n".join(lines)
