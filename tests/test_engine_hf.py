@@ -79,6 +79,6 @@ def test_small_model_samples_on_one_cpu_thread_and_restores_the_count(tiny_model
     seen: list[int] = []
     before = torch.get_num_threads()
     engine.generate(["1+1="], n=2, max_new_tokens=3, progress=lambda *_: seen.append(torch.get_num_threads()))
-    assert seen == [1] and torch.get_num_threads() == before
+    assert seen and set(seen) == {1} and torch.get_num_threads() == before  # progress comes per decode step
     engine.model.config.hidden_size = 4096  # a model wide enough for threads to pay: torch's setting
     assert decode_threads(engine.model, torch.device("cpu")) is None

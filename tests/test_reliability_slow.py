@@ -39,25 +39,8 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZ
 # ---------------------------------------------------------------- kill and resume
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    rows = [{"id": f"q{i}", "problem": f"What is {i}+{i + 1}?", "answer": str(2 * i + 1)} for i in range(8)]
-    (root / "train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    (root / "bench").mkdir()
-    (root / "bench" / "toy-mini.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows[:4]))
-    return root
-
-
-def run_args(model: Path, world: Path, out: Path) -> list[str]:
-    return [
-        *P2O, "run", "--model", str(model), "--data", str(world / "train.jsonl"), "--out", str(out),
-        "--epochs", "2", "--batch-size", "4", "--k", "2", "--max-new-tokens", "6", "--temperature", "1.0",
-        "--lr", "1e-3", "--min-hard", "2", "--reflector", "toy", "--width", "2", "--minibatch", "2",
-        "--budget", "16", "--dev-size", "2", "--gepa-max-new-tokens", "6", "--bench", "toy-mini",
-        "--data-dir", str(world / "bench"), "--eval-n", "1", "--eval-temperature", "0", "--eval-every", "2",
-        "--save-every", "1", "--keep-last", "2",
-    ]
+# The miniature run of tests/test_loop.py: its world and its flags.
+from test_loop import run_args, world  # noqa: E402, F401 - world is a fixture
 
 
 @pytest.fixture(scope="module")
