@@ -18,7 +18,6 @@ from typing import Any
 
 from .config import Config, option
 from .errors import P2OError
-from .grading import KEEP_UNITS, qwen_extract_raw, qwen_gold, qwen_strip
 from .normalize import normalize_numbers, small_numbers_differ, tidy_gold
 
 # 10x the longest gold answer in our data (210 chars); longer boxes are degenerate generations
@@ -149,6 +148,12 @@ def _judge(pred: str, gold: str, grader: str, bench: str | None = None) -> bool:
     """
     if grader != "qwen":
         return answers_match(pred, gold)
+    from .grading import (  # compiled patterns: loaded when first graded
+        KEEP_UNITS,
+        qwen_gold,
+        qwen_strip,
+    )
+
     keep = bench in KEEP_UNITS
     pred_suite, gold_suite = qwen_strip(qwen_strip(pred, keep), keep), qwen_gold(gold, bench)
     if pred_suite and pred_suite.lower() == gold_suite.lower():
@@ -164,6 +169,8 @@ def _final_answer(
     strict: the last box, twice. qwen: the suite's normalised prediction, then its raw extraction.
     """
     if grader == "qwen":
+        from .grading import KEEP_UNITS, qwen_extract_raw, qwen_strip
+
         raw = qwen_extract_raw(response)
         keep = bench in KEEP_UNITS
         return qwen_strip(qwen_strip(raw, keep), keep), raw, bool(raw.strip()) and len(raw) <= MAX_PRED_CHARS

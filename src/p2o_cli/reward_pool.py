@@ -19,9 +19,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .grading import KEEP_UNITS
 from .reward import (
     _CACHE_LIMIT,
-    KEEP_UNITS,
     RewardResult,
     _final_answer,
     _judge,

@@ -11,7 +11,7 @@ from ..evaluate import EvalConfig
 from .app import app
 from .options import command
 
-data_app = typer.Typer(name="data", help="Training-set recipes and benchmark checks.", no_args_is_help=True)
+data_app = typer.Typer(name="data", help="Training-set recipes and benchmark checks.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 

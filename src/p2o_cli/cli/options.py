@@ -14,7 +14,6 @@ from contextvars import ContextVar
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 
 from ..config import ALIASES, Spec, base_type, build, option_specs, read_config_file
 from ._errors import reported_errors
@@ -35,7 +34,7 @@ def help_text(spec: Spec) -> str:
     text = spec.meta["help"]
     if spec.name in _ALIAS_OF:
         text += f" (config alias: {_ALIAS_OF[spec.name]})"
-    return escape(text)
+    return text
 
 
 def shown_default(spec: Spec) -> str | bool:
@@ -43,7 +42,7 @@ def shown_default(spec: Spec) -> str | bool:
         return False
     if isinstance(spec.default, bool):
         return "on" if spec.default else "off"
-    return escape(str(spec.default))
+    return str(spec.default)
 
 
 def typer_parameter(spec: Spec) -> inspect.Parameter:

@@ -18,6 +18,7 @@ toy_app = typer.Typer(
     name="toy",
     help="The toy world: a tiny model whose step-by-step reasoning a good instruction unlocks.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(toy_app, name="toy")
 
