@@ -200,3 +200,13 @@ def test_readme_option_reference_is_current() -> None:
     readme = (SRC.parents[1] / "README.md").read_text()
     section = readme.split("<!-- options:start -->\n")[1].split("<!-- options:end -->")[0]
     assert section == options_markdown(RunConfig), "run `make options-doc`"
+
+
+def test_run_checks_the_reflector_key_before_any_model_loads(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("MOONSHOT_API_KEY", raising=False)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "q", "problem": "1+1?", "answer": "2"}\n')
+    # The model path does not exist: reaching the model would fail differently.
+    result = runner.invoke(app, ["run", "--model", str(tmp_path / "no-model"), "--data", str(data),
+                                 "--out", str(tmp_path / "run"), "--reflector", "kimi"])
+    assert result.exit_code == 2 and "MOONSHOT_API_KEY is not set" in result.output
