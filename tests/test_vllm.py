@@ -100,6 +100,15 @@ def as_rows(completions) -> list[tuple]:
     return [(c.token_ids, c.text, c.finish_reason, c.n_tokens) for row in completions for c in row]
 
 
+def near_tie(model, tok, prompt: str, ids_a: list[int], ids_b: list[int]) -> bool:
+    """Whether two greedy continuations part where ``model``'s two picks have (nearly) equal logits."""
+    at = next(i for i, (a, b) in enumerate(zip(ids_a, ids_b)) if a != b)
+    prefix = tok(prompt, add_special_tokens=False)["input_ids"] + list(ids_a[:at])
+    with torch.no_grad():
+        logits = model(torch.tensor([prefix])).logits[0, -1].double()
+    return abs(float(logits[ids_a[at]] - logits[ids_b[at]])) < 1e-3
+
+
 def p2o(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "p2o_cli", *args], check=False, capture_output=True, env=ENV,
                             timeout=timeout)
@@ -290,7 +299,11 @@ def test_weights_after_a_train_step_match_a_fresh_load(vmodel, vengine, tmp_path
     updated = vengine.generate(prompts, n=1, temperature=0.0, max_new_tokens=MAX_NEW)
     assert as_rows(updated) != as_rows(before), "the train step did not change greedy outputs; the test is void"
     reference = HFEngine(trainer.model, tok, device="cpu").generate(prompts, n=1, temperature=0.0, max_new_tokens=MAX_NEW)
-    assert as_rows(updated) == as_rows(reference)
+    # Token for token, except where two engines' float sums may flip a greedy pick between two
+    # tokens whose logits tie: there the HF logits of both picks must be equal to 1e-3.
+    for prompt, got, want in zip(prompts, as_rows(updated), as_rows(reference)):
+        if got != want:
+            assert near_tie(trainer.model, tok, prompt, got[0], want[0]), (got, want)
 
     # A fresh vLLM process on the saved checkpoint (p2o rollout --engine vllm, greedy).
     ckpt = tmp_path / "step-1"
@@ -308,7 +321,10 @@ def test_weights_after_a_train_step_match_a_fresh_load(vmodel, vengine, tmp_path
     # Back to the original weights for the tests that share this engine.
     from safetensors.torch import load_file
 
-    vengine.update_weights(load_file(str(vmodel / "model.safetensors")))
+    original = load_file(str(vmodel / "model.safetensors"))
+    # The file stores tied weights once; the engine also took a trained lm_head above.
+    original.setdefault("lm_head.weight", original["model.embed_tokens.weight"])
+    vengine.update_weights(original)
     assert as_rows(vengine.generate(prompts, n=1, temperature=0.0, max_new_tokens=MAX_NEW)) == as_rows(before)
 
 
