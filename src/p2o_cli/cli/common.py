@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..records import STDIO
 
 
 def quiet_libraries() -> None:
@@ -31,7 +30,3 @@ def samples_path(results_path: str) -> str:
     """Where ``p2o eval`` writes per-sample records beside ``results.json``."""
     path = Path(results_path)
     return str(path.with_name(path.stem + ".samples.jsonl"))
-
-
-def is_stdio(path: str | None) -> bool:
-    return path == STDIO
