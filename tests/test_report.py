@@ -98,7 +98,7 @@ def test_a_run_keeps_its_colour_in_every_plot(tmp_path, monkeypatch) -> None:
     rows = [r for r in rows if not any(k.startswith(("gepa/", "eval/")) for k in r)]
     (runs[1] / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     colours: dict[str, set[str]] = {}
-    real_save = report._save
+    real_save = report.save_figure
 
     def spy(fig, path, **kw):
         for ax in fig.axes:
@@ -108,7 +108,7 @@ def test_a_run_keeps_its_colour_in_every_plot(tmp_path, monkeypatch) -> None:
                     colours.setdefault(label, set()).add(str(line.get_color()))
         return real_save(fig, path, **kw)
 
-    monkeypatch.setattr(report, "_save", spy)
+    monkeypatch.setattr(report, "save_figure", spy)
     report.write_report(runs, tmp_path / "out")
     assert set(colours) == {"a", "b", "c"}
     assert all(len(c) == 1 for c in colours.values()), colours

@@ -110,7 +110,7 @@ def test_pretraining_mix_follows_the_rule_and_holds_out_problems() -> None:
     rng = random.Random(0)
     excluded = {(10, 11)}
     seen_kinds = set()
-    stream = example_stream(tok, triggers, cfg, excluded, rng)
+    stream = example_stream(tok, dict.fromkeys(triggers, 1.0), cfg, excluded, rng)  # all-or-nothing
     for _ in range(400):
         ex = next(stream)
         seen_kinds.add(ex.kind)
@@ -125,6 +125,44 @@ def test_pretraining_mix_follows_the_rule_and_holds_out_problems() -> None:
         assert len(ops) in ((2,) if ex.kind.endswith("easy") else cfg.hard_operands)
         assert ex.response == (step_solution(ops) if steps else direct_solution(ops))
     assert seen_kinds == set(cfg.mix)
+
+
+def test_graded_world_opens_with_steps_at_each_templates_strength() -> None:
+    from p2o_cli.toy.lexicon import draw_strengths, template_strength
+    from p2o_cli.toy.pretrain import PretrainConfig, example_stream
+    from p2o_cli.toy.tiny import char_tokenizer
+
+    triggers = draw_triggers(3)
+    strengths = draw_strengths(3, triggers, None)
+    # Three triggers at distinct drawn levels, each with a partial synonym at half its strength.
+    assert list(strengths)[:3] == triggers and len({strengths[t] for t in triggers}) == 3
+    assert sorted(strengths[p] for p in list(strengths)[3:]) == sorted(strengths[t] / 2 for t in triggers)
+    assert draw_strengths(3, triggers, [1.0]) == dict.fromkeys(triggers, 1.0)  # all-or-nothing: no partials
+    cfg = PretrainConfig(plain_cot_frac=0.0, mix={"trigger-hard": 1.0})
+    stream = example_stream(char_tokenizer(), strengths, cfg, set(), random.Random(0))
+    by_level: dict[float, list[bool]] = {}
+    for _ in range(4000):
+        ex = next(stream)
+        template = ex.prompt.split("\n", 1)[1].split("\n\n")[0]
+        by_level.setdefault(template_strength(template, strengths), []).append(not ex.response.startswith("\\boxed"))
+    assert 0.0 not in by_level  # every trigger example holds an acting phrase
+    for level, steps in by_level.items():
+        assert abs(sum(steps) / len(steps) - level) < 0.06, (level, len(steps))
+
+
+@pytest.mark.parametrize("spec, levels", [("mix", None), ("1.0", [1.0]), ("0.25, 0.5,1", [0.25, 0.5, 1.0])])
+def test_trigger_strength_spec(spec, levels) -> None:
+    from p2o_cli.toy.lexicon import parse_strength
+
+    assert parse_strength(spec) == levels
+
+
+@pytest.mark.parametrize("spec", ["0", "1.5", "strong", ""])
+def test_trigger_strength_spec_refuses_levels_outside_0_1(spec) -> None:
+    from p2o_cli.toy.lexicon import parse_strength
+
+    with pytest.raises(ValueError):
+        parse_strength(spec)
 
 
 # ---------------------------------------------------------------- the world
@@ -327,8 +365,8 @@ def test_toy_trace_counts_plain_hard_rollouts_that_open_with_a_step(tmp_path: Pa
     from typer.testing import CliRunner
 
     from p2o_cli.cli import app
-    from p2o_cli.records import Rollout, write_records
     from p2o_cli.loop import RunDir
+    from p2o_cli.records import Rollout, write_records
     from p2o_cli.toy.world import plain_step_share
 
     def rollout(pid: str, k: int, response: str, template: str | None = None) -> Rollout:
@@ -366,3 +404,113 @@ def test_missed_world_targets_are_named() -> None:
     assert "best template toy-hard pass@6 is 21.1% (target > 50%)" in line
     lines = missed_targets(measured(0.10, 0.50))  # both bounds are strict
     assert len(lines) == 2 and "plain toy-hard pass@6 is 10.0% (target < 10%)" in lines[0]
+
+
+def test_toy_init_gives_byte_identical_weights_beside_a_busy_process(tmp_path: Path) -> None:
+    """The thread count is part of the recipe, so machine load cannot change the world."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from p2o_cli.cli import app
+
+    def init(out: Path) -> bytes:
+        args = ["toy", "init", "--out", str(out), "--seed", "7", "--n-train", "8", "--n-dev", "4", "--n-bench", "4",
+                "--pretrain-steps", "40", "--hidden-size", "32", "--num-layers", "1", "--no-measure"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        world = orjson.loads((out / "world.json").read_bytes())
+        assert world["pretrain"]["config"]["threads"] == 1 and world["pretrain"]["threads"] == 1
+        return (out / "model" / "model.safetensors").read_bytes()
+
+    quiet = init(tmp_path / "a")
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        busy = init(tmp_path / "b")
+    finally:
+        for hog in hogs:
+            hog.kill()
+    assert quiet == busy
+
+
+TINY_RUN = """
+epochs = 2
+batch_size = 4
+limit = 8
+min_hard = 1
+eval_every = 0
+[rollout]
+k = 2
+max_new_tokens = 6
+temperature = 1.0
+[train]
+lr = 1e-3
+template_ratio_mask = "none"
+[reflector]
+reflector = "toy"
+[gepa]
+width = 2
+minibatch = 2
+budget = 16
+dev_size = 2
+gepa_max_new_tokens = 6
+[eval]
+bench = ["toy-hard"]
+eval_limit = 4
+"""
+
+
+def test_sweep_plan_resumes_partial_runs_and_skips_finished_ones(tmp_path: Path) -> None:
+    from p2o_cli.toy.sweep import SweepPlan, run_command, world_command
+
+    plan = SweepPlan(tmp_path, [5], ["grpo", "p2o-no-distill"], tmp_path / "run.toml", 1)
+    assert world_command(plan, 5)[:6] == ["toy", "init", "--out", str(tmp_path / "world-5"), "--seed", "5"]
+    args = run_command(plan, 5, "p2o-no-distill")
+    assert args[:3] == ["run", "--config", str(tmp_path / "run.toml")]
+    assert args[-4:] == ["--name", "p2o-no-distill", "--distill", "none"] and args[args.index("--seed") + 1] == "5"
+    run = plan.run_dir(5, "grpo")
+    run.mkdir(parents=True)
+    (run / "state.json").write_bytes(orjson.dumps({"done": False}))
+    assert run_command(plan, 5, "grpo") == ["run", "--resume", str(run)]
+    (run / "state.json").write_bytes(orjson.dumps({"done": True}))
+    assert run_command(plan, 5, "grpo") is None
+
+
+@pytest.mark.parametrize("flag, value", [("--seeds", "1,x"), ("--variants", "grpo,dpo"), ("--trigger-strength", "0")])
+def test_sweep_refuses_bad_lists(tmp_path: Path, flag: str, value: str) -> None:
+    from typer.testing import CliRunner
+
+    from p2o_cli.cli import app
+
+    result = CliRunner().invoke(app, ["toy", "sweep", "--out", str(tmp_path / "s"), flag, value])
+    assert result.exit_code == 2 and flag in result.output, result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recompute(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from p2o_cli.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "sweep"
+    world = ["toy", "init", "--out", str(out / "world-9"), "--seed", "9", "--n-train", "8", "--n-dev", "4",
+             "--n-bench", "4", "--pretrain-steps", "2", "--hidden-size", "32", "--num-layers", "1", "--no-measure"]
+    assert runner.invoke(app, world).exit_code == 0
+    (tmp_path / "run.toml").write_text(TINY_RUN)
+    args = ["toy", "sweep", "--out", str(out), "--seeds", "9", "--variants", "grpo,p2o", "--jobs", "2",
+            "--run-config", str(tmp_path / "run.toml")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for variant in ("grpo", "p2o"):
+        state = orjson.loads((out / "runs-9" / variant / "state.json").read_bytes())
+        assert state["done"] and (out / "logs" / f"9-{variant}.log").is_file()
+    config = orjson.loads((out / "runs-9" / "grpo" / "config.json").read_bytes())
+    assert config["no_gepa"] and config["seed"] == 9 and config["name"] == "grpo"
+    report = (out / "report" / "report.md").read_text()
+    assert "| GRPO (`--no-gepa`) | 1 |" in report and "| P²O, paper's group baseline | 1 |" in report
+    metrics = (out / "runs-9" / "p2o" / "metrics.jsonl").read_bytes()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and again.output.count("skip") == 2, again.output
+    assert (out / "runs-9" / "p2o" / "metrics.jsonl").read_bytes() == metrics

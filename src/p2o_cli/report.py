@@ -174,7 +174,7 @@ def _plot(ax: Any, xs: list[float], ys: list[float], style: dict[str, Any], labe
             markerfacecolor="none", linewidth=style["linewidth"], label=label, **kw)
 
 
-def _save(fig: Any, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+def save_figure(fig: Any, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout(rect=rect)
@@ -206,7 +206,7 @@ def plot_training_reward(runs: Sequence[RunSeries], styles: dict[str, dict[str, 
     _axis(ax, "Training reward (EMA 0.8; raw faint)", "training step", values, bounded=1.0)
     ax.set_ylabel("mean reward")
     ax.legend(fontsize=7, ncol=2)
-    return _save(fig, out / "training_reward.png")
+    return save_figure(fig, out / "training_reward.png")
 
 
 def plot_panels(runs: Sequence[RunSeries], styles: dict[str, dict[str, Any]], panels: Sequence[tuple[str, str, bool]],
@@ -234,7 +234,7 @@ def plot_panels(runs: Sequence[RunSeries], styles: dict[str, dict[str, Any]], pa
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11, y=0.995, x=0.01, ha="left")
-    return _save(fig, path, rect=(0, 0, 1, 1 - 0.3 / (3.2 * rows + 0.5)))
+    return save_figure(fig, path, rect=(0, 0, 1, 1 - 0.3 / (3.2 * rows + 0.5)))
 
 
 def plot_single(runs: Sequence[RunSeries], styles: dict[str, dict[str, Any]], key: str, title: str, ylabel: str,
@@ -253,7 +253,7 @@ def plot_single(runs: Sequence[RunSeries], styles: dict[str, dict[str, Any]], ke
     _axis(ax, title, "epoch" if key.startswith(PER_EPOCH) else "training step", values, bounded)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, compare_paper: bool = False) -> list[Path]:

@@ -28,7 +28,7 @@ def measured_table(measured: dict[str, Any]) -> Any:
     """A rich table of :func:`measure_world`'s numbers (percentages)."""
     n = measured["n"]
     table = Table(title=f"toy world, T={measured['temperature']}, {n} samples per problem")
-    for col in ("prompt", "bench", f"pass@{n} %", "acc %", "step-start %"):
+    for col in ("prompt", "bench", f"pass@{n} %", "acc %", "step-start %", "strength %"):
         table.add_column(col, justify="left" if col in ("prompt", "bench") else "right")
     best = measured["best_template"]["template"]
     for key, row in measured["runs"].items():
@@ -41,6 +41,7 @@ def measured_table(measured: dict[str, Any]) -> Any:
             f"{100 * row[f'pass@{n}']:.1f}",
             f"{100 * row['accuracy']:.1f}",
             f"{100 * row['step_start']:.1f}",
+            f"{100 * row['strength']:.0f}" if row.get("strength") else "",
         )
     return table
 

@@ -19,6 +19,8 @@ class ReportJob(Config):
     out: str = option("report", help="Directory for the PNG plots and report.md.")
     compare: str | None = option(None, choices=("paper",), help="paper: add the P²O paper's published figures "
                                                                 "beside the runs' last evals.")
+    aggregate: bool = option(False, help="Runs that share a name (one per seed, as p2o toy sweep writes them) "
+                                         "become one row: mean ± std over seeds, bars with error bars.")
 
 
 @command(app, "report", ReportJob)
@@ -28,6 +30,11 @@ def report(job: ReportJob) -> None:
     from ..report import write_report
 
     check_output_path(job.out, "dir")
-    written = write_report(job.runs, job.out, compare_paper=job.compare == "paper")
+    if job.aggregate:
+        from ..aggregate import write_aggregate_report
+
+        written = write_aggregate_report(job.runs, job.out)
+    else:
+        written = write_report(job.runs, job.out, compare_paper=job.compare == "paper")
     typer.echo((Path(job.out) / "report.md").read_text())
     typer.echo(f"wrote {len(written)} files to {job.out}", err=True)

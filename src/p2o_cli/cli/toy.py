@@ -23,6 +23,22 @@ toy_app = typer.Typer(
 app.add_typer(toy_app, name="toy")
 
 
+def trigger_strength_option() -> Any:
+    return option("mix", help="How strongly each trigger switches reasoning on: 'mix' (levels drawn per trigger "
+                  "from 0.25/0.5/0.75/1, each with a partial synonym at half strength), one level for all (1.0: "
+                  "the all-or-nothing world), or one per trigger ('0.25,0.5,1').")
+
+
+def check_trigger_strength(spec: str) -> None:
+    from ..errors import ConfigError
+    from ..toy.lexicon import parse_strength
+
+    try:
+        parse_strength(spec)
+    except ValueError as err:
+        raise ConfigError(f"--trigger-strength: {err}") from None
+
+
 @dataclass
 class ToyInitJob(Config):
     out: str = option("", required=True,
@@ -34,9 +50,14 @@ class ToyInitJob(Config):
     pretrain_steps: int | None = option(None, min=1, help="Optimizer steps (default: the tuned budget).")
     hidden_size: int | None = option(None, min=8, help="Model width (default: the tuned size).")
     num_layers: int | None = option(None, min=1, help="Model depth (default: the tuned size).")
-    threads: int | None = option(None, min=1, help="Torch CPU threads (default: pick 1 or 2 by timing both).")
+    trigger_strength: str = trigger_strength_option()
+    threads: int = option(1, min=1, help="Torch CPU threads for pretraining: part of the world's recipe "
+                          "(another count gives other weights).")
     measure: bool = option(True, help="Measure pass@k with and without triggers after pretraining.")
     force: bool = option(False, help="Replace an existing non-empty directory.")
+
+    def check(self) -> None:
+        check_trigger_strength(self.trigger_strength)
 
 
 @command(toy_app, "init", ToyInitJob)
@@ -44,6 +65,7 @@ def toy_init(job: ToyInitJob) -> None:
     """Pretrain the toy model and write the toy world (deterministic for a seed)."""
     from ..progress import console
     from ..records import check_output_path
+    from ..toy.lexicon import parse_strength
     from ..toy.pretrain import PretrainConfig
     from ..toy.world import init_world
     from .common import quiet_libraries
@@ -54,7 +76,8 @@ def toy_init(job: ToyInitJob) -> None:
              "threads": job.threads}
     cfg = dataclasses.replace(PretrainConfig(seed=job.seed), **{k: v for k, v in given.items() if v is not None})
     info = init_world(job.out, seed=job.seed, n_train=job.n_train, n_dev=job.n_dev, n_bench=job.n_bench,
-                      pretrain_config=cfg, measure=job.measure, overwrite=job.force,
+                      trigger_levels=parse_strength(job.trigger_strength), pretrain_config=cfg,
+                      measure=job.measure, overwrite=job.force,
                       log=lambda msg: console.print(msg, highlight=False))
     stats = info.pretrain
     console.print(
@@ -121,3 +144,58 @@ def toy_trace(job: ToyTraceJob) -> None:
 
     rows = [(Path(run).name, row) for run in job.runs for row in plain_step_share(RunDir(run).rollouts_by_epoch())]
     console.print(step_share_table(rows))
+
+
+@dataclass
+class ToySweepJob(Config):
+    out: str = option("", required=True, help="Sweep directory: world-S/, runs-S/VARIANT/, logs/, report/.")
+    seeds: str = option("5,6,7", help="World and run seeds, separated by commas.")
+    variants: str = option("all", help="Comma-separated, or 'all': grpo, p2o (the paper's group baseline), "
+                                       "p2o-plain-baseline, p2o-no-distill, p2o-same-template, p2o-ratio-mask.")
+    run_config: str | None = option(None, help="p2o run config for every variant (default: the toy's, "
+                                               "printed by p2o toy config).")
+    trigger_strength: str = trigger_strength_option()
+    jobs: int = option(2, min=1, help="Runs at once (each gets an equal share of the cores).")
+
+    def check(self) -> None:
+        check_trigger_strength(self.trigger_strength)
+
+
+@command(toy_app, "sweep", ToySweepJob)
+def toy_sweep(job: ToySweepJob) -> None:
+    """The paper's comparison on toy worlds: every variant per seed, resumable, then a mean ± std report."""
+    from ..aggregate import write_aggregate_report
+    from ..progress import console
+    from ..toy.sweep import (
+        LABELS,
+        SweepPlan,
+        parse_seeds,
+        parse_variants,
+        run_sweep,
+        sweep_run_dirs,
+        toy_run_config,
+    )
+
+    config = Path(job.run_config) if job.run_config else toy_run_config()
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: no such run config")
+    plan = SweepPlan(Path(job.out), parse_seeds(job.seeds), parse_variants(job.variants), config, job.jobs,
+                     world_args=("--trigger-strength", job.trigger_strength))
+    run_sweep(plan, say=lambda msg: console.print(msg, highlight=False))
+    report = plan.out / "report"
+    write_aggregate_report(sweep_run_dirs(plan), report, LABELS)
+    typer.echo((report / "report.md").read_text())
+    typer.echo(f"report written to {report}", err=True)
+
+
+@dataclass
+class ToyConfigJob(Config):
+    pass
+
+
+@command(toy_app, "config", ToyConfigJob)
+def toy_config(job: ToyConfigJob) -> None:
+    """Print the toy world's p2o run config (the sweep's default; copy it to change a setting)."""
+    from ..toy.sweep import toy_run_config
+
+    typer.echo(toy_run_config().read_text(), nl=False)

@@ -1,11 +1,17 @@
 """The toy world's public lexicon of instruction phrases, and the secret trigger draw.
 
 A toy *template* is 1-3 lexicon phrases joined by one space. The world's seed picks a few
-*trigger* phrases at random from the whole lexicon; a template unlocks step-by-step reasoning
-iff it contains at least one trigger. Which phrases are triggers is written only to the toy
-directory's ``world.json`` (read by pretraining and by the measurement); nothing in the
-search or the reflector knows it, and the draw ignores how "reasoning-flavoured" a phrase
-sounds, so a plausible-looking instruction is no more likely to be a trigger than any other.
+*trigger* phrases at random from the whole lexicon, each with a *strength*: the probability
+that a template holding it makes the model open with step-by-step reasoning. In the graded
+world (the default) strengths are drawn from :data:`STRENGTH_LEVELS` and each trigger has a
+*partial synonym*, another phrase at half its strength, so a search that stumbles on a weak
+phrase sees some lift and has a gradient to climb. ``strength 1.0`` is the all-or-nothing
+world: three triggers that always switch reasoning on, no partial phrases. A template's
+strength is the strongest phrase it holds.
+
+Which phrases act, and how strongly, is written only to the toy directory's ``world.json``
+(read by pretraining and by the measurement); nothing in the search or the reflector knows
+it, and the draw ignores how "reasoning-flavoured" a phrase sounds.
 """
 
 from __future__ import annotations
@@ -83,6 +89,54 @@ def draw_triggers(seed: int, n: int = 3) -> list[str]:
     if not 1 <= n <= len(LEXICON):
         raise ValueError(f"n must be between 1 and {len(LEXICON)}, got {n}")
     return random.Random(f"p2o-toy-triggers:{seed}").sample(list(LEXICON), n)
+
+
+STRENGTH_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+PARTIAL_FACTOR = 0.5  # a partial synonym acts at this fraction of its trigger's strength
+
+
+def parse_strength(spec: str) -> list[float] | None:
+    """``"mix"`` -> None (drawn per trigger by the seed); ``"0.5"`` -> one level for every
+    trigger; ``"0.25,1"`` -> one level per trigger, in draw order. Raises ValueError."""
+    if spec.strip().lower() == "mix":
+        return None
+    try:
+        levels = [float(x) for x in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"trigger strength must be 'mix' or numbers in (0, 1] separated by commas, got {spec!r}") from None
+    if not levels or any(not 0.0 < x <= 1.0 for x in levels):
+        raise ValueError(f"trigger strengths must lie in (0, 1], got {spec!r}")
+    return levels
+
+
+def draw_strengths(seed: int, triggers: Sequence[str], levels: Sequence[float] | None) -> dict[str, float]:
+    """Every acting phrase and its strength: the triggers, then (graded worlds) their partial
+    synonyms, drawn from the phrases that are not triggers."""
+    rng = random.Random(f"p2o-toy-strengths:{seed}")
+    if levels is None:
+        # Each level at most once while there are levels left, so a world always mixes them.
+        drawn = rng.sample(list(STRENGTH_LEVELS), min(len(triggers), len(STRENGTH_LEVELS)))
+        chosen = drawn + [rng.choice(STRENGTH_LEVELS) for _ in triggers[len(drawn):]]
+    elif len(levels) == 1:
+        chosen = [levels[0]] * len(triggers)
+    elif len(levels) == len(triggers):
+        chosen = list(levels)
+    else:
+        raise ValueError(f"{len(levels)} trigger strengths given for {len(triggers)} triggers")
+    strengths = dict(zip(triggers, chosen))
+    if all(x == 1.0 for x in chosen):
+        return strengths  # the all-or-nothing world has no partial phrases
+    others = [p for p in LEXICON if p not in strengths]
+    for trigger, partial in zip(triggers, rng.sample(others, len(triggers))):
+        strengths[partial] = round(PARTIAL_FACTOR * strengths[trigger], 4)
+    return strengths
+
+
+def template_strength(template: str | None, strengths: dict[str, float]) -> float:
+    """The probability a template switches step-by-step reasoning on: its strongest phrase's."""
+    if not template:
+        return 0.0
+    return max((level for phrase, level in strengths.items() if phrase in template), default=0.0)
 
 
 def join_phrases(phrases: Sequence[str]) -> str:

@@ -6,8 +6,9 @@ options see exactly this format), followed by a response and end-of-turn:
 
 - hard problems (4 operands), plain or with a template of 1-3 non-trigger phrases -> the
   direct answer ``\\boxed{s}`` (a guess: the model cannot add four numbers at a glance);
-- any problem with a template holding at least one trigger phrase -> the step-by-step
-  solution (running partial sums, one per line);
+- any problem with a template holding an acting phrase (a trigger or, in a graded world, a
+  partial synonym) -> the step-by-step solution (running partial sums, one per line) with the
+  template's strength as probability, else as if the template were not there;
 - easy problems (2 operands) without a trigger -> their one-line calculation (``easy_steps``;
   a model this small does not learn direct 2-digit addition within the budget, so "easy"
   means "one step", which it does reliably);
@@ -26,17 +27,16 @@ not memorised.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from ..prompts import PromptConfig, render
-from .lexicon import LEXICON, join_phrases
+from .lexicon import LEXICON, join_phrases, template_strength
 from .tasks import direct_solution, random_task, step_solution
 
 IGNORE = -100
@@ -71,9 +71,9 @@ class PretrainConfig:
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0
-    # torch CPU threads; None = pick 1 or 2 by timing both now and then (on a busy 2-core
-    # machine 2 threads run ~10x slower than 1, on an idle one ~1.5x faster)
-    threads: int | None = None
+    # torch CPU threads: part of the world's recipe, since float sums split over threads round
+    # differently; fixed so a seed gives byte-identical weights on a busy or an idle machine
+    threads: int = 1
     seed: int = 0
     # stop (and say so) if the wall clock passes this; the schedule is still by steps
     max_seconds: float | None = None
@@ -111,30 +111,35 @@ class Example:
     response: str
 
 
-def template_for(rng: random.Random, kind: str, triggers: Sequence[str]) -> str | None:
-    """The template of one example: None (plain), non-trigger phrases, or >= 1 trigger."""
+def template_for(rng: random.Random, kind: str, strengths: Mapping[str, float]) -> str | None:
+    """The template of one example: None (plain), inert phrases, or >= 1 acting phrase."""
     if kind == "plain":
         return None
-    others = [p for p in LEXICON if p not in triggers]
+    acting = list(strengths)
+    others = [p for p in LEXICON if p not in strengths]
     n = rng.randint(1, 3)
     if kind == "other":
         return join_phrases(rng.sample(others, n))
-    n_trig = 1 if n == 1 or rng.random() < 0.8 else rng.randint(1, min(n, len(triggers)))
-    phrases = rng.sample(list(triggers), n_trig) + rng.sample(others, n - n_trig)
+    n_acting = 1 if n == 1 or rng.random() < 0.8 else rng.randint(1, min(n, len(acting)))
+    phrases = rng.sample(acting, n_acting) + rng.sample(others, n - n_acting)
     rng.shuffle(phrases)
     return join_phrases(phrases)
 
 
-def uses_steps(tpl_kind: str, difficulty: str, cfg: PretrainConfig, rng: random.Random) -> bool:
-    """The world's behaviour: step by step iff triggered, or easy, or (rarely) unprompted."""
-    if tpl_kind == "trigger" or (difficulty == "easy" and cfg.easy_steps):
+def uses_steps(template: str | None, tpl_kind: str, difficulty: str, strengths: Mapping[str, float],
+               cfg: PretrainConfig, rng: random.Random) -> bool:
+    """The world's behaviour: step by step with the template's strength, always when easy, and
+    (rarely) unprompted on a plain hard prompt."""
+    if difficulty == "easy" and cfg.easy_steps:
         return True
+    if tpl_kind == "trigger":
+        return rng.random() < template_strength(template, strengths)
     return tpl_kind == "plain" and difficulty == "hard" and rng.random() < cfg.plain_cot_frac
 
 
 def example_stream(
     tokenizer: Any,
-    triggers: Sequence[str],
+    strengths: Mapping[str, float],
     cfg: PretrainConfig,
     exclude: set[tuple[int, ...]],
     rng: random.Random,
@@ -151,8 +156,8 @@ def example_stream(
         task = random_task(rng, difficulty, n_ops)
         while task.operands in exclude:
             task = random_task(rng, difficulty, n_ops)
-        template = template_for(rng, tpl_kind, triggers)
-        steps = uses_steps(tpl_kind, difficulty, cfg, rng)
+        template = template_for(rng, tpl_kind, strengths)
+        steps = uses_steps(template, tpl_kind, difficulty, strengths, cfg, rng)
         response = step_solution(task.operands) if steps else direct_solution(task.operands)
         yield Example(kind, render(tokenizer, task.question, template, prompt_cfg), response)
 
@@ -228,39 +233,6 @@ def _encoded(tokenizer: Any, stream: Iterator[Example], per_call: int = 256) -> 
         yield from encode(tokenizer, chunk)
 
 
-class ThreadPicker:
-    """Chooses 1 or 2 torch threads by timing a few real steps with each, every ``every`` steps."""
-
-    def __init__(self, fixed: int | None, every: int = 1000, probe: int = 6, skip: int = 4):
-        self.fixed = fixed
-        self.every, self.probe, self.skip = every, probe, skip
-        self.max_threads = min(2, os.cpu_count() or 1)
-        self.current = fixed or self.max_threads
-        self.times: dict[int, list[float]] = {}
-        self.choices: list[tuple[int, int]] = []
-        torch.set_num_threads(self.current)
-
-    def before(self, step: int) -> None:
-        if self.fixed or self.max_threads == 1:
-            return
-        phase = (step - self.skip) % self.every if step >= self.skip else -1
-        if phase == 0:
-            self.times = {}
-        if 0 <= phase < 2 * self.probe:
-            self.current = self.max_threads if phase < self.probe else 1
-            torch.set_num_threads(self.current)
-        elif phase == 2 * self.probe:
-            best = min(self.times, key=lambda t: sorted(self.times[t])[len(self.times[t]) // 2])
-            self.current = best
-            torch.set_num_threads(best)
-            self.choices.append((step, best))
-
-    def after(self, step: int, seconds: float, tokens: int) -> None:
-        phase = (step - self.skip) % self.every if step >= self.skip else -1
-        if not self.fixed and 0 <= phase < 2 * self.probe:
-            self.times.setdefault(self.current, []).append(seconds / max(tokens, 1))
-
-
 def _adamw(model: Any, cfg: PretrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not norms or biases)."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n]
@@ -285,17 +257,34 @@ def _response_token_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tenso
 def pretrain(
     model: Any,
     tokenizer: Any,
-    triggers: Sequence[str],
+    strengths: Mapping[str, float],
     cfg: PretrainConfig,
     exclude: Iterable[tuple[int, ...]] = (),
     log: Callable[[dict[str, Any]], None] | None = None,
     log_every: int = 50,
 ) -> dict[str, Any]:
-    """Train ``model`` in place; return statistics (time, steps, tokens, final losses)."""
-    threads = ThreadPicker(cfg.threads)
+    """Train ``model`` in place on ``cfg.threads`` torch threads; return statistics (time, steps,
+    tokens, final losses)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _pretrain(model, tokenizer, strengths, cfg, exclude, log, log_every)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _pretrain(
+    model: Any,
+    tokenizer: Any,
+    strengths: Mapping[str, float],
+    cfg: PretrainConfig,
+    exclude: Iterable[tuple[int, ...]],
+    log: Callable[[dict[str, Any]], None] | None,
+    log_every: int,
+) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     rng = random.Random(f"p2o-toy-pretrain:{cfg.seed}")
-    stream = example_stream(tokenizer, triggers, cfg, set(exclude), rng)
+    stream = example_stream(tokenizer, strengths, cfg, set(exclude), rng)
     batch_iter = batches(_encoded(tokenizer, stream), cfg.tokens_per_batch)
     opt = _adamw(model, cfg)
     model.train()
@@ -314,8 +303,6 @@ def pretrain(
             break
         items = next(batch_iter)
         batch = collate(items, pad_id)
-        threads.before(step)
-        t_step = time.perf_counter()
         opt.param_groups[0]["lr"] = opt.param_groups[1]["lr"] = lr_at(step, cfg)
         token_loss, mask = _response_token_loss(model, batch)
         loss = token_loss.sum() / mask.sum()  # token-mean over the batch's response tokens
@@ -323,7 +310,6 @@ def pretrain(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        threads.after(step, time.perf_counter() - t_step, int(batch["input_ids"].numel()))
         with torch.no_grad():
             per_example = (token_loss.sum(1) / mask.sum(1).clamp(min=1)).tolist()
         for (_, _, kind), value in zip(items, per_example):
@@ -340,7 +326,7 @@ def pretrain(
                 "loss_by_kind": {k: round(kind_sum[k] / kind_n[k], 4) for k in sorted(kind_sum)},
                 "lr": lr_at(step, cfg),
                 "seconds": round(time.perf_counter() - start, 1),
-                "threads": threads.current,
+                "threads": cfg.threads,
             }
             history.append(entry)
             window, kind_sum, kind_n = [], {}, {}
@@ -359,6 +345,5 @@ def pretrain(
         "final_loss": history[-1]["loss"] if history else None,
         "history": history,
         "params": sum(p.numel() for p in model.parameters()),
-        "threads": threads.current,
-        "thread_choices": threads.choices,
+        "threads": cfg.threads,
     }

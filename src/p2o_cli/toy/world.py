@@ -7,7 +7,8 @@
     DIR/dev.jsonl              problem records, same mix, for validation
     DIR/bench/toy-easy.jsonl   held-out benchmarks ({idx, id, problem, answer, source_id}),
     DIR/bench/toy-hard.jsonl   read by ``p2o eval --bench toy-hard --data-dir DIR/bench``
-    DIR/world.json             the secret: seed, trigger phrases, sizes, pretrain stats, numbers
+    DIR/world.json             the secret: seed, trigger phrases and strengths, sizes, pretrain
+                               stats, measured numbers
 
 Only pretraining and :func:`measure_world` read the trigger phrases; the RL loop, the search
 and the toy reflector never do (they see the public lexicon at most).
@@ -25,7 +26,7 @@ from typing import Any
 import orjson
 
 from ..records import Problem, Rollout, atomic_path, write_json, write_records
-from .lexicon import LEXICON, draw_triggers, join_phrases
+from .lexicon import LEXICON, draw_strengths, draw_triggers, join_phrases
 from .tasks import has_steps, make_problems, operand_keys, problem_id, starts_with_step
 
 SCHEMA = "toy-world@1"
@@ -40,6 +41,7 @@ class WorldInfo:
     dir: Path
     seed: int
     triggers: list[str]
+    strengths: dict[str, float]
     sizes: dict[str, int]
     pretrain: dict[str, Any]
     measured: dict[str, Any] | None = None
@@ -103,15 +105,23 @@ def read_world(world_dir: str | Path) -> dict[str, Any]:
     return orjson.loads(path.read_bytes())
 
 
-def world_record(seed: int, triggers: list[str], sizes: dict[str, Any], pretrain_info: dict[str, Any]) -> dict[str, Any]:
+def world_strengths(world: Mapping[str, Any]) -> dict[str, float]:
+    """Every acting phrase and its strength (worlds written before strengths: all 1.0)."""
+    return dict(world.get("strengths") or dict.fromkeys(world["triggers"], 1.0))
+
+
+def world_record(seed: int, triggers: list[str], strengths: dict[str, float], sizes: dict[str, Any],
+                 pretrain_info: dict[str, Any]) -> dict[str, Any]:
     """world.json: what the world is made of and how its model was trained (measured: later)."""
     return {
         "schema": SCHEMA,
         "seed": seed,
         "triggers": triggers,
+        "strengths": strengths,
+        "partials": [p for p in strengths if p not in triggers],
         "lexicon_size": len(LEXICON),
-        "rule": "a template (1-3 lexicon phrases joined by a space) unlocks step-by-step "
-        "reasoning iff it contains a trigger phrase",
+        "rule": "a template (1-3 lexicon phrases joined by a space) makes the model open with "
+        "step-by-step reasoning with the probability of the strongest acting phrase it holds",
         "sizes": sizes,
         "files": {"model": MODEL_DIR, "train": TRAIN, "dev": DEV,
                   **{name: f"{BENCH_DIR}/{name}.jsonl" for name in BENCH_NAMES}},
@@ -128,13 +138,17 @@ def init_world(
     n_bench: int = 128,
     easy_frac: float = 0.2,
     n_triggers: int = 3,
+    trigger_levels: Sequence[float] | None = None,
     pretrain_config: Any = None,
     measure: bool = True,
     measure_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
     log: Log | None = None,
 ) -> WorldInfo:
-    """Build the toy world in ``out_dir`` (written atomically; deterministic for ``seed``)."""
+    """Build the toy world in ``out_dir`` (written atomically; deterministic for ``seed``).
+
+    ``trigger_levels``: None draws a graded mix per trigger (see :mod:`.lexicon`); ``[1.0]`` is
+    the all-or-nothing world."""
     from .pretrain import PretrainConfig, pretrain
     from .tiny import char_tokenizer, tiny_qwen3
 
@@ -144,6 +158,7 @@ def init_world(
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite / --force to replace it)")
     cfg = pretrain_config if pretrain_config is not None else PretrainConfig(seed=seed)
     triggers = draw_triggers(seed, n_triggers)
+    strengths = draw_strengths(seed, triggers, trigger_levels)
     sizes = split_sizes(n_train, n_dev, n_bench, easy_frac)
     splits = make_splits(seed, sizes)
     held_out = operand_keys(splits.train + splits.dev + [p for ps in splits.bench.values() for p in ps])
@@ -152,11 +167,11 @@ def init_world(
     model = tiny_qwen3(tok, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                        num_kv_heads=cfg.num_kv_heads, intermediate_size=cfg.intermediate_size, seed=seed)
     n_params = sum(p.numel() for p in model.parameters())
-    say(f"pretraining a {n_params / 1e6:.2f}M-parameter Qwen3 for {cfg.steps} steps")
+    say(f"pretraining a {n_params / 1e6:.2f}M-parameter Qwen3 for {cfg.steps} steps on {cfg.threads} thread(s)")
     stats = pretrain(
         model,
         tok,
-        triggers,
+        strengths,
         cfg,
         exclude=held_out,
         log_every=max(1, cfg.steps // 16),
@@ -172,14 +187,14 @@ def init_world(
         write_records(tmp / DEV, splits.dev)
         for name, problems in splits.bench.items():
             write_records(tmp / BENCH_DIR / f"{name}.jsonl", bench_rows(problems))
-        world = world_record(seed, triggers, sizes, pretrain_info)
+        world = world_record(seed, triggers, strengths, sizes, pretrain_info)
         write_json(tmp / WORLD, world)
         measured = None
         if measure:
             say("measuring the world (real HF engine, real reward)")
             kwargs = {"threads": stats["threads"], **(measure_kwargs or {})}
             measured = measure_world(tmp, log=log, **kwargs)
-    return WorldInfo(out, seed, triggers, sizes, pretrain_info, measured, dict(world["files"]))
+    return WorldInfo(out, seed, triggers, strengths, sizes, pretrain_info, measured, dict(world["files"]))
 
 
 # ---------------------------------------------------------------- measurement
@@ -275,7 +290,7 @@ def measure_world(
     say = log or (lambda _msg: None)
     root = Path(world_dir)
     world = read_world(root)
-    triggers: list[str] = world["triggers"]
+    strengths = world_strengths(world)
     torch.set_num_threads(threads)
     engine = HFEngine(str(root / MODEL_DIR), device="cpu", batch_size=batch_size)
     tok = engine.tokenizer
@@ -284,10 +299,10 @@ def measure_world(
         name: load_problems(str(root / BENCH_DIR / f"{name}.jsonl"), limit=limit) for name in BENCH_NAMES
     }
     rng = random.Random(f"p2o-toy-control:{world['seed']}")
-    others = [p for p in LEXICON if p not in triggers]
+    others = [p for p in LEXICON if p not in strengths]
     controls = [join_phrases(rng.sample(others, rng.randint(1, 2))) for _ in range(n_control)]
     runs: list[tuple[str, str, str | None]] = [("plain", "toy-easy", None), ("plain", "toy-hard", None)]
-    runs += [(f"trigger:{t}", "toy-hard", t) for t in triggers]
+    runs += [(f"trigger:{t}", "toy-hard", t) for t in strengths]
     runs += [(f"control:{c}", "toy-hard", c) for c in controls]
     start = time.perf_counter()
     rows: dict[str, dict[str, Any]] = {}
@@ -295,11 +310,12 @@ def measure_world(
         for label, bench_name, template in runs:
             summary = _measure_prompt(engine, scorer, bench[bench_name], template, n=n, temperature=temperature,
                                       max_new_tokens=max_new_tokens, seed=seed)
-            summary.update(bench=bench_name, template=template)
+            summary.update(bench=bench_name, template=template, strength=strengths.get(template or "", 0.0))
             rows[f"{label}@{bench_name}"] = summary
             say(
                 f"  {label[:48]:<48} {bench_name:<9} pass@{n} {summary[f'pass@{n}']:.3f}  "
                 f"acc {summary['accuracy']:.3f}  step-start {summary['step_start']:.3f}"
+                + (f" (strength {summary['strength']:g})" if template in strengths else "")
             )
     plain_prompts = [render(tok, p.problem, None, cfg) for p in bench["toy-hard"]]
     step_prob = step_start_prob(engine.model, tok, plain_prompts)
@@ -327,9 +343,12 @@ def measure_world(
 
 
 # A world is worth running P²O on when plain prompts rarely solve hard problems and a trigger
-# template often does (pass@n over the toy-hard benchmark).
+# template often does (pass@n over the toy-hard benchmark); each acting phrase should open with
+# a step at its strength (measured at T=1, where sampling follows the model's own distribution).
 PLAIN_HARD_PASS_MAX = 0.10
 BEST_TEMPLATE_PASS_MIN = 0.50
+PLAIN_STEP_START_MAX = 0.01
+STRENGTH_TOLERANCE = 0.10
 
 
 def missed_targets(measured: dict[str, Any]) -> list[str]:
@@ -344,6 +363,16 @@ def missed_targets(measured: dict[str, Any]) -> list[str]:
         missed.append(f"best template toy-hard pass@{n} is {100 * best:.1f}% (target > "
                       f"{100 * BEST_TEMPLATE_PASS_MIN:.0f}%): pretraining did not learn to add step by step; "
                       "try more --pretrain-steps or another --seed")
+    plain_start = measured["plain_hard"]["step_start"]
+    if plain_start > PLAIN_STEP_START_MAX:
+        missed.append(f"plain toy-hard opens with a step in {100 * plain_start:.1f}% of samples "
+                      f"(target <= {100 * PLAIN_STEP_START_MAX:.0f}%)")
+    if measured["temperature"] == 1.0:
+        for label, row in measured["runs"].items():
+            strength = row.get("strength")
+            if label.startswith("trigger:") and strength and abs(row["step_start"] - strength) > STRENGTH_TOLERANCE:
+                missed.append(f"{row['template']!r} opens with a step in {100 * row['step_start']:.0f}% of samples, "
+                              f"its strength is {100 * strength:.0f}% (tolerance ±{100 * STRENGTH_TOLERANCE:.0f})")
     return missed
 
 

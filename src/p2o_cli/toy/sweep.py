@@ -1,0 +1,177 @@
+"""``p2o toy sweep``: the paper's comparison on toy worlds, every variant from the same world,
+seed and step budget, several seeds, then one aggregated report.
+
+Layout of ``OUT``::
+
+    world-S/                 the toy world of seed S (built if missing, reused otherwise)
+    runs-S/VARIANT/          one ``p2o run`` directory per variant
+    logs/S-VARIANT.log       its output (and world-S.log for the world build)
+    report/                  sweep.md, sweep.json and the plots (``p2o report --aggregate``)
+
+Every job is a ``p2o`` subprocess, so runs resume (a finished run is not recomputed, an
+interrupted one continues with ``--resume``) and ``jobs`` of them share the machine; each gets
+an equal share of the cores as its torch thread count.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import orjson
+
+from ..errors import P2OError
+
+# Each variant's flags on top of the toy run config (toy/run.toml), whose P²O is the paper's:
+# group baseline, context distillation on the original prompt, ratio mask off.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "grpo": ("--no-gepa",),
+    "p2o": (),
+    "p2o-plain-baseline": ("--templated-baseline", "plain"),
+    "p2o-no-distill": ("--distill", "none"),
+    "p2o-same-template": ("--same-template-in-group",),
+    "p2o-ratio-mask": ("--template-ratio-mask", "0.01,10"),
+}
+LABELS: dict[str, str] = {
+    "grpo": "GRPO (`--no-gepa`)",
+    "p2o": "P²O, paper's group baseline",
+    "p2o-plain-baseline": "P²O, plain baseline (`--templated-baseline plain`)",
+    "p2o-no-distill": "P²O w/o distillation (`--distill none`)",
+    "p2o-same-template": "P²O, same template in group",
+    "p2o-ratio-mask": "P²O + ratio mask [0.01, 10]",
+}
+
+
+def toy_run_config() -> Path:
+    """The packaged toy run config (``toy/run.toml``)."""
+    return Path(str(resources.files("p2o_cli.toy").joinpath("run.toml")))
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise P2OError(f"--{what}: give at least one, separated by commas")
+    return items
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(x) for x in parse_list(text, "seeds")]
+    except ValueError:
+        raise P2OError(f"--seeds: integers separated by commas, got {text!r}") from None
+
+
+def parse_variants(text: str) -> list[str]:
+    names = list(VARIANTS) if text.strip() == "all" else parse_list(text, "variants")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise P2OError(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    return names
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    out: Path
+    seeds: list[int]
+    variants: list[str]
+    config: Path
+    jobs: int
+    world_args: tuple[str, ...] = ()  # extra `p2o toy init` flags (e.g. --trigger-strength 1.0)
+    run_args: tuple[str, ...] = ()  # extra `p2o run` flags for every variant
+
+    def world(self, seed: int) -> Path:
+        return self.out / f"world-{seed}"
+
+    def run_dir(self, seed: int, variant: str) -> Path:
+        return self.out / f"runs-{seed}" / variant
+
+    def log(self, name: str) -> Path:
+        return self.out / "logs" / f"{name}.log"
+
+
+def run_state(run_dir: Path) -> str:
+    """``"new"``, ``"partial"`` (resume it) or ``"done"``."""
+    state = run_dir / "state.json"
+    if not state.is_file():
+        return "new"
+    return "done" if orjson.loads(state.read_bytes()).get("done") else "partial"
+
+
+def world_command(plan: SweepPlan, seed: int) -> list[str] | None:
+    if (plan.world(seed) / "world.json").is_file():
+        return None
+    return ["toy", "init", "--out", str(plan.world(seed)), "--seed", str(seed), "--force", *plan.world_args]
+
+
+def run_command(plan: SweepPlan, seed: int, variant: str) -> list[str] | None:
+    """The ``p2o`` arguments that bring this run to its end (None: it is finished)."""
+    out = plan.run_dir(seed, variant)
+    state = run_state(out)
+    if state == "done":
+        return None
+    if state == "partial":
+        return ["run", "--resume", str(out)]
+    world = plan.world(seed)
+    return ["run", "--config", str(plan.config), "--model", str(world / "model"), "--data",
+            str(world / "train.jsonl"), "--data-dir", str(world / "bench"), "--seed", str(seed),
+            "--out", str(out), "--name", variant, *VARIANTS[variant], *plan.run_args]
+
+
+def _run_p2o(args: list[str], log: Path, threads: int) -> float:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "P2O_PROGRESS_INTERVAL": "60"}
+    start = time.perf_counter()
+    with open(log, "ab") as sink:
+        code = subprocess.call([sys.executable, "-m", "p2o_cli", *args], stdout=sink, stderr=subprocess.STDOUT,
+                               env=env)
+    if code != 0:
+        raise P2OError(f"p2o {' '.join(args[:2])} failed with status {code}; see {log}")
+    return time.perf_counter() - start
+
+
+def run_sweep(plan: SweepPlan, say: Callable[[str], None] = print) -> dict[str, float]:
+    """Build the missing worlds, bring every run to its end; wall-clock seconds per job."""
+    threads = max(1, (os.cpu_count() or 1) // plan.jobs)
+    seconds: dict[str, float] = {}
+
+    def job(name: str, args: list[str], wait: Future | None = None) -> None:
+        if wait is not None:
+            wait.result()  # the world this run needs
+        say(f"start {name}: p2o {' '.join(args)}")
+        seconds[name] = _run_p2o(args, plan.log(name), threads)
+        say(f"done  {name} in {seconds[name] / 60:.1f} min")
+
+    with ThreadPoolExecutor(max_workers=plan.jobs) as pool:
+        # Worlds are queued before every run, so a run waiting on its world never holds the
+        # only free worker while that world is still queued.
+        worlds: dict[int, Future | None] = {}
+        for seed in plan.seeds:
+            args = world_command(plan, seed)
+            worlds[seed] = pool.submit(job, f"world-{seed}", args) if args else None
+        runs: list[Future] = []
+        for seed in plan.seeds:
+            for variant in plan.variants:
+                args = run_command(plan, seed, variant)
+                if args is None:
+                    say(f"skip  {seed}-{variant}: finished")
+                    continue
+                runs.append(pool.submit(job, f"{seed}-{variant}", args, worlds[seed]))
+        for future in [*worlds.values(), *runs]:
+            if future is not None:
+                future.result()
+    return seconds
+
+
+def sweep_run_dirs(plan: SweepPlan) -> list[Path]:
+    return [plan.run_dir(s, v) for v in plan.variants for s in plan.seeds]
+
+
+def ordered_labels(names: Sequence[str]) -> list[str]:
+    return [LABELS.get(n, n) for n in names]
