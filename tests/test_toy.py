@@ -477,6 +477,18 @@ def test_sweep_plan_resumes_partial_runs_and_skips_finished_ones(tmp_path: Path)
     assert run_command(plan, 5, "grpo") is None
 
 
+def test_world_table_sets_each_phrase_strength_beside_its_measured_step_start(tmp_path: Path) -> None:
+    from p2o_cli.toy.sweep import SweepPlan, world_table
+
+    plan = SweepPlan(tmp_path, [1], ["grpo"], tmp_path / "run.toml", 1)
+    runs = {"trigger:A@toy-hard": {"strength": 0.25, "step_start": 0.3},
+            "trigger:B@toy-hard": {"strength": 1.0, "step_start": 0.97}, "plain@toy-hard": {}}
+    measured = {"n": 6, "plain_hard": {"step_start": 0.004, "pass@6": 0.031}, "runs": runs}
+    (tmp_path / "world-1").mkdir()
+    (tmp_path / "world-1" / "world.json").write_bytes(orjson.dumps({"measured": measured}))
+    assert world_table(plan).splitlines()[-1] == "| seed 1 | 0.4%, 3.1% | 100 → 97%, 25 → 30% |"
+
+
 @pytest.mark.parametrize("flag, value", [("--seeds", "1,x"), ("--variants", "grpo,dpo"), ("--trigger-strength", "0")])
 def test_sweep_refuses_bad_lists(tmp_path: Path, flag: str, value: str) -> None:
     from typer.testing import CliRunner
@@ -510,6 +522,7 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
     assert config["no_gepa"] and config["seed"] == 9 and config["name"] == "grpo"
     report = (out / "report" / "report.md").read_text()
     assert "| GRPO (`--no-gepa`) | 1 |" in report and "| P²O, paper's group baseline | 1 |" in report
+    assert "| seed 9 | not measured | |" in report  # the world was built with --no-measure
     metrics = (out / "runs-9" / "p2o" / "metrics.jsonl").read_bytes()
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and again.output.count("skip") == 2, again.output

@@ -183,7 +183,9 @@ def toy_sweep(job: ToySweepJob) -> None:
                      world_args=("--trigger-strength", job.trigger_strength))
     run_sweep(plan, say=lambda msg: console.print(msg, highlight=False))
     report = plan.out / "report"
-    write_aggregate_report(sweep_run_dirs(plan), report, LABELS)
+    preface = ("Worlds (`p2o toy measure`, T=1; strengths in %):\n\n" + world_table(plan)
+               + "\nGreedy accuracy (%) without templates at the end, mean ± std over seeds:\n\n")
+    write_aggregate_report(sweep_run_dirs(plan), report, LABELS, preface)
     typer.echo((report / "report.md").read_text())
     typer.echo(f"report written to {report}", err=True)
 
