@@ -152,7 +152,8 @@ def split_phrases(template: str | None) -> list[str]:
 
 
 def unlocks(template: str | None, triggers: Sequence[str]) -> bool:
-    """The world's rule: a template unlocks step-by-step reasoning iff it holds a trigger."""
+    """Whether a template holds a trigger (in the all-or-nothing world: whether it unlocks
+    step-by-step reasoning)."""
     return bool(template) and any(t in template for t in triggers)  # type: ignore[operator]
 
 
