@@ -523,6 +523,7 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
     report = (out / "report" / "report.md").read_text()
     assert "| GRPO (`--no-gepa`) | 1 |" in report and "| P²O, paper's group baseline | 1 |" in report
     assert "| seed 9 | not measured | |" in report  # the world was built with --no-measure
+    assert "| run | epoch 0 | epoch 1 |" in report and "| GRPO (`--no-gepa`) | " in report.split("open with a step")[1]
     metrics = (out / "runs-9" / "p2o" / "metrics.jsonl").read_bytes()
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and again.output.count("skip") == 2, again.output

@@ -126,7 +126,8 @@ def plot_hard_curves(groups: Sequence[Group], out: Path) -> Path:
 
 
 def write_aggregate_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
-                           labels: Mapping[str, str] | None = None, preface: str = "") -> list[Path]:
+                           labels: Mapping[str, str] | None = None, preface: str = "",
+                           appendix: str = "") -> list[Path]:
     """report.md (the mean ± std table) and two plots; return the files written."""
     import matplotlib
 
@@ -136,7 +137,7 @@ def write_aggregate_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     plots = [plot_final_bars(groups, out), plot_hard_curves(groups, out)]
     body = ("# p2o report: mean ± std over seeds\n\n" + preface + aggregate_table(groups, labels) + "\n"
-            + "".join(f"![{p.stem}]({p.name})\n" for p in plots))
+            + "".join(f"![{p.stem}]({p.name})\n" for p in plots) + appendix)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(body)
     return [*plots, out / "report.md"]

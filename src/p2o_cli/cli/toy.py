@@ -172,8 +172,10 @@ def toy_sweep(job: ToySweepJob) -> None:
         parse_seeds,
         parse_variants,
         run_sweep,
+        step_share_table,
         sweep_run_dirs,
         toy_run_config,
+        world_table,
     )
 
     config = Path(job.run_config) if job.run_config else toy_run_config()
@@ -185,7 +187,9 @@ def toy_sweep(job: ToySweepJob) -> None:
     report = plan.out / "report"
     preface = ("Worlds (`p2o toy measure`, T=1; strengths in %):\n\n" + world_table(plan)
                + "\nGreedy accuracy (%) without templates at the end, mean ± std over seeds:\n\n")
-    write_aggregate_report(sweep_run_dirs(plan), report, LABELS, preface)
+    appendix = ("\nPlain rollouts of hard problems that open with a step line (`p2o toy trace`), "
+                "mean over seeds:\n\n" + step_share_table(plan))
+    write_aggregate_report(sweep_run_dirs(plan), report, LABELS, preface, appendix)
     typer.echo((report / "report.md").read_text())
     typer.echo(f"report written to {report}", err=True)
 
