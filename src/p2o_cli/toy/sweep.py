@@ -172,6 +172,8 @@ def run_sweep(plan: SweepPlan, say: Callable[[str], None] = print) -> dict[str, 
 def world_table(plan: SweepPlan) -> str:
     """Markdown: per world, each acting phrase's strength against the share of samples that
     opened with a step under it (``p2o toy measure``, T=1), and the plain prompt's share."""
+    from .world import ACTING
+
     lines = ["| world | plain toy-hard: step-start, pass@n | acting phrases: strength → measured step-start |",
              "|---|---|---|"]
     for seed in plan.seeds:
@@ -181,7 +183,7 @@ def world_table(plan: SweepPlan) -> str:
             lines.append(f"| seed {seed} | not measured | |")
             continue
         plain, n = measured["plain_hard"], measured["n"]
-        acting = [row for key, row in measured["runs"].items() if key.startswith("trigger:")]
+        acting = [row for key, row in measured["runs"].items() if key.startswith(ACTING)]
         cells = ", ".join(f"{100 * row['strength']:.0f} → {100 * row['step_start']:.0f}%"
                           for row in sorted(acting, key=lambda r: -r.get("strength", 1.0)))
         lines.append(f"| seed {seed} | {100 * plain['step_start']:.1f}%, {100 * plain[f'pass@{n}']:.1f}% | {cells} |")

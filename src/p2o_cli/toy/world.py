@@ -30,6 +30,7 @@ from .lexicon import LEXICON, draw_strengths, draw_triggers, join_phrases
 from .tasks import has_steps, make_problems, operand_keys, problem_id, starts_with_step
 
 SCHEMA = "toy-world@1"
+ACTING = ("trigger:", "partial:")  # measurement rows of the phrases that act (triggers, partial synonyms)
 BENCH_NAMES = ("toy-easy", "toy-hard")
 MODEL_DIR, TRAIN, DEV, BENCH_DIR, WORLD = "model", "train.jsonl", "dev.jsonl", "bench", "world.json"
 
@@ -302,7 +303,7 @@ def measure_world(
     others = [p for p in LEXICON if p not in strengths]
     controls = [join_phrases(rng.sample(others, rng.randint(1, 2))) for _ in range(n_control)]
     runs: list[tuple[str, str, str | None]] = [("plain", "toy-easy", None), ("plain", "toy-hard", None)]
-    runs += [(f"trigger:{t}", "toy-hard", t) for t in strengths]
+    runs += [(f"{'trigger' if t in world['triggers'] else 'partial'}:{t}", "toy-hard", t) for t in strengths]
     runs += [(f"control:{c}", "toy-hard", c) for c in controls]
     start = time.perf_counter()
     rows: dict[str, dict[str, Any]] = {}
@@ -321,7 +322,7 @@ def measure_world(
     step_prob = step_start_prob(engine.model, tok, plain_prompts)
     say("  P(first token opens a step | plain toy-hard): " + ", ".join(f"{k} {v:.4f}" for k, v in step_prob.items()))
     best_key = max(
-        (k for k in rows if k.startswith("trigger:")), key=lambda k: (rows[k][f"pass@{n}"], rows[k]["accuracy"])
+        (k for k in rows if k.startswith(ACTING)), key=lambda k: (rows[k][f"pass@{n}"], rows[k]["accuracy"])
     )
     measured = {
         "temperature": temperature,
@@ -370,7 +371,7 @@ def missed_targets(measured: dict[str, Any]) -> list[str]:
     if measured["temperature"] == 1.0:
         for label, row in measured["runs"].items():
             strength = row.get("strength")
-            if label.startswith("trigger:") and strength and abs(row["step_start"] - strength) > STRENGTH_TOLERANCE:
+            if label.startswith(ACTING) and strength and abs(row["step_start"] - strength) > STRENGTH_TOLERANCE:
                 missed.append(f"{row['template']!r} opens with a step in {100 * row['step_start']:.0f}% of samples, "
                               f"its strength is {100 * strength:.0f}% (tolerance ±{100 * STRENGTH_TOLERANCE:.0f})")
     return missed
