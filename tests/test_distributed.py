@@ -22,7 +22,14 @@ import pytest
 from safetensors.torch import load_file
 from test_loop import ENV, run_args, world  # noqa: F401 - world is a fixture
 
-from p2o_cli.loop.dist import Dist, ShardedEngine, ShardedScorer, chunk_seed, plan_chunks
+from p2o_cli.loop.dist import (
+    Dist,
+    ShardedEngine,
+    ShardedScorer,
+    chunk_seed,
+    plan_chunks,
+)
+
 
 def launch() -> list[str]:
     """accelerate launch on 2 CPU processes, on a free port (other runs may hold the default)."""
@@ -138,8 +145,8 @@ class _TwoRanks(Dist):
 
 
 def test_plan_chunks_and_chunk_seeds_depend_on_the_call_only() -> None:
-    assert plan_chunks(5, 2, 4) == [range(0, 2), range(2, 4), range(4, 5)]
-    assert plan_chunks(3, 8, 4) == [range(0, 1), range(1, 2), range(2, 3)]  # at least one prompt a chunk
+    assert plan_chunks(5, 2, 4) == [range(2), range(2, 4), range(4, 5)]
+    assert plan_chunks(3, 8, 4) == [range(1), range(1, 2), range(2, 3)]  # at least one prompt a chunk
     assert plan_chunks(0, 1, 4) == []
     assert chunk_seed(7, 0) != chunk_seed(7, 1) != chunk_seed(8, 0)
 

@@ -127,7 +127,7 @@ class Dist:
             return fn()
         try:
             value: Any = fn() if self.is_main else None
-        except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
+        except Exception as err:
             self.broadcast(_failure(self.rank, err))
             raise
         value = self.broadcast(value)
@@ -143,7 +143,7 @@ class Dist:
         """
         try:
             local: Any = fn()
-        except Exception as err:  # noqa: BLE001 - gathered, then re-raised
+        except Exception as err:
             if self.world_size > 1:
                 self.gather(_failure(self.rank, err))  # the other ranks raise it too
             raise

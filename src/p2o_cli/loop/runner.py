@@ -27,7 +27,7 @@ import dataclasses
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from ..config import to_dict
@@ -39,7 +39,6 @@ from ..records import (
     Assignment,
     Hard,
     Problem,
-    Rollout,
     Template,
     iter_json_lines,
     read_records,
@@ -50,7 +49,7 @@ from ..rollout import generate_rollouts
 from ..runs import RunSummary, last_eval
 from .config import RunConfig
 from .dist import Dist, MainReflector, ShardedEngine, ShardedScorer
-from .rundir import RunDir, RunState
+from .rundir import RunDir, RunState, rollout_metrics
 
 # ---------------------------------------------------------------- the loop
 
@@ -122,6 +121,15 @@ class P2ORun:
         from ..engines import resolve_engine
 
         self.engine_name = resolve_engine(self.cfg.engine.engine)
+        # Under FSDP a rank holds a shard only: its hf engine keeps a full copy, reloaded each step.
+        self.engine_shares_model = self.engine_name == "hf" and not self.trainer.sharded
+        if self.engine_name == "hf" and self.trainer.sharded:
+            from ..engines.hf import HFEngine
+
+            engine = HFEngine(self.state.checkpoint or self.cfg.model, self.tokenizer,
+                              device=str(self.trainer.accelerator.device), batch_size=self.cfg.engine.gen_batch_size)
+            engine.update_weights(self.trainer.policy_state_dict())
+            return engine
         if self.engine_name == "hf":
             from ..engines.hf import HFEngine
 
@@ -221,7 +229,7 @@ class P2ORun:
         t1, reward_s = time.perf_counter(), self.scorer.seconds - reward_s
         self._in_step = True
         metrics = self.trainer.step(rollouts)
-        if self.engine_name != "hf":
+        if not self.engine_shares_model:
             self.engine.update_weights(self.trainer.policy_state_dict())
         self.state.step += 1
         self.state.batch += 1
@@ -374,15 +382,3 @@ class P2ORun:
 
 def _silent(message: str) -> None:
     """The printer of ranks other than 0."""
-
-
-def rollout_metrics(rollouts: Sequence[Rollout]) -> dict[str, float]:
-    """Reward split by plain and templated rollouts: the templates' lift is what GEPA buys."""
-    plain = [r.reward for r in rollouts if not r.template]
-    templated = [r.reward for r in rollouts if r.template]
-    return {
-        "rollout/plain_reward_mean": sum(plain) / len(plain) if plain else 0.0,
-        "rollout/templated_reward_mean": sum(templated) / len(templated) if templated else 0.0,
-        "rollout/templated_frac": len(templated) / max(len(rollouts), 1),
-        "rollout/truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / max(len(rollouts), 1),
-    }
