@@ -3,8 +3,8 @@
 The miniature run of test_loop (2 epochs, GEPA with the toy reflector, evaluation) is run on
 one process and on two from the same seed; the rollouts, hard sets, GEPA state, templates,
 assignments and eval scores must be identical and the final weights equal within 1e-5
-relative. A 2-rank run killed with SIGKILL after its first checkpoint resumes on 2 ranks to
-the same weights. The pure parts of loop/dist.py are checked on their own below.
+relative. A 2-rank run killed with SIGKILL after its first checkpoint, and one killed in the
+middle of its GEPA phase, resume on 2 ranks to the same files and weights. The pure parts of loop/dist.py are checked on their own below.
 """
 
 from __future__ import annotations
@@ -113,6 +113,18 @@ def test_two_ranks_match_one_rank_and_resume_after_kill(tmp_path, tiny_model_dir
     assert orjson.loads((killed / "state.json").read_bytes())["done"]
     assert run_files(killed) == files
     assert_weights_close(two / "checkpoints" / "step-4", killed / "checkpoints" / "step-4", rtol=1e-5)
+
+    # Both ranks killed mid-GEPA (iteration 2, after iteration 1's state was saved by rank 0):
+    # on resume every rank reads that state and the search ends where the straight run's did.
+    mid_gepa = tmp_path / "mid-gepa"
+    crashed = subprocess.run(two_ranks(run_args(tiny_model_dir, world, mid_gepa, *EXTRA)), capture_output=True,
+                             env={**ENV, "P2O_FAULT": "gepa:2"}, timeout=300)
+    assert crashed.returncode != 0
+    saved = orjson.loads((mid_gepa / "epoch-0" / "gepa-state.json").read_bytes())
+    assert saved["iteration"] == 1
+    run_ok([*launch(), "-m", "p2o_cli", "run", "--resume", str(mid_gepa)], timeout=300)
+    assert run_files(mid_gepa) == files
+    assert_weights_close(two / "checkpoints" / "step-4", mid_gepa / "checkpoints" / "step-4", rtol=1e-5)
 
 
 # ---------------------------------------------------------------- loop/dist.py on its own
