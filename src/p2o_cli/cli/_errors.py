@@ -69,7 +69,9 @@ def reported_errors() -> Iterator[None]:
         code, message = describe(err)
         if debug_enabled():
             traceback.print_exc()
-        typer.echo(f"p2o: error: {message}", err=True)
+        # Under accelerate launch/torchrun every rank may report the same error: say whose it is.
+        rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
+        typer.echo(f"p2o: error: {message}" if rank == "0" else f"p2o: error (rank {rank}): {message}", err=True)
         if code == EXIT_BUG and not debug_enabled():
             typer.echo("p2o: this is a bug in p2o; run again with P2O_DEBUG=1 (or p2o --debug …) to see the "
                        "traceback, and report it", err=True)

@@ -1,4 +1,4 @@
-"""``p2o run``: the whole P²O loop in one process, resumable."""
+"""``p2o run``: the whole P²O loop, in one process or SPMD on N ranks, resumable."""
 
 from __future__ import annotations
 
@@ -49,4 +49,5 @@ def run(cfg: RunConfig) -> None:
         summary = runner.run()
     finally:
         runner.close()
-    console.print(format_summary(summary, cfg.out), highlight=False)
+    if runner.dist.is_main:  # under accelerate launch/torchrun, rank 0 speaks for the run
+        console.print(format_summary(summary, cfg.out), highlight=False)

@@ -173,14 +173,20 @@ def run_gepa(
     metrics_path: str | Path | None = None,
     on_iteration: Callable[[GepaProgress], None] | None = None,
     resume: bool = False,
+    save: bool = True,
 ) -> GepaResult:
-    """Evolve templates on ``hard``; see the module docstring. Resumes from ``state_path`` if asked."""
+    """Evolve templates on ``hard``; see the module docstring. Resumes from ``state_path`` if asked.
+
+    ``save=False`` reads ``state_path`` to resume but writes neither it nor ``metrics_path``: a
+    rank other than 0 running the same search beside it.
+    """
     search = _Search(hard, engine, tokenizer, reflector, scorer, cfg)
+    saved_to = (state_path, metrics_path) if save else (None, None)
     if resume and state_path is not None and Path(state_path).is_file():
         state, rng = _resumed(hard, cfg, state_path)
     else:
         state, rng = _seeded(search, hard, cfg)
-        _checkpoint(state, rng, state_path, metrics_path, on_iteration, cfg, _metrics(state, cfg, {}, 0.0))
+        _checkpoint(state, rng, *saved_to, on_iteration, cfg, _metrics(state, cfg, {}, 0.0))
     failure_streak = 0
     while (stop_reason := _stop_reason(state, cfg)) is None:
         started = time.perf_counter()
@@ -189,7 +195,7 @@ def run_gepa(
         failure_streak = _propose(search, state, it, cfg, failure_streak)
         _score_children(search, state, it, cfg)
         metrics = _metrics(state, cfg, _iteration_metrics(it), time.perf_counter() - started)
-        _checkpoint(state, rng, state_path, metrics_path, on_iteration, cfg, metrics)
+        _checkpoint(state, rng, *saved_to, on_iteration, cfg, metrics)
     return _result(state, stop_reason)
 
 

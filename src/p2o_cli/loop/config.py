@@ -34,6 +34,9 @@ class RunConfig(Config):
     eval_every: int = option(0, min=0, help="Evaluate every N train steps (0 = at the start and the end only).")
     save_every: int = option(1, min=0, help="Checkpoint every N train steps (and at each epoch end).")
     keep_last: int = option(2, min=1, help="Checkpoints kept.")
+    gen_chunk: int = option(0, min=0, help="Sequences per generation chunk: every engine call is cut into chunks, "
+                                           "each seeded on its own and dealt whole to one rank, so samples do not "
+                                           "depend on the number of ranks (0 = --gen-batch-size).")
     seed: int = seed_option()
     problems: DataConfig = section(DataConfig)
     rollout: RolloutConfig = section(RolloutConfig, max_new_tokens=12288)

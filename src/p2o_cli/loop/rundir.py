@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,15 @@ class RunDir:
             and not (row.get("epoch", 0) == state.epoch and "epoch/hard_count" in row)
         ]
         write_records(self.metrics, kept)
+
+
+def rollout_metrics(rollouts: Sequence[Rollout]) -> dict[str, float]:
+    """Reward split by plain and templated rollouts: the templates' lift is what GEPA buys."""
+    plain = [r.reward for r in rollouts if not r.template]
+    templated = [r.reward for r in rollouts if r.template]
+    return {
+        "rollout/plain_reward_mean": sum(plain) / len(plain) if plain else 0.0,
+        "rollout/templated_reward_mean": sum(templated) / len(templated) if templated else 0.0,
+        "rollout/templated_frac": len(templated) / max(len(rollouts), 1),
+        "rollout/truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / max(len(rollouts), 1),
+    }

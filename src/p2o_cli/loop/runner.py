@@ -14,15 +14,20 @@ Run directory::
     epoch-E/rollouts-B.jsonl, hard-B.jsonl   per batch
     epoch-E/hard.jsonl, templates.jsonl, assignments.jsonl, gepa-state.json, gepa-metrics.jsonl
     checkpoints/step-N/    HF model + optimizer + trainer state (the last ``keep_last`` kept)
+
+Under ``accelerate launch``/``torchrun`` every rank runs this same loop (see :mod:`.dist`):
+engine calls and scoring are split over the ranks, the trainer shards each step (DDP/FSDP),
+and only rank 0 writes into the run directory, logs and prints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from ..config import to_dict
@@ -34,7 +39,6 @@ from ..records import (
     Assignment,
     Hard,
     Problem,
-    Rollout,
     Template,
     iter_json_lines,
     read_records,
@@ -44,7 +48,8 @@ from ..records import (
 from ..rollout import generate_rollouts
 from ..runs import RunSummary, last_eval
 from .config import RunConfig
-from .rundir import RunDir, RunState
+from .dist import Dist, MainReflector, ShardedEngine, ShardedScorer
+from .rundir import RunDir, RunState, rollout_metrics
 
 # ---------------------------------------------------------------- the loop
 
@@ -57,21 +62,19 @@ class P2ORun:
 
     def __init__(self, cfg: RunConfig, resume: bool = False, printer: Printer = print):
         self.cfg = cfg
+        self.dist = Dist.from_env()
         self.dir = RunDir(cfg.out)
-        self.say = printer
-        if resume:
-            self.state = self.dir.read_state()
-            self.dir.truncate_metrics(self.state)
-        else:
-            if self.dir.state_path.exists():
-                raise P2OError(f"{cfg.out}: a run already lives here; use --resume {cfg.out} or a new --out")
-            self.state = RunState()
-            self.dir.root.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir.root / "config.json", to_dict(cfg))
-        from ..tracking import open_metrics_logger
+        self.say = printer if self.dist.is_main else _silent
+        self.state = self.dist.on_main(lambda: self._open_dir(resume))
+        if self.dist.is_main:
+            from ..tracking import open_metrics_logger
 
-        self.dir.logger = open_metrics_logger(self.dir.metrics, cfg.tracking.report_to, self.dir.root,
-                                              cfg.name or self.dir.root.name, to_dict(cfg))
+            self.dir.logger = open_metrics_logger(self.dir.metrics, cfg.tracking.report_to, self.dir.root,
+                                                  cfg.name or self.dir.root.name, to_dict(cfg))
+        else:
+            from ..tracking import MetricsLogger
+
+            self.dir.logger = MetricsLogger(None)  # rank 0 logs every metric
         self.problems = load_training_problems(cfg.data, cfg.problems)
         if not self.problems:
             raise P2OError(f"{cfg.data}: no problems")
@@ -84,8 +87,22 @@ class P2ORun:
 
     # ------------------------------------------------------------ set-up
 
+    def _open_dir(self, resume: bool) -> RunState:
+        """Rank 0: the state to start from, the metrics cut back to it, the resolved config."""
+        cfg = self.cfg
+        if resume:
+            state = self.dir.read_state()
+            self.dir.truncate_metrics(state)
+        else:
+            if self.dir.state_path.exists():
+                raise P2OError(f"{cfg.out}: a run already lives here; use --resume {cfg.out} or a new --out")
+            state = RunState()
+            self.dir.root.mkdir(parents=True, exist_ok=True)
+        write_json(self.dir.root / "config.json", to_dict(cfg))
+        return state
+
     def _open_models(self) -> None:
-        from ..reward import open_scorer
+        from ..reward import RewardScorer
         from ..rl.trainer import PolicyTrainer
 
         cfg = self.cfg
@@ -93,8 +110,10 @@ class P2ORun:
         total = cfg.epochs * self.batches_per_epoch
         self.trainer = PolicyTrainer.from_checkpoint(start, dataclasses.replace(cfg.train, total_steps=total))
         self.tokenizer = self.trainer.tokenizer
-        self.engine = self._make_engine()
-        self.scorer = open_scorer(cfg.reward)
+        self.engine = ShardedEngine(self._make_engine(), self.dist, cfg.gen_chunk or cfg.engine.gen_batch_size)
+        self.scorer = ShardedScorer(RewardScorer(timeout_s=cfg.reward.reward_timeout,
+                                                 strict_format=cfg.reward.strict_format,
+                                                 workers=self.dist.scorer_workers()), self.dist)
         self._reflector: Any = None
         self._in_step = False
 
@@ -102,6 +121,15 @@ class P2ORun:
         from ..engines import resolve_engine
 
         self.engine_name = resolve_engine(self.cfg.engine.engine)
+        # Under FSDP a rank holds a shard only: its hf engine keeps a full copy, reloaded each step.
+        self.engine_shares_model = self.engine_name == "hf" and not self.trainer.sharded
+        if self.engine_name == "hf" and self.trainer.sharded:
+            from ..engines.hf import HFEngine
+
+            engine = HFEngine(self.state.checkpoint or self.cfg.model, self.tokenizer,
+                              device=str(self.trainer.accelerator.device), batch_size=self.cfg.engine.gen_batch_size)
+            engine.update_weights(self.trainer.policy_state_dict())
+            return engine
         if self.engine_name == "hf":
             from ..engines.hf import HFEngine
 
@@ -115,13 +143,23 @@ class P2ORun:
 
         # vLLM loads the weights it is given as a plain model: the merged ones under LoRA.
         eng = self.cfg.engine
+        options = engine_options(eng.gpu_memory_utilization, eng.tensor_parallel_size, eng.vllm_sleep)
+        if self.dist.world_size > 1:
+            if eng.tensor_parallel_size > 1:
+                raise P2OError("p2o run on several ranks runs one vllm engine per rank: --tensor-parallel-size 1")
+            # One colocated engine per rank on the rank's own GPU, inside the launcher's process
+            # group (TRL's colocate mode); each generates only the chunks dealt to its rank.
+            options["distributed_executor_backend"] = "external_launcher"
         engine = load_engine(self.engine_name, self.state.checkpoint or self.cfg.model, device=eng.device,
-                             batch_size=eng.gen_batch_size,
-                             **engine_options(eng.gpu_memory_utilization, eng.tensor_parallel_size, eng.vllm_sleep))
+                             batch_size=eng.gen_batch_size, **options)
         engine.update_weights(self.trainer.policy_state_dict())
         return engine
 
     def reflector(self) -> Any:
+        """The reflector, asked on rank 0 only (its answers are broadcast)."""
+        return MainReflector(self._main_reflector, self.dist)
+
+    def _main_reflector(self) -> Any:
         if self._reflector is None:
             from ..gepa.reflectors import ReflectorContext, reflector_from_config
 
@@ -143,11 +181,20 @@ class P2ORun:
         return dataclasses.replace(gepa, seed=self.cfg.seed * 1000 + epoch,
                                    gepa_max_new_tokens=gepa.gepa_max_new_tokens or self.cfg.rollout.max_new_tokens)
 
+    def progress(self, description: str, total: int) -> Any:
+        """A transient progress display on rank 0 (it sees its own share of the work); none elsewhere."""
+        if not self.dist.is_main:
+            return contextlib.nullcontext(None)
+        from ..progress import generation_progress
+
+        return generation_progress(description, total, transient=True)
+
     def close(self) -> None:
         if not self.finished:
             self.scorer.close()
             self.engine.close()
         self.dir.logger.close()
+        self.dist.close()
 
     # ------------------------------------------------------------ phases
 
@@ -158,6 +205,9 @@ class P2ORun:
         return [order[i : i + size] for i in range(0, len(order), size)]
 
     def current_prompts(self) -> tuple[dict[str, Assignment], dict[str, Template]]:
+        return self.dist.on_main(self._read_prompts)
+
+    def _read_prompts(self) -> tuple[dict[str, Assignment], dict[str, Template]]:
         if not self.state.assignments or not self.state.templates:
             return {}, {}
         assignments = {a.id: a for a in read_records(self.dir.root / self.state.assignments, Assignment)}
@@ -170,10 +220,7 @@ class P2ORun:
         t0, reward_s = time.perf_counter(), self.scorer.seconds
         rollout_cfg = dataclasses.replace(cfg.rollout, seed=cfg.seed * 100_003 + self.state.step,
                                           policy_version=self.state.step, model=cfg.model)
-        from ..progress import generation_progress
-
-        with generation_progress(f"step {self.state.step + 1} rollout", len(batch) * cfg.rollout.k,
-                                 transient=True) as progress:
+        with self.progress(f"step {self.state.step + 1} rollout", len(batch) * cfg.rollout.k) as progress:
             rollouts = generate_rollouts(self.engine, self.tokenizer, batch, rollout_cfg, self.scorer, assignments,
                                          templates, progress)
         sleep = getattr(self.engine, "sleep", None)
@@ -182,15 +229,17 @@ class P2ORun:
         t1, reward_s = time.perf_counter(), self.scorer.seconds - reward_s
         self._in_step = True
         metrics = self.trainer.step(rollouts)
-        if self.engine_name != "hf":
+        if not self.engine_shares_model:
             self.engine.update_weights(self.trainer.policy_state_dict())
         self.state.step += 1
         self.state.batch += 1
         self._in_step = False
         hard = mine_hard(rollouts, tau=cfg.mining.tau, max_failures=cfg.mining.max_failures)
-        edir, t2 = self.dir.epoch_dir(epoch), time.perf_counter()
-        write_records(edir / f"rollouts-{index:04d}.jsonl", rollouts)
-        write_records(edir / f"hard-{index:04d}.jsonl", hard)
+        t2 = time.perf_counter()
+        if self.dist.is_main:
+            edir = self.dir.epoch_dir(epoch)
+            write_records(edir / f"rollouts-{index:04d}.jsonl", rollouts)
+            write_records(edir / f"hard-{index:04d}.jsonl", hard)
         gen_tokens = sum(r.n_tokens for r in rollouts)
         # The trainer counts optimizer updates; the loop's step is one rollout batch.
         row = {**metrics, "actor/optimizer_step": metrics.get("training/step"), "training/step": self.state.step,
@@ -213,12 +262,7 @@ class P2ORun:
         cfg = self.cfg
         eval_cfg = dataclasses.replace(cfg.eval,
                                        eval_max_new_tokens=cfg.eval.eval_max_new_tokens or cfg.rollout.max_new_tokens)
-        from functools import partial
-
-        from ..progress import generation_progress
-
-        results, _ = evaluate(self.engine, self.tokenizer, eval_cfg, self.scorer,
-                              progress_factory=partial(generation_progress, transient=True))
+        results, _ = evaluate(self.engine, self.tokenizer, eval_cfg, self.scorer, progress_factory=self.progress)
         scores = {f"eval/{name}/accuracy": r["accuracy"] for name, r in results["benchmarks"].items()}
         self.dir.log({"training/step": self.state.step, "epoch": self.state.epoch, **scores})
         self.say("eval at step {}: {}".format(
@@ -234,17 +278,22 @@ class P2ORun:
         from ..progress import interactive
 
         cfg = self.cfg
-        edir = self.dir.epoch_dir(epoch)
+        edir = self.dir.root / f"epoch-{epoch}"
         self.say(f"epoch {epoch}: GEPA on {len(hard)} hard problems (budget {cfg.gepa.budget} rollouts)")
-        with live_front(interactive()) as on_iteration:
+        main = self.dist.is_main
+        with live_front(interactive() and main) as on_iteration:
+            # Every rank runs the same search (same state, same broadcast proposals); rank 0
+            # saves it, and on resume every rank reads what rank 0 saved.
             result = run_gepa(hard, self.engine, self.tokenizer, self.reflector(), self.scorer,
                               self.gepa_config(epoch), state_path=edir / "gepa-state.json",
-                              metrics_path=edir / "gepa-metrics.jsonl", on_iteration=on_iteration, resume=True)
+                              metrics_path=edir / "gepa-metrics.jsonl", on_iteration=on_iteration if main else None,
+                              resume=True, save=main)
         assigned = assign_templates([h.id for h in hard], result.templates, cfg.assign.k, seed=cfg.seed + epoch,
                                     same_template_in_group=cfg.assign.same_template_in_group,
                                     plain_rewards={h.id: h.rewards for h in hard})
-        write_records(edir / "templates.jsonl", result.templates)
-        write_records(edir / "assignments.jsonl", assigned.assignments)
+        if main:
+            write_records(edir / "templates.jsonl", result.templates)
+            write_records(edir / "assignments.jsonl", assigned.assignments)
         self.state.templates = str((edir / "templates.jsonl").relative_to(self.dir.root))
         self.state.assignments = str((edir / "assignments.jsonl").relative_to(self.dir.root))
 
@@ -259,8 +308,10 @@ class P2ORun:
     def save(self) -> None:
         ckpt_root = self.dir.root / "checkpoints"
         path = ckpt_root / f"step-{self.state.step}"
-        self.trainer.save(path, extra_config={"run": to_dict(self.cfg)})
+        self.trainer.save(path, extra_config={"run": to_dict(self.cfg)})  # collective: every rank
         self.state.checkpoint = str(path)
+        if not self.dist.is_main:
+            return
         self.dir.write_state(self.state)
         steps = sorted((int(p.name.split("-")[1]), p) for p in ckpt_root.glob("step-*") if p.name[5:].isdigit())
         for _, old in steps[: -self.cfg.keep_last]:
@@ -307,27 +358,27 @@ class P2ORun:
         if cfg.eval.bench and (not cfg.eval_every or self.state.step % cfg.eval_every):
             final_eval = self.evaluate()
         self.state.done = True
-        self.dir.write_state(self.state)
+        if self.dist.is_main:
+            self.dir.write_state(self.state)
         return self.summary(final_eval)
 
     def summary(self, final_eval: dict[str, float]) -> RunSummary:
+        return self.dist.on_main(lambda: self._summary(final_eval))
+
+    def _summary(self, final_eval: dict[str, float]) -> RunSummary:
         counts = [row["epoch/hard_count"] for _, row in iter_json_lines(self.dir.metrics) if "epoch/hard_count" in row]
         return RunSummary(self.state.step, self.cfg.epochs, counts, final_eval)
 
     def epoch_hard(self, epoch: int, n_batches: int) -> list[Hard]:
+        """The epoch's hard set, from its batches' files (written by rank 0, read there)."""
+        return self.dist.on_main(lambda: self._read_epoch_hard(epoch, n_batches))
+
+    def _read_epoch_hard(self, epoch: int, n_batches: int) -> list[Hard]:
         edir = self.dir.epoch_dir(epoch)
         hard = [h for b in range(n_batches) for h in read_records(edir / f"hard-{b:04d}.jsonl", Hard)]
         write_records(edir / "hard.jsonl", hard)
         return hard
 
 
-def rollout_metrics(rollouts: Sequence[Rollout]) -> dict[str, float]:
-    """Reward split by plain and templated rollouts: the templates' lift is what GEPA buys."""
-    plain = [r.reward for r in rollouts if not r.template]
-    templated = [r.reward for r in rollouts if r.template]
-    return {
-        "rollout/plain_reward_mean": sum(plain) / len(plain) if plain else 0.0,
-        "rollout/templated_reward_mean": sum(templated) / len(templated) if templated else 0.0,
-        "rollout/templated_frac": len(templated) / max(len(rollouts), 1),
-        "rollout/truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / max(len(rollouts), 1),
-    }
+def _silent(message: str) -> None:
+    """The printer of ranks other than 0."""

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import P2OError
 from .lora import (
     ADAPTER_DIR,
     MASTER_WEIGHTS,
@@ -91,3 +92,17 @@ def checkpoint_payload(
             model.save_pretrained(str(tmp / ADAPTER_DIR))
 
     return save_model, weights, write_extra
+
+
+def engine_weights(wrapped: Any, model: Any, sharded: bool) -> dict[str, Tensor]:
+    """The full policy weights an engine loads: LoRA merged; under FSDP gathered on every process."""
+    if not sharded:
+        return merged_state_dict(model)
+    if is_lora(model):
+        raise P2OError("LoRA under FSDP is not supported: use DDP (--multi_gpu) for LoRA")
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
+
+    return get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True))

@@ -164,11 +164,21 @@ class PolicyTrainer:
         trainer.source_dtype = source_dtype  # "auto" checkpoints are written in it
         return trainer
 
-    def policy_state_dict(self) -> dict[str, Tensor]:
-        """The policy's weights under the plain model's names (LoRA merged): what an engine loads."""
-        from .lora import merged_state_dict
+    @property
+    def sharded(self) -> bool:
+        """Whether each process holds only a shard of the weights (FSDP): no engine can sample them in place."""
+        from accelerate.utils import DistributedType
 
-        return merged_state_dict(self.model)
+        return self.accelerator.distributed_type == DistributedType.FSDP
+
+    def policy_state_dict(self) -> dict[str, Tensor]:
+        """The policy's weights under the plain model's names (LoRA merged): what an engine loads.
+
+        Under FSDP a collective: every process gets the full (gathered) weights, for its engine.
+        """
+        from .export import engine_weights
+
+        return engine_weights(self.wrapped, self.model, self.sharded)
 
     # ------------------------------------------------------------ public API
 
