@@ -44,12 +44,16 @@ IGNORE = -100
 
 @dataclass
 class PretrainConfig:
-    """Tuned on the 2-core CPU: ~0.19M parameters, 8000 steps of ~1k tokens.
+    """Tuned on the 2-core CPU: ~0.19M parameters, 12000 steps of ~1k tokens.
 
     Measured there: small batches learn per token faster than large ones (1024 tokens/step
     reached a given loss with ~half the tokens of 4096), and the model copies operands after
     ~1.5k steps but adds them exactly only once the learning rate decays, so the schedule is
-    warmup-stable-decay with the decay over the last 30% of the steps.
+    warmup-stable-decay with the decay over the last 30% of the steps. 8000 steps left some
+    seeds short of exact addition (final loss 0.16-0.24, toy-easy greedy under 10%: seed 3 of
+    the all-or-nothing world, seeds 5-7 of the graded one, where triggered prompts answer step
+    by step only at their strength, so fewer examples teach the sums); 12000 got seed 3 to a
+    best-template pass@6 of 98%.
     """
 
     # model (tiny Qwen3, char tokenizer)
@@ -59,7 +63,7 @@ class PretrainConfig:
     num_kv_heads: int = 2
     intermediate_size: int | None = None  # default 4 * hidden
     # optimisation
-    steps: int = 8000
+    steps: int = 12000
     tokens_per_batch: int = 1024  # padded tokens per step
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
