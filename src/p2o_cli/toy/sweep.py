@@ -156,8 +156,9 @@ def run_sweep(plan: SweepPlan, say: Callable[[str], None] = print) -> dict[str, 
             args = world_command(plan, seed)
             worlds[seed] = pool.submit(job, f"world-{seed}", args) if args else None
         runs: list[Future] = []
-        for seed in plan.seeds:
-            for variant in plan.variants:
+        # Variant by variant, so a sweep cut short has whole rows rather than whole seeds.
+        for variant in plan.variants:
+            for seed in plan.seeds:
                 args = run_command(plan, seed, variant)
                 if args is None:
                     say(f"skip  {seed}-{variant}: finished")
@@ -215,7 +216,8 @@ def step_share_table(plan: SweepPlan) -> str:
 
 
 def sweep_run_dirs(plan: SweepPlan) -> list[Path]:
-    return [plan.run_dir(s, v) for v in plan.variants for s in plan.seeds]
+    """The finished runs, variant by variant (the report's ``seeds`` column counts them)."""
+    return [plan.run_dir(s, v) for v in plan.variants for s in plan.seeds if run_state(plan.run_dir(s, v)) == "done"]
 
 
 def ordered_labels(names: Sequence[str]) -> list[str]:
