@@ -525,6 +525,12 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
     assert "| seed 9 | not measured | |" in report  # the world was built with --no-measure
     assert "| run | epoch 0 | epoch 1 |" in report and "| GRPO (`--no-gepa`) | " in report.split("open with a step")[1]
     metrics = (out / "runs-9" / "p2o" / "metrics.jsonl").read_bytes()
+    (out / "runs-9" / "p2o" / "state.json").write_bytes(orjson.dumps({"done": False}))  # as if cut short
+    partial = runner.invoke(app, [*args, "--report-only"])
+    assert partial.exit_code == 0 and "start" not in partial.output.split("| run |")[0], partial.output
+    report = (out / "report" / "report.md").read_text()
+    assert "| GRPO (`--no-gepa`) | 1 |" in report and "P²O, paper's group baseline" not in report
+    (out / "runs-9" / "p2o" / "state.json").write_bytes(orjson.dumps({"done": True}))
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and again.output.count("skip") == 2, again.output
     assert (out / "runs-9" / "p2o" / "metrics.jsonl").read_bytes() == metrics

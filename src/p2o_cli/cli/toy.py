@@ -156,6 +156,7 @@ class ToySweepJob(Config):
                                                "printed by p2o toy config).")
     trigger_strength: str = trigger_strength_option()
     jobs: int = option(2, min=1, help="Runs at once (each gets an equal share of the cores).")
+    report_only: bool = option(False, help="Run nothing: write the report from the runs finished so far.")
 
     def check(self) -> None:
         check_trigger_strength(self.trigger_strength)
@@ -183,7 +184,8 @@ def toy_sweep(job: ToySweepJob) -> None:
         raise FileNotFoundError(f"{config}: no such run config")
     plan = SweepPlan(Path(job.out), parse_seeds(job.seeds), parse_variants(job.variants), config, job.jobs,
                      world_args=("--trigger-strength", job.trigger_strength))
-    run_sweep(plan, say=lambda msg: console.print(msg, highlight=False))
+    if not job.report_only:
+        run_sweep(plan, say=lambda msg: console.print(msg, highlight=False))
     report = plan.out / "report"
     preface = ("Worlds (`p2o toy measure`, T=1; strengths in %):\n\n" + world_table(plan)
                + "\nGreedy accuracy (%) without templates at the end, mean ± std over seeds:\n\n")
