@@ -103,10 +103,15 @@ def reward() -> Figure:
     )
 
 
-REWARD_MISS = (" Misses 10×: with every gold parsed once and integers judged without sympy, the rest is parsing each "
-               "distinct prediction with sympy (latex2sympy), which batching cannot remove; 2 workers give at most 2× "
-               "on top. Closing it needs a cheaper prediction parser (normalised-string match before sympy) or more "
-               "cores.")
+REWARD_MISS = (" Misses 10×. Profiled (cProfile, 3,000 of these pairs in one process): all the time is math-verify's "
+               "LaTeX parsing of predictions (latex2sympy's ANTLR parser) and sympy's verify. Exact shortcuts now skip "
+               "sympy where math-verify's verdict is known without it (two plain integers; two plain decimals of at most "
+               "6 places and 15 digits, compared exactly; a per-worker cache of normalised (prediction, gold) verdicts; "
+               "predictions stripped of surrounding spaces), checked verdict by verdict against the slow path in "
+               "tests/test_reward_fastpath.py; each gold is parsed once per worker. What is left is one sympy parse + "
+               "verify per distinct (prediction, gold) that is not plain numbers: here the gold itself and another "
+               "problem's gold (2 of 6 responses per gold, vs 6 parses + verifies serially), and 2 workers give at most "
+               "2× on top (less on a shared machine). Closing it needs more cores or a faster LaTeX parser than ANTLR.")
 
 
 VLLM_PY = os.environ.get("P2O_BENCH_VLLM_PY", str(HERE.parent / ".venv-vllm" / "bin" / "python"))

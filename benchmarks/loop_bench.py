@@ -36,7 +36,7 @@ def config() -> Path:
     """examples/toy.toml without its [eval] table (evaluation is excluded from the figure)."""
     text = (ROOT / "examples" / "toy.toml").read_text()
     text = re.sub(r"\n\[eval\]\n(?:[^\[\n].*\n|\n)*", "\n", text)
-    text = re.sub(r'^out = .*$', f'out = "{RUN}"', text, flags=re.M)
+    text = re.sub(r'^out = .*$', f'out = "{RUN}"', text, flags=re.MULTILINE)
     out = setting.WORK / "loop-toy.toml"
     out.write_text(text)
     return out
