@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -217,6 +218,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", choices=sorted(FIGURES))
     args = ap.parse_args()
+    started, load0 = time.perf_counter(), setting.load()
     setting.model_dir()
     for name in args.only or FIGURES:
         result = FIGURES[name]()
@@ -224,7 +226,9 @@ def main() -> None:
         print(f"bench: {name} done (load {setting.load()})", flush=True)
     rows = json.loads(setting.RESULTS.read_text())
     text = (f"# p2o benchmarks\n\nMachine: {setting.machine()}. Written by `make bench` "
-            "(benchmarks/bench.py); every ratio is p2o against its baseline measured in the same run.\n\n"
+            "(benchmarks/bench.py); every ratio is p2o against its baseline measured in the same run. "
+            f"This run of bench.py ({', '.join(args.only or FIGURES)}): {(time.perf_counter() - started) / 60:.1f} min, "
+            f"1-minute load {load0} before, {setting.load()} after.\n\n"
             + table(rows) + "\n")
     (HERE / "RESULTS.md").write_text(text)
     print(table(rows))

@@ -131,7 +131,6 @@ class ToyAdapter:
 
     def evaluate(self, batch: list[str], candidate: dict[str, str], capture_traces: bool = False) -> Any:
         from gepa import EvaluationBatch
-
         from p2o_cli.prompts import render
 
         self.calls += 1

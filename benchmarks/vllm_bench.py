@@ -22,10 +22,9 @@ import setting
 
 
 def main() -> None:
-    from vllm import SamplingParams
-
     from p2o_cli.engines.vllm import VLLMEngine
     from p2o_cli.prompts import render
+    from vllm import SamplingParams
 
     engine = VLLMEngine(str(setting.model_dir()), max_model_len=512)
     prompts = [render(engine.tokenizer, p.problem) for p in setting.problems()]
