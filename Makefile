@@ -86,8 +86,10 @@ $(BENCH_STAMP): pyproject.toml
 	$(BENCH_PY) -m pip install -q "$(TRL_SPEC)" -e ".[dev]"
 	@touch $(BENCH_STAMP)
 
+# generation-vllm runs in $(VLLM_VENV) when it exists (make install-vllm); without it the figure
+# reads "not measured: no vllm environment".
 bench: $(BENCH_STAMP)
-	$(OFFLINE) $(BENCH_PY) benchmarks/bench.py
+	$(OFFLINE) P2O_BENCH_VLLM_PY="$(abspath $(VLLM_PY))" $(BENCH_PY) benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(BENCH_VENV) benchmarks/.work .pytest_cache build src/*.egg-info

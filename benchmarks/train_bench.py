@@ -89,16 +89,20 @@ def plain_step(rollouts: list) -> float:
 
     start = time.perf_counter()
     order = list(range(len(seqs)))
+    old: dict[int, torch.Tensor] = {}  # each sequence's old log-probs, whatever batch computed them
     with torch.no_grad():
-        old = {tuple(b): logps(b)[0] for b in batches(order)}
+        for b in batches(order):
+            lp, _ = logps(b)
+            old.update({i: lp[row] for row, i in enumerate(b)})
     half = len(order) // 2
     for part in (order[:half], order[half:]):
         n_tok = sum(len(seqs[i][1]) for i in part)
         for b in batches(part):
             lp, mask = logps(b)
-            old_lp = next(v for k, v in old.items() if set(b) <= set(k))
-            rows = [list(next(k for k in old if i in k)).index(i) for i in b]
-            ratio = torch.exp(lp - old_lp[rows][:, : lp.shape[1]])
+            # Rows are right-padded to each batch's width; positions past a sequence are masked out.
+            width = lp.shape[1]
+            old_lp = torch.stack([torch.nn.functional.pad(old[i][:width], (0, max(0, width - len(old[i])))) for i in b])
+            ratio = torch.exp(lp - old_lp)
             a = adv[b][:, None]
             loss = -torch.min(ratio * a, ratio.clamp(0.8, 1.2) * a)
             ((loss * mask).sum() / n_tok).backward()

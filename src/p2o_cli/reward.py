@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from .config import Config, option
@@ -29,6 +30,8 @@ GRADERS = ("strict", "qwen")
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _TOKEN = re.compile(r"[^\s$]*")
 _INTEGER = re.compile(r"-?\d{1,30}")
+_DECIMAL = re.compile(r"-?\d+(?:\.\d{1,6})?")
+_MATCH_CACHE = 65_536
 _TEXT_MACRO = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 
 
@@ -115,12 +118,48 @@ def parse_gold(gold: str) -> list:
 
 def answers_match(pred: str, gold: str) -> bool:
     """Whether a boxed answer matches the gold. Unbounded time: run it under a timeout."""
-    pred, gold = normalize_numbers(pred), normalize_numbers(tidy_gold(gold))
+    return _match(normalize_numbers(pred).strip(), normalize_numbers(tidy_gold(gold)))
+
+
+@functools.lru_cache(maxsize=_MATCH_CACHE)
+def _match(pred: str, gold: str) -> bool:
+    """``answers_match`` on normalised strings, sympy only when no exact shortcut decides.
+
+    Cached: a worker judges the same (prediction, gold) again whenever K responses agree, and a
+    prediction identical to the gold is judged once per gold. The shortcuts give math-verify's
+    verdict without sympy (tests/test_reward_fastpath.py checks them against ``slow_match``).
+    """
+    word = _as_word(gold)
+    if word is not None:
+        return _as_word(pred) == word
+    if _INTEGER.fullmatch(gold) and _INTEGER.fullmatch(pred):
+        return int(gold) == int(pred)  # what math-verify decides for two integers, without sympy
+    exact = _plain_decimals_equal(pred, gold)
+    if exact is not None:
+        return exact
+    return slow_match(pred, gold)
+
+
+def _plain_decimals_equal(pred: str, gold: str) -> bool | None:
+    """Exact equality of two plain decimals, or None when either is anything else.
+
+    math-verify rounds numbers to 6 decimals before comparing, and a decimal with at most 6
+    of them and at most 15 digits (exact in a float) is its own rounding: equal iff equal.
+    """
+    if not (_DECIMAL.fullmatch(pred) and _DECIMAL.fullmatch(gold)):
+        return None
+    if max(sum(c.isdigit() for c in pred), sum(c.isdigit() for c in gold)) > 15:
+        return None
+    return Decimal(pred) == Decimal(gold)
+
+
+def slow_match(pred: str, gold: str) -> bool:
+    """math-verify's verdict on normalised strings (no shortcut, no cache)."""
     word = _as_word(gold)
     if word is not None:
         return _as_word(pred) == word
     if _INTEGER.fullmatch(gold) and _INTEGER.fullmatch(pred.strip()):
-        return int(gold) == int(pred.strip())  # what math-verify decides for two integers, without sympy
+        return int(gold) == int(pred.strip())
     from math_verify import LatexExtractionConfig, parse, verify
 
     gold_parsed = parse_gold(gold)

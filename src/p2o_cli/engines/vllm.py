@@ -139,6 +139,12 @@ class VLLMEngine:
             llm_kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
         if enforce_eager is None:
             enforce_eager = not on_gpu  # torch.compile on 2 CPU cores costs more than it saves
+        if not on_gpu and "enable_chunked_prefill" not in llm_kwargs:
+            # A prompt whose prefill is split over steps has its sampled token discarded, which
+            # rewinds the request's seeded generator; CPU generators cannot rewind ("CPU Generator
+            # does not use offset"), so a seeded batch larger than one step's token budget failed.
+            # Whole prefills only (vLLM then sizes the step budget to hold the longest prompt).
+            llm_kwargs["enable_chunked_prefill"] = False
         if logprobs:
             llm_kwargs["logprobs_mode"] = logprobs_mode
         self.want_logprobs = logprobs
