@@ -147,7 +147,7 @@ class HFEngine:
             chunk = jobs[start : start + self.batch_size]
             if seed is not None:
                 # Seeded per chunk so a result does not depend on what ran before it.
-                torch.manual_seed(seed * 1_000_003 + start)
+                torch.manual_seed((seed * 1_000_003 + start) % (2**63 - 1))  # torch seeds are 64-bit
             streamer = _FinishStreamer(self.stop_ids, progress) if progress else None
             outs = self._generate_chunk([encoded[i] for i, _ in chunk], temperature, top_p, max_new_tokens, streamer)
             for (i, j), completion in zip(chunk, outs):

@@ -175,9 +175,13 @@ def _raise(failure: _Failure) -> None:
 # ---------------------------------------------------------------- sharded work
 
 
+# torch seeds are 64-bit; a run seed times GEPA's and the chunk's factors can pass that.
+SEED_MODULUS = 2**63 - 1
+
+
 def chunk_seed(seed: int, chunk: int) -> int:
     """The seed of chunk ``chunk`` of a call seeded ``seed``: a function of the two alone."""
-    return seed * 100_019 + chunk
+    return (seed * 100_019 + chunk) % SEED_MODULUS
 
 
 def plan_chunks(n_prompts: int, n: int, chunk_sequences: int) -> list[range]:
