@@ -218,8 +218,9 @@ def test_world_files_have_the_documented_formats(world) -> None:
     for key in ("plain_hard", "plain_easy", "best_template"):
         assert 0.0 <= measured[key]["pass@2"] <= 1.0 and 0.0 <= measured[key]["accuracy"] <= 1.0
         assert 0.0 <= measured[key]["step_start"] <= 1.0
-    assert measured["best_template"]["text"] in world_json["triggers"]
-    assert len(measured["runs"]) == 2 + 3 + 1
+    assert measured["best_template"]["text"] in world_json["strengths"]
+    assert len(world_json["strengths"]) == 6 and world_json["partials"] == list(world_json["strengths"])[3:]
+    assert len(measured["runs"]) == 2 + 6 + 1  # plain easy/hard, each acting phrase, one control
 
 
 def test_world_splits_are_deterministic_and_bench_is_stable() -> None:
@@ -396,14 +397,22 @@ def test_toy_trace_counts_plain_hard_rollouts_that_open_with_a_step(tmp_path: Pa
 def test_missed_world_targets_are_named() -> None:
     from p2o_cli.toy.world import missed_targets
 
-    def measured(plain: float, best: float) -> dict:
-        return {"n": 6, "plain_hard": {"pass@6": plain}, "best_template": {"pass@6": best}}
+    def measured(plain: float, best: float, plain_start: float = 0.003, runs: dict | None = None) -> dict:
+        return {"n": 6, "temperature": 1.0, "plain_hard": {"pass@6": plain, "step_start": plain_start},
+                "best_template": {"pass@6": best}, "runs": runs or {}}
 
     assert missed_targets(measured(0.031, 0.586)) == []
     (line,) = missed_targets(measured(0.055, 0.211))  # the seed-3 world of README
     assert "best template toy-hard pass@6 is 21.1% (target > 50%)" in line
     lines = missed_targets(measured(0.10, 0.50))  # both bounds are strict
     assert len(lines) == 2 and "plain toy-hard pass@6 is 10.0% (target < 10%)" in lines[0]
+    (line,) = missed_targets(measured(0.031, 0.586, plain_start=0.012))
+    assert "plain toy-hard opens with a step in 1.2% of samples (target <= 1%)" in line
+    runs = {"trigger:A@toy-hard": {"template": "A", "strength": 1.0, "step_start": 0.75},
+            "partial:B@toy-hard": {"template": "B", "strength": 0.25, "step_start": 0.30},  # within ±0.1
+            "control:C@toy-hard": {"template": "C", "step_start": 0.31}}
+    (line,) = missed_targets(measured(0.031, 0.586, runs=runs))
+    assert line == "'A' opens with a step in 75% of samples, its strength is 100% (tolerance ±10)"
 
 
 def test_toy_init_gives_byte_identical_weights_beside_a_busy_process(tmp_path: Path) -> None:
@@ -527,7 +536,7 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
     metrics = (out / "runs-9" / "p2o" / "metrics.jsonl").read_bytes()
     (out / "runs-9" / "p2o" / "state.json").write_bytes(orjson.dumps({"done": False}))  # as if cut short
     partial = runner.invoke(app, [*args, "--report-only"])
-    assert partial.exit_code == 0 and "start" not in partial.output.split("| run |")[0], partial.output
+    assert partial.exit_code == 0 and "start 9-" not in partial.output, partial.output  # nothing ran
     report = (out / "report" / "report.md").read_text()
     assert "| GRPO (`--no-gepa`) | 1 |" in report and "P²O, paper's group baseline" not in report
     (out / "runs-9" / "p2o" / "state.json").write_bytes(orjson.dumps({"done": True}))

@@ -173,7 +173,6 @@ def toy_sweep(job: ToySweepJob) -> None:
         parse_seeds,
         parse_variants,
         run_sweep,
-        step_share_table,
         sweep_run_dirs,
         toy_run_config,
         world_table,
@@ -207,3 +206,28 @@ def toy_config(job: ToyConfigJob) -> None:
     from ..toy.sweep import toy_run_config
 
     typer.echo(toy_run_config().read_text(), nl=False)
+
+
+def step_share_table(plan: Any) -> str:
+    """Markdown: per variant and epoch, the share of plain rollouts on hard problems that open
+    with a step line (``p2o toy trace``), averaged over seeds: whether the behaviour the
+    templates switch on reached the plain prompt."""
+    from ..loop import RunDir
+    from ..toy.sweep import LABELS, run_state
+    from ..toy.world import plain_step_share
+
+    rows: dict[str, dict[int, list[float]]] = {}
+    for variant in plan.variants:
+        for seed in plan.seeds:
+            run = plan.run_dir(seed, variant)
+            if run_state(run) != "done":
+                continue
+            for row in plain_step_share(RunDir(run).rollouts_by_epoch()):
+                if row["share"] is not None:
+                    rows.setdefault(variant, {}).setdefault(row["epoch"], []).append(row["share"])
+    epochs = sorted({e for per in rows.values() for e in per})
+    lines = ["| run | " + " | ".join(f"epoch {e}" for e in epochs) + " |", "|---|" + "---|" * len(epochs)]
+    for variant, per in rows.items():
+        cells = [f"{100 * sum(per[e]) / len(per[e]):.1f}%" if e in per else "–" for e in epochs]
+        lines.append(f"| {LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -191,30 +191,6 @@ def world_table(plan: SweepPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def step_share_table(plan: SweepPlan) -> str:
-    """Markdown: per variant and epoch, the share of plain rollouts on hard problems that open
-    with a step line (``p2o toy trace``), averaged over seeds: whether the behaviour the
-    templates switch on reached the plain prompt."""
-    from ..loop import RunDir
-    from .world import plain_step_share
-
-    rows: dict[str, dict[int, list[float]]] = {}
-    for variant in plan.variants:
-        for seed in plan.seeds:
-            run = plan.run_dir(seed, variant)
-            if not run.is_dir():
-                continue
-            for row in plain_step_share(RunDir(run).rollouts_by_epoch()):
-                if row["share"] is not None:
-                    rows.setdefault(variant, {}).setdefault(row["epoch"], []).append(row["share"])
-    epochs = sorted({e for per in rows.values() for e in per})
-    lines = ["| run | " + " | ".join(f"epoch {e}" for e in epochs) + " |", "|---|" + "---|" * len(epochs)]
-    for variant, per in rows.items():
-        cells = [f"{100 * sum(per[e]) / len(per[e]):.1f}%" if e in per else "–" for e in epochs]
-        lines.append(f"| {LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def sweep_run_dirs(plan: SweepPlan) -> list[Path]:
     """The finished runs, variant by variant (the report's ``seeds`` column counts them)."""
     return [plan.run_dir(s, v) for v in plan.variants for s in plan.seeds if run_state(plan.run_dir(s, v)) == "done"]
