@@ -192,7 +192,7 @@ def loop_overhead() -> Figure:
         "loop-overhead", round(out["overhead_s"], 1), round(out["wall_s"], 1),
         "s outside generation, training and GEPA vs p2o run's wall-clock (ratio = share)", round(share, 3),
         "≤ 10% outside generation and training", share <= 0.10,
-        notes=(f"p2o run on the toy world (examples/toy.toml settings without evaluation; 64 sampled problems, 2 "
+        notes=(f"p2o run on the toy world (the toy run config's settings without evaluation; 64 sampled problems, 2 "
                f"epochs: {out['steps']} RL steps of 32 × K=6 and one GEPA phase of {out['gepa_iterations']} metric "
                f"rows) timed from launch to exit: {out['wall_s']:.1f} s; generation {out['gen']:.1f} s (Σ timing/gen), "
                f"training {out['train']:.1f} s (Σ timing/step), GEPA {out['gepa']:.1f} s (Σ gepa/seconds); the rest, "

@@ -3,7 +3,7 @@
     python benchmarks/loop_bench.py
 
 Runs ``p2o run`` as a user would (a subprocess, timed from launch to exit) with the demo's
-settings (examples/toy.toml: batch 32 × K=6, ≤ 80 new tokens, 2 mini-batch updates, GEPA
+settings (the toy run config, `p2o toy config`: batch 32 × K=6, ≤ 80 new tokens, 2 mini-batch updates, GEPA
 W=4 B=3 dev 32 budget 600, toy reflector) on 64 sampled problems for 2 epochs (4 RL steps and
 one GEPA phase), with no evaluation (the figure excludes it). From metrics.jsonl and the GEPA
 metrics: generation = Σ timing/gen, training = Σ timing/step (the trainer's prepare, old
@@ -28,15 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gepa_bench
 import setting
 
-ROOT = setting.ROOT.parent
 RUN = setting.WORK / "loop-run"
 
 
 def config() -> Path:
-    """examples/toy.toml without its [eval] table (evaluation is excluded from the figure)."""
-    text = (ROOT / "examples" / "toy.toml").read_text()
+    """The toy run config (`p2o toy config`) without its [eval] table (evaluation is excluded
+    from the figure), writing to RUN."""
+    from p2o_cli.toy.sweep import toy_run_config
+
+    text = toy_run_config().read_text()
     text = re.sub(r"\n\[eval\]\n(?:[^\[\n].*\n|\n)*", "\n", text)
-    text = re.sub(r'^out = .*$', f'out = "{RUN}"', text, flags=re.MULTILINE)
+    text = f'out = "{RUN}"\n' + text
     out = setting.WORK / "loop-toy.toml"
     out.write_text(text)
     return out
