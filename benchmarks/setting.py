@@ -89,6 +89,13 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
+def engine_tokens_per_s(engine: Any, prompts: list[str], seed: int) -> float:
+    """One p2o engine call at the benchmark's sampling settings: completion tokens per second."""
+    start = time.perf_counter()
+    out = engine.generate(prompts, n=K, temperature=TEMPERATURE, max_new_tokens=MAX_NEW_TOKENS, seed=seed)
+    return sum(c.n_tokens for row in out for c in row) / (time.perf_counter() - start)
+
+
 def run_json(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> dict[str, Any]:
     """Run a bench worker that prints one JSON object on its last stdout line."""
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
