@@ -287,6 +287,8 @@ def score_many(responses: Sequence[str], golds: Sequence[str], **kw) -> list[Rew
         return scorer.score(responses, golds)
 
 
-def open_scorer(cfg: RewardConfig) -> RewardScorer:
-    """The process-pool scorer a command uses, with its reward options."""
-    return RewardScorer(timeout_s=cfg.reward_timeout, strict_format=cfg.strict_format)
+def open_scorer(cfg: RewardConfig, workers: int | None = None) -> RewardScorer:
+    """The process-pool scorer a command uses, with its reward options (``workers``: the
+    pool's size, None for the scorer's default)."""
+    extra = {} if workers is None else {"workers": workers}
+    return RewardScorer(timeout_s=cfg.reward_timeout, strict_format=cfg.strict_format, **extra)

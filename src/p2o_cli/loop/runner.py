@@ -102,7 +102,7 @@ class P2ORun:
         return state
 
     def _open_models(self) -> None:
-        from ..reward import RewardScorer
+        from ..reward import open_scorer
         from ..rl.trainer import PolicyTrainer
 
         cfg = self.cfg
@@ -111,9 +111,7 @@ class P2ORun:
         self.trainer = PolicyTrainer.from_checkpoint(start, dataclasses.replace(cfg.train, total_steps=total))
         self.tokenizer = self.trainer.tokenizer
         self.engine = ShardedEngine(self._make_engine(), self.dist, cfg.gen_chunk or cfg.engine.gen_batch_size)
-        self.scorer = ShardedScorer(RewardScorer(timeout_s=cfg.reward.reward_timeout,
-                                                 strict_format=cfg.reward.strict_format,
-                                                 workers=self.dist.scorer_workers()), self.dist)
+        self.scorer = ShardedScorer(open_scorer(cfg.reward, workers=self.dist.scorer_workers()), self.dist)
         self._reflector: Any = None
         self._in_step = False
 
