@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -194,7 +194,3 @@ def world_table(plan: SweepPlan) -> str:
 def sweep_run_dirs(plan: SweepPlan) -> list[Path]:
     """The finished runs, variant by variant (the report's ``seeds`` column counts them)."""
     return [plan.run_dir(s, v) for v in plan.variants for s in plan.seeds if run_state(plan.run_dir(s, v)) == "done"]
-
-
-def ordered_labels(names: Sequence[str]) -> list[str]:
-    return [LABELS.get(n, n) for n in names]
