@@ -38,6 +38,7 @@ def shape() -> str:
 def rl_step() -> Figure:
     load0 = setting.load()
     p2o = worker("rl_step.py", "p2o", "--steps", STEPS)
+    command = worker("rl_step.py", "p2o-run", "--steps", STEPS)
     trl = worker("rl_step.py", "trl", "--steps", STEPS)
     ratio = trl["step_s"] / p2o["step_s"]
     return Figure(
@@ -51,7 +52,9 @@ def rl_step() -> Figure:
                f"{p2o['reward_s']:.2f} s, train {p2o['train_s']:.1f} s (padded micro-batches). "
                "p2o's hf engine samples this small model on 1 CPU thread (engines/hf.py decode_threads), TRL's "
                "model.generate on torch's default; both train on torch's default threads. "
-               f"p2o run's per-step time not measured separately (same library calls). Load {load0}→{setting.load()}."),
+               f"p2o run (the command, --no-gepa, same settings): {command['step_s']:.1f} s per step (timing/policy_step "
+               f"of the last; generation {command['gen_s']:.1f} s, train {command['train_s']:.1f} s), "
+               f"{trl['step_s'] / command['step_s']:.2f}× TRL. Load {load0}→{setting.load()}."),
     )
 
 
@@ -221,9 +224,10 @@ def main() -> None:
     started, load0 = time.perf_counter(), setting.load()
     setting.model_dir()
     for name in args.only or FIGURES:
+        figure_started = time.perf_counter()
         result = FIGURES[name]()
         setting.write_figures(result if isinstance(result, list) else [result])
-        print(f"bench: {name} done (load {setting.load()})", flush=True)
+        print(f"bench: {name} done in {time.perf_counter() - figure_started:.0f} s (load {setting.load()})", flush=True)
     rows = json.loads(setting.RESULTS.read_text())
     text = (f"# p2o benchmarks\n\nMachine: {setting.machine()}. Written by `make bench` "
             "(benchmarks/bench.py); every ratio is p2o against its baseline measured in the same run. "

@@ -1,12 +1,15 @@
 """One GRPO step (generation + reward + 2 mini-batch updates): p2o's library path vs TRL's GRPOTrainer.
 
-    python benchmarks/rl_step.py p2o|trl [--steps N]
+    python benchmarks/rl_step.py p2o|p2o-run|trl [--steps N]
 
 Prints one JSON line: the wall-clock of the last RL step (the first one pays warm-up costs),
 its generation/train split where the tool exposes it, and the tokens it sampled. Both sides use
 the model, problems and knobs of setting.py: K=6 rollouts of each of 32 prompts, at most 64 new
 tokens, T=0.6, top_k=0, top_p=1, 2 mini-batches of 16 prompts (96 rollouts), clip 0.2, no KL,
 token-mean loss, lr 1e-6, fp32 on CPU, the same prompt text (the chat-rendered question).
+``p2o`` calls the library (engine, rollouts, trainer) in one process; ``p2o-run`` runs the
+``p2o run`` command as a user would (``--no-gepa``, one epoch per step over the same 32
+problems) and reads the last step's ``timing/policy_step`` from its metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -56,6 +59,27 @@ def run_p2o(steps: int) -> dict:
     return out
 
 
+def run_p2o_command(steps: int) -> dict:
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "problems.jsonl", Path(tmp) / "run"
+        data.write_text("".join(json.dumps({"id": p.id, "problem": p.problem, "answer": p.answer}) + "\n"
+                                for p in setting.problems()))
+        subprocess.run(
+            [sys.executable, "-m", "p2o_cli", "run", "--model", str(setting.model_dir()), "--data", str(data),
+             "--out", str(out), "--no-gepa", "--epochs", str(steps), "--batch-size", str(setting.N_PROBLEMS),
+             "--k", str(setting.K), "--temperature", str(setting.TEMPERATURE), "--top-p", "1.0",
+             "--max-new-tokens", str(setting.MAX_NEW_TOKENS), "--gen-batch-size", str(setting.N_PROBLEMS * setting.K),
+             "--lr", str(setting.LR), "--warmup-ratio", "0", "--min-lr-ratio", "1", "--mini-batches", "2",
+             "--clip-low", "0.2", "--clip-high", "0.2", "--loss-agg", "token-mean", "--kl-coef", "0"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = [r for r in rows if "timing/policy_step" in r][-1]
+    return {"step_s": last["timing/policy_step"], "gen_s": last["timing/gen"], "reward_s": last["timing/reward"],
+            "train_s": last["timing/step"], "steps": steps}
+
+
 def run_trl(steps: int) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -99,10 +123,10 @@ def run_trl(steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("tool", choices=["p2o", "trl"])
+    ap.add_argument("tool", choices=["p2o", "p2o-run", "trl"])
     ap.add_argument("--steps", type=int, default=2)
     args = ap.parse_args()
-    result = run_p2o(args.steps) if args.tool == "p2o" else run_trl(args.steps)
+    result = {"p2o": run_p2o, "p2o-run": run_p2o_command, "trl": run_trl}[args.tool](args.steps)
     print(json.dumps({"tool": args.tool, **result}))
 
 

@@ -74,6 +74,8 @@ def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, wo
     timing = {"timing/gen", "timing/reward", "timing/old_logprob", "timing/update", "timing/io",
               "perf/gen_tokens_per_s", "perf/train_tokens_per_s", "perf/attention_path"}
     assert all(set(r) >= timing and r["timing/gen"] > 0 and r["timing/reward"] >= 0 for r in steps)
+    parts = ("timing/gen", "timing/reward", "timing/step", "timing/io")
+    assert all(r["timing/policy_step"] >= sum(r[k] for k in parts) for r in steps)
     assert all(r["perf/attention_path"] == 0.0 for r in steps)  # the tiny model runs sdpa: padded rows
     epochs = [r for r in rows if "epoch/hard_count" in r]
     assert [r["epoch"] for r in epochs] == [0, 1]

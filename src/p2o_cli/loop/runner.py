@@ -245,6 +245,7 @@ class P2ORun:
                "perf/rollout_tokens_per_s": gen_tokens / max(t1 - t0, 1e-9),
                # verl's breakdown: generation and reward apart, then old log-probs/update (trainer's).
                "timing/gen": t1 - t0 - reward_s, "timing/reward": reward_s, "timing/io": time.perf_counter() - t2,
+               "timing/policy_step": time.perf_counter() - t0,
                "perf/gen_tokens_per_s": gen_tokens / max(t1 - t0 - reward_s, 1e-9)}
         self.dir.log(row)
         self.say(
