@@ -139,7 +139,7 @@ def generation_vllm() -> Figure:
     )
 
 
-GEPA_SEEDS = os.environ.get("P2O_BENCH_GEPA_SEEDS", "0 1").split()
+GEPA_SEEDS = os.environ.get("P2O_BENCH_GEPA_SEEDS", "0").split()
 
 
 def gepa_vs_lib() -> Figure:
@@ -166,7 +166,8 @@ def gepa_vs_lib() -> Figure:
         "gepa-vs-gepa-lib", round(p2o_s, 1), round(lib_s, 1),
         "s: p2o to reach gepa.optimize's final dev coverage vs gepa.optimize's whole run", round(ratio, 2),
         "coverage ≥ gepa's in ≤ 1/3 of its wall-clock", covered and ratio >= 3,
-        notes=(f"toy world seed {gepa_bench.WORLD_SEED} ({'built in this run' if prep['built'] else 'reused'}), hard set "
+        notes=(f"toy world seed {gepa_bench.WORLD_SEED} ({'built in this run' if prep['built'] else 'reused'}; "
+               f"{gepa_bench.PRETRAIN_STEPS} pretraining steps), hard set "
                f"of {prep['n_hard']} problems mined from the plain prompt (K=6, T=0.6, mean reward < 0.2); p2o run_gepa "
                f"(W={gepa_bench.WIDTH}) vs gepa.optimize {gepa_version()} through a GEPAAdapter around the same hf engine "
                f"(greedy, ≤{gepa_bench.MAX_NEW_TOKENS} new tokens) and RewardScorer, on p2o's dev/train split "
@@ -177,7 +178,7 @@ def gepa_vs_lib() -> Figure:
                "child (the parent when it gives none); gepa asks for one child per iteration, so the reflector's "
                "within-batch tabu and recombination only work on p2o's side (W parents per call). Wall-clock of the "
                "search only, start-up excluded on both. Ratio = gepa's wall-clock / p2o's time to reach gepa's final "
-               f"coverage, means over seeds {', '.join(GEPA_SEEDS)}. {per_seed}. Load {load0}→{setting.load()}."),
+               f"coverage, {'means over seeds ' if len(GEPA_SEEDS) > 1 else 'seed '}{', '.join(GEPA_SEEDS)}. {per_seed}. Load {load0}→{setting.load()}."),
     )
 
 
