@@ -39,6 +39,24 @@ def test_seeded_sampling_is_reproducible_and_batching_invariant_for_greedy(tiny_
     assert [r[0].token_ids for r in greedy_batched] == [r[0].token_ids for r in greedy_single]
 
 
+def test_a_repeated_prompt_is_prefilled_once_with_the_same_samples(tiny_model_dir) -> None:
+    shared = load_engine("hf", str(tiny_model_dir), device="cpu", batch_size=8)
+    alone = load_engine("hf", str(tiny_model_dir), device="cpu", batch_size=8, share_prompts=False)
+    # Prompts of different lengths (left padding), n=3 copies each, chunks that split a group.
+    ps = [render(shared.tokenizer, "What is " + "1+" * i + "1?") for i in range(4)]
+    for temperature in (0.0, 1.0):
+        a = shared.generate(ps, n=3, temperature=temperature, max_new_tokens=12, seed=5)
+        b = alone.generate(ps, n=3, temperature=temperature, max_new_tokens=12, seed=5)
+        assert [[c.token_ids for c in r] for r in a] == [[c.token_ids for c in r] for r in b]
+    calls = []
+    forward = shared.model.forward
+    shared.model.forward = lambda *args, **kw: calls.append(kw["input_ids"].shape) or forward(*args, **kw)
+    shared.generate(ps[:1], n=4, temperature=1.0, max_new_tokens=2, seed=0)
+    prompt_len = len(shared.tokenizer(ps[0], add_special_tokens=False)["input_ids"])
+    # One prefill row of the prompt (its last token excepted), then the 4 rows one token at a time.
+    assert calls[0] == (1, prompt_len - 1) and all(shape == (4, 1) for shape in calls[1:])
+
+
 def test_update_weights_changes_outputs_in_place(tiny_model_dir) -> None:
     engine = load_engine("hf", str(tiny_model_dir), device="cpu")
     ps = prompts(engine, 2)
@@ -71,14 +89,16 @@ def test_progress_reports_every_completion(tiny_model_dir) -> None:
     assert seen["tokens"] == sum(c.n_tokens for row in out for c in row)
 
 
-def test_small_model_samples_on_one_cpu_thread_and_restores_the_count(tiny_model_dir) -> None:
-    from p2o_cli.engines.hf import HFEngine, decode_threads
+def test_cpu_threads_hold_while_sampling_and_the_count_is_restored(tiny_model_dir) -> None:
+    from p2o_cli.engines.hf import HFEngine
 
-    engine = load_engine("hf", str(tiny_model_dir))
-    assert isinstance(engine, HFEngine) and engine.cpu_threads == decode_threads(engine.model, engine.device) == 1
+    engine = load_engine("hf", str(tiny_model_dir), cpu_threads=1)
+    assert isinstance(engine, HFEngine)
     seen: list[int] = []
     before = torch.get_num_threads()
     engine.generate(["1+1="], n=2, max_new_tokens=3, progress=lambda *_: seen.append(torch.get_num_threads()))
     assert seen and set(seen) == {1} and torch.get_num_threads() == before  # progress comes per decode step
-    engine.model.config.hidden_size = 4096  # a model wide enough for threads to pay: torch's setting
-    assert decode_threads(engine.model, torch.device("cpu")) is None
+    default = load_engine("hf", str(tiny_model_dir))
+    seen.clear()
+    default.generate(["1+1="], n=2, max_new_tokens=3, progress=lambda *_: seen.append(torch.get_num_threads()))
+    assert set(seen) == {before}  # by default the engine keeps torch's setting

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .base import Completion, ProgressFn
 
@@ -29,18 +30,8 @@ def stop_token_ids(tokenizer: Any, model: PreTrainedModel) -> list[int]:
     return sorted(ids)
 
 
-# Below this width a decode step's matmuls are too small for intra-op threads to pay for their
-# synchronisation. Measured on a shared 2-core CPU (4M-parameter Qwen3, hidden 256, 24 rows):
-# 1 thread 4.5 s, 2 threads 49 s, because each of thousands of tiny ops waits for both threads.
-SMALL_DECODE_HIDDEN = 1024
-
-
-def decode_threads(model: PreTrainedModel, device: torch.device) -> int | None:
-    """Intra-op threads for sampling: 1 for a small model on CPU, else None (torch's setting)."""
-    hidden = getattr(model.config, "hidden_size", None)
-    if device.type == "cpu" and hidden is not None and hidden <= SMALL_DECODE_HIDDEN:
-        return 1
-    return None
+# transformers 5.2x renamed a model's KV cache from `past_key_values` to `cache` (argument and output).
+CACHE_NAME = "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
 
 
 @contextlib.contextmanager
@@ -94,7 +85,9 @@ class _FinishStreamer:
 class HFEngine:
     """Samples a transformers model. ``batch_size`` counts sequences per ``generate`` call.
 
-    ``cpu_threads``: torch intra-op threads while sampling (default: :func:`decode_threads`).
+    ``cpu_threads``: torch intra-op threads while sampling (default: torch's setting, as for training).
+    ``share_prompts``: a prompt repeated in a chunk (the n samples of a group) is prefilled once
+    and its KV cache copied to its rows, instead of computing the same prompt n times.
     """
 
     def __init__(
@@ -105,6 +98,7 @@ class HFEngine:
         dtype: str | torch.dtype = "auto",
         batch_size: int = 64,
         cpu_threads: int | None = None,
+        share_prompts: bool = True,
     ):
         self.device = pick_device(device)
         if isinstance(model, PreTrainedModel):
@@ -117,7 +111,8 @@ class HFEngine:
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
         self.model.eval()
         self.batch_size = batch_size
-        self.cpu_threads = cpu_threads if cpu_threads is not None else decode_threads(self.model, self.device)
+        self.share_prompts = share_prompts
+        self.cpu_threads = cpu_threads
         self.stop_ids = stop_token_ids(self.tokenizer, self.model)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
@@ -168,6 +163,7 @@ class HFEngine:
         for row, ids in enumerate(prompt_ids):
             input_ids[row, width - len(ids) :] = torch.tensor(ids)
             attention[row, width - len(ids) :] = 1
+        cache = self._shared_prefill(prompt_ids, width) if self.share_prompts else None
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
             if temperature > 0
@@ -180,10 +176,33 @@ class HFEngine:
             eos_token_id=self.stop_ids,
             pad_token_id=self.pad_id,
             streamer=streamer,
+            **({CACHE_NAME: cache} if cache is not None else {}),
             **sampling,
         )
         new_tokens = out[:, width:].tolist()
         return [self._completion(row) for row in new_tokens]
+
+    def _shared_prefill(self, prompt_ids: list[list[int]], width: int) -> Any:
+        """The KV cache of every row's prompt but its last token, each distinct prompt computed once.
+
+        None when no prompt repeats. ``generate`` then runs only the last prompt token and
+        samples; positions follow generate's own rule (cumulative attention mask, padding at 0).
+        """
+        distinct: dict[tuple[int, ...], int] = {}
+        rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
+        if len(distinct) == len(prompt_ids) or width < 2:
+            return None
+        ids = torch.full((len(distinct), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for row, prompt in enumerate(distinct):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            attention[row, width - len(prompt) :] = 1
+        positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
+        out = self.model(input_ids=ids[:, :-1].to(self.device), attention_mask=attention[:, :-1].to(self.device),
+                         position_ids=positions[:, :-1].to(self.device), use_cache=True)
+        cache = getattr(out, CACHE_NAME)
+        cache.batch_select_indices(torch.tensor(rows, device=self.device))
+        return cache
 
     def _completion(self, tokens: list[int]) -> Completion:
         stop_at = next((k for k, t in enumerate(tokens) if t in self.stop_ids), None)
