@@ -50,8 +50,9 @@ def rl_step() -> Figure:
                "gradient_checkpointing off on both, fp32 CPU. Last of "
                f"{STEPS} RL steps timed per side. p2o: generation {p2o['gen_s']:.1f} s, reward "
                f"{p2o['reward_s']:.2f} s, train {p2o['train_s']:.1f} s (padded micro-batches). "
-               "p2o's hf engine samples this small model on 1 CPU thread (engines/hf.py decode_threads), TRL's "
-               "model.generate on torch's default; both train on torch's default threads. "
+               "Both sample and train on torch's default threads; p2o prefills each prompt once for its K samples "
+               f"and trains a group's responses in one row with their prompt where that costs fewer FLOPs "
+               f"({p2o.get('shared_rows', 0):.0f} shared-prompt rows). "
                f"p2o run (the command, --no-gepa, same settings): {command['step_s']:.1f} s per step (timing/policy_step "
                f"of the last; generation {command['gen_s']:.1f} s, train {command['train_s']:.1f} s), "
                f"{trl['step_s'] / command['step_s']:.2f}× TRL. Load {load0}→{setting.load()}."),

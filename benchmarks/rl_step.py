@@ -55,7 +55,7 @@ def run_p2o(steps: int) -> dict:
             out = {"step_s": time.perf_counter() - start, "gen_s": gen - scorer.seconds + reward_before,
                    "reward_s": scorer.seconds - reward_before, "train_s": metrics["timing/step"],
                    "completion_tokens": sum(r.n_tokens for r in rollouts), "steps": steps,
-                   "attention_path": metrics["perf/attention_path"]}
+                   "attention_path": metrics["perf/attention_path"], "shared_rows": metrics["perf/shared_prompt_rows"]}
     return out
 
 

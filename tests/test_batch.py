@@ -8,9 +8,11 @@ import torch
 from p2o_cli.prompts import render
 from p2o_cli.records import Rollout
 from p2o_cli.rl.batch import (
+    RowCost,
     attention_path,
     collate,
     collate_padded,
+    collate_shared,
     encode_rollouts,
     is_varlen_attention,
     pack,
@@ -147,6 +149,69 @@ def test_plan_never_shares_an_attention_row_unless_the_kernel_is_varlen(attn, de
     else:
         assert not shared and all(mb.position_ids is None for mb in mbs if not mb.dummy)
         assert max(len(mb.seqs) for mb in mbs) > 1  # several rows per micro-batch, each its own sequence
+    # With shared-prompt rows on, a row holds several sequences only if they have one prompt, and
+    # their mask keeps each response from seeing another.
+    cost = RowCost(per_token=1e6, per_pair=1.0)
+    plan = plan_batch(seqs, 2, 400, seed=3, path=path, row_cost=cost)
+    mbs = [mb for mbs in plan.train for mb in mbs]
+    assert sum(len(mb.seqs) for mb in mbs if not mb.dummy) == len(rs)
+    assert all(mb.n_tokens <= 400 for mb in mbs)
+    if varlen:
+        assert all(mb.attention_mask is None for mb in mbs)  # varlen rows need no sharing: they cost Σ seq²
+    else:
+        assert any(mb.attention_mask is not None for mb in mbs)
+        for mb in (mb for mb in mbs if len(mb.seqs) > mb.rows):
+            assert mb.attention_mask is not None
+            assert len({tuple(seqs[i].prompt_ids) for i in mb.seqs}) == mb.rows
+
+
+def test_row_cost_counts_flops_by_hand_and_shares_only_where_it_saves() -> None:
+    class Config:
+        hidden_size, num_attention_heads, num_key_value_heads, head_dim, intermediate_size = 8, 2, 1, 4, 16
+
+    cost = RowCost.of(Config)
+    # q 8×8, k and v 8×4 each, o 8×8, gated MLP 3×8×16: 576 multiply-adds per token; QKᵀ and AV: 2×2×4.
+    assert cost == RowCost(per_token=1152.0, per_pair=32.0)
+    assert cost.separate(10, [2, 3]) == 12 * 1152 + 144 / 2 * 32 + 13 * 1152 + 169 / 2 * 32 == 33808
+    assert cost.shared(10, [2, 3]) == 15 * 1152 + 225 * 32 == 24480
+    assert cost.shares(10, [2, 3])  # the prompt once wins
+    assert not cost.shares(2, [40, 40])  # long responses: 80² masked pairs outweigh 2 prompt tokens
+    assert not cost.shares(10, [5])  # nothing to share
+    assert not cost.shares(10, [3000, 3000])  # past SHARED_ROW_MAX_TOKENS
+
+
+def test_shared_prompt_rows_give_the_log_probs_and_gradient_of_separate_rows() -> None:
+    model = tiny_qwen3(TOK)
+    gen = torch.Generator().manual_seed(2)
+
+    def ids(n: int) -> list[int]:
+        return torch.randint(5, 90, (n,), generator=gen).tolist()
+
+    p, q = ids(9), ids(4)
+    units = [(p, [(0, ids(3)), (1, ids(1)), (2, ids(6))]), (q, [(3, ids(2)), (4, ids(7))])]
+    shared = collate_shared(units, pad_token=0)
+    padded = collate_padded([(i, prompt, r) for prompt, rs in units for i, r in rs], pad_token=0)
+    assert shared.seqs == padded.seqs == [0, 1, 2, 3, 4] and shared.lengths == padded.lengths
+    assert shared.input_ids.shape == (2, 19) and padded.input_ids.shape == (5, 15)
+    flat = shared.input_ids.view(-1)
+    assert flat[shared.logit_positions[[0, 3, 4]]].tolist() == [p[-1]] * 3  # the prompt's last token, once
+    assert shared.attention_mask[1, 0, -1].tolist() == [False] * 18 + [True]  # padding sees itself alone
+
+    def log_probs(mb):
+        logits = mb.select_logits(model(**mb.forward_kwargs()).logits)
+        return torch.log_softmax(logits, -1).gather(-1, mb.targets[:, None])[:, 0]
+
+    grads = []
+    for mb in (shared, padded):
+        model.zero_grad()
+        lp = log_probs(mb)
+        (lp * torch.linspace(-1, 1, len(lp))).sum().backward()
+        grads.append({n: w.grad.clone() for n, w in model.named_parameters()})
+        if mb is shared:
+            first = lp.detach()
+    torch.testing.assert_close(first, lp.detach(), atol=1e-5, rtol=1e-5)
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)
 
 
 def test_pad_bins_sort_by_length_and_count_padding_against_the_budget() -> None:

@@ -103,6 +103,20 @@ def test_templated_rollout_takes_its_gradient_on_the_original_prompt(tiny_model_
         torch.testing.assert_close(g_none[name], g_xt[name], rtol=0, atol=0)
 
 
+def test_shared_prompt_rows_train_like_one_row_per_rollout(tiny_model_dir) -> None:
+    rollouts = batch()
+    shared = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig())  # --packing auto: shares prompts
+    padded = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(packing="padded"))
+    g_shared, g_padded = shared.compute_gradients(rollouts), padded.compute_gradients(rollouts)
+    assert any(v.abs().sum() > 0 for v in g_shared.values())
+    for name in g_shared:
+        torch.testing.assert_close(g_shared[name], g_padded[name], atol=1e-6, rtol=1e-4)
+    m_shared, m_padded = shared.step(rollouts), padded.step(rollouts)
+    assert m_shared["perf/shared_prompt_rows"] == 2 and m_padded["perf/shared_prompt_rows"] == 0
+    for key in ("actor/pg_loss", "actor/entropy", "actor/grad_norm"):
+        assert m_shared[key] == pytest.approx(m_padded[key], rel=1e-4, abs=1e-7)
+
+
 def test_template_ratio_mask_drops_tokens_and_logs_it(tiny_model_dir) -> None:
     rollouts = batch()
     loose = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(template_ratio_mask=None))
@@ -177,17 +191,19 @@ def test_gradient_does_not_depend_on_the_micro_batch_budget_or_recomputation(tin
         torch.testing.assert_close(g_small[name], g_large[name], rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(g_recompute[name], g_large[name], rtol=1e-5, atol=1e-7)
     m = small.step(rollouts)
-    assert m["perf/max_tokens_per_micro_batch"] <= longest and m["perf/micro_batches"] >= len(rollouts)
+    # The budget binds: one row per micro-batch (a group's shared-prompt row fits in it).
+    assert m["perf/max_tokens_per_micro_batch"] <= longest and m["perf/micro_batches"] >= len({r.id for r in rollouts})
 
 
 def test_padded_and_packed_micro_batches_train_alike(tiny_model_dir) -> None:
     rollouts = batch()
     padded = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(lr=1e-3, warmup_ratio=0.0))
     packed = PolicyTrainer.from_checkpoint(tiny_model_dir, TrainConfig(lr=1e-3, warmup_ratio=0.0, packing="packed"))
-    # The tiny model runs sdpa: "auto" must not pack (a packed row would cost O(row²)).
+    # The tiny model runs sdpa: "auto" must not pack (a packed row would cost O(row²)); a row holds
+    # several sequences only as one prompt's group under its mask.
     assert padded.attention_path == "padded" and packed.attention_path == "packed"
     plan, _, _ = padded._prepare(rollouts, 2)
-    assert all(mb.rows == len(mb.seqs) for mbs in plan.train for mb in mbs)
+    assert all(mb.rows == len(mb.seqs) or mb.attention_mask is not None for mbs in plan.train for mb in mbs)
     g_padded, g_packed = padded.compute_gradients(rollouts), packed.compute_gradients(rollouts)
     for name in g_padded:
         torch.testing.assert_close(g_padded[name], g_packed[name], rtol=1e-5, atol=1e-7)

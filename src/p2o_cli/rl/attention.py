@@ -7,6 +7,10 @@ the whole row and cost O(row²), so there each row holds one padded sequence.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 PACKING_MODES = ("auto", "padded", "packed")
 # Attention implementations whose kernels take sequence boundaries from restarting position_ids
 # (cu_seqlens), so a packed row costs Σ seq², not row². flex_attention builds a block-sparse mask
@@ -29,3 +33,44 @@ def attention_path(packing: str, attn_implementation: str | None, device_type: s
     if packing != "auto":
         return packing
     return "packed" if is_varlen_attention(attn_implementation, device_type) else "padded"
+
+
+# A shared-prompt row's mask is a dense [L, L] boolean per row; beyond this length the mask's
+# memory and the quadratic attention outweigh any prompt tokens saved.
+SHARED_ROW_MAX_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class RowCost:
+    """Forward FLOPs of one layer: per token through the linear layers, per attended (query, key) pair.
+
+    Decides whether the K rollouts of a prompt train in one row that holds the prompt once (fewer
+    tokens, but a dense masked attention over the whole row) or in K rows of their own (every
+    token of the prompt K times, causal attention that skips the upper triangle).
+    """
+
+    per_token: float
+    per_pair: float
+
+    @classmethod
+    def of(cls, config: Any) -> RowCost:
+        """From a transformers decoder config (attention projections + a gated MLP)."""
+        hidden = config.hidden_size
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or hidden // heads
+        inter = getattr(config, "intermediate_size", None) or 4 * hidden
+        linear = hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden + 3 * hidden * inter
+        return cls(per_token=2.0 * linear, per_pair=4.0 * heads * head_dim)
+
+    def separate(self, prompt: int, responses: Sequence[int]) -> float:
+        return sum((prompt + r) * self.per_token + (prompt + r) ** 2 / 2 * self.per_pair for r in responses)
+
+    def shared(self, prompt: int, responses: Sequence[int]) -> float:
+        width = prompt + sum(responses)
+        return width * self.per_token + width**2 * self.per_pair
+
+    def shares(self, prompt: int, responses: Sequence[int]) -> bool:
+        """Whether one shared-prompt row is cheaper than a row per response (and short enough)."""
+        return (len(responses) > 1 and prompt + sum(responses) <= SHARED_ROW_MAX_TOKENS
+                and self.shared(prompt, responses) < self.separate(prompt, responses))

@@ -4,35 +4,22 @@ A rollout becomes ``prompt ids + response ids``. Which prompt is the *training* 
 context-distillation decision: ``distill="original"`` trains on x (the rollout's template
 stripped), ``distill="none"`` on x̃, the prompt the model actually saw.
 
-Micro-batches take one of two shapes, chosen by the attention implementation:
-
-- **packed** (varlen kernels: flash-attention): several sequences share one row,
-  ``position_ids`` restart at 0 for each, and no attention mask is passed, so the kernel sees
-  each sequence's boundaries and a micro-batch costs exactly its token count. Verified in
-  tests/test_batch.py against unpacked logits; it needs ``use_cache=False`` (a cache disables
-  transformers' packed-sequence detection).
-- **padded** (sdpa, eager, anything else): one sequence per row, rows of similar length
-  (length-sorted), right-padded. With sdpa/eager a packed row would get a block-diagonal mask
-  over the whole row, so attention would cost O(row²) instead of Σ O(seq²). Right padding needs
-  no attention mask at all: under the causal mask a real token only sees earlier, real tokens,
-  so sdpa keeps its mask-free ``is_causal`` path. The budget counts rows × padded length.
+The rows a micro-batch takes (packed, padded, shared-prompt) are built in rl/rows.py;
+this module decides which sequences go together.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from ..errors import P2OError
-from .attention import PACKING_MODES, attention_path, is_varlen_attention  # noqa: F401 - re-exported
+from .attention import PACKING_MODES, RowCost, attention_path, is_varlen_attention  # noqa: F401 - re-exported
 from .config import DISTILL_MODES
 from .logprobs import length_mask, pad_rows, stack_rows  # noqa: F401 - re-exported
+from .rows import MicroBatch, collate, collate_padded, collate_shared, dummy_micro_batch
 
 
 @dataclass
@@ -49,61 +36,6 @@ class TokenSeq:
     @property
     def n_tokens(self) -> int:
         return len(self.prompt_ids) + len(self.response_ids)
-
-
-@dataclass
-class MicroBatch:
-    """Sequences for one forward pass. ``seqs`` index into the batch; ``dummy`` rows carry no loss.
-
-    Packed: one row ``[1, L]`` with restarting ``position_ids``. Padded: ``[R, L]``, one sequence
-    per row, ``position_ids`` None. ``logit_positions[i]`` is the position in the flattened
-    ``input_ids`` whose logits predict response token ``i`` (flattened over sequences in order);
-    ``lengths`` are the response lengths, to split it. ``logits_to_keep`` (padded only) is how
-    many trailing positions of each row need logits: every response's first predicting position
-    lies in them.
-    """
-
-    seqs: list[int]
-    input_ids: Tensor  # [R, L]
-    position_ids: Tensor | None  # [1, L] when packed
-    logit_positions: Tensor  # [N]
-    targets: Tensor  # [N]
-    lengths: list[int]
-    dummy: bool = False
-    logits_to_keep: int = 0
-
-    @property
-    def n_tokens(self) -> int:
-        """Tokens the forward pass computes, padding included (the budget's unit)."""
-        return int(self.input_ids.numel())
-
-    @property
-    def rows(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    def to(self, device: torch.device | str) -> MicroBatch:
-        return dataclasses.replace(
-            self,
-            input_ids=self.input_ids.to(device),
-            position_ids=None if self.position_ids is None else self.position_ids.to(device),
-            logit_positions=self.logit_positions.to(device),
-            targets=self.targets.to(device),
-        )
-
-    def forward_kwargs(self) -> dict[str, Any]:
-        """Model inputs: no attention mask and no cache (see the module docstring for why)."""
-        if self.position_ids is not None:
-            return {"input_ids": self.input_ids, "position_ids": self.position_ids, "use_cache": False,
-                    "logits_to_keep": self.logit_positions}
-        return {"input_ids": self.input_ids, "use_cache": False, "logits_to_keep": self.logits_to_keep}
-
-    def select_logits(self, logits: Tensor) -> Tensor:
-        """The model's ``logits`` (from ``forward_kwargs``) → ``[N, vocab]``, one row per target."""
-        if self.position_ids is not None:
-            return logits[0]
-        width = self.input_ids.shape[1]
-        row, pos = self.logit_positions // width, self.logit_positions % width
-        return logits[row, pos - (width - self.logits_to_keep)]
 
 
 def training_prompt(rollout: Any, distill: str) -> str:
@@ -223,59 +155,6 @@ def pack(lengths: dict[int, int], max_tokens: int) -> list[list[int]]:
     return bins
 
 
-def collate(seqs: Sequence[tuple[int, list[int], list[int]]]) -> MicroBatch:
-    """Pack ``(index, prompt_ids, response_ids)`` triples into one row."""
-    ids: list[int] = []
-    pos: list[int] = []
-    logit_positions: list[int] = []
-    targets: list[int] = []
-    lengths: list[int] = []
-    for _, prompt, response in seqs:
-        offset = len(ids)
-        ids += prompt + response
-        pos += range(len(prompt) + len(response))
-        # Logits at position t predict token t + 1; the first response token is predicted by
-        # the last prompt token, so a sequence never reads across its own start.
-        first = offset + len(prompt) - 1
-        logit_positions += range(first, first + len(response))
-        targets += response
-        lengths.append(len(response))
-    return MicroBatch(
-        seqs=[s[0] for s in seqs],
-        input_ids=torch.tensor([ids], dtype=torch.long),
-        position_ids=torch.tensor([pos], dtype=torch.long),
-        logit_positions=torch.tensor(logit_positions, dtype=torch.long),
-        targets=torch.tensor(targets, dtype=torch.long),
-        lengths=lengths,
-    )
-
-
-def collate_padded(seqs: Sequence[tuple[int, list[int], list[int]]], pad_token: int) -> MicroBatch:
-    """One ``(index, prompt_ids, response_ids)`` triple per row, right-padded to the longest."""
-    width = max(len(p) + len(r) for _, p, r in seqs)
-    ids = torch.full((len(seqs), width), pad_token, dtype=torch.long)
-    logit_positions: list[int] = []
-    targets: list[int] = []
-    lengths: list[int] = []
-    first_needed = width
-    for row, (_, prompt, response) in enumerate(seqs):
-        ids[row, : len(prompt) + len(response)] = torch.tensor(prompt + response, dtype=torch.long)
-        first = len(prompt) - 1
-        first_needed = min(first_needed, first)
-        logit_positions += range(row * width + first, row * width + first + len(response))
-        targets += response
-        lengths.append(len(response))
-    return MicroBatch(
-        seqs=[s[0] for s in seqs],
-        input_ids=ids,
-        position_ids=None,
-        logit_positions=torch.tensor(logit_positions, dtype=torch.long),
-        targets=torch.tensor(targets, dtype=torch.long),
-        lengths=lengths,
-        logits_to_keep=width - first_needed,
-    )
-
-
 def pad_bins(lengths: dict[int, int], max_tokens: int) -> list[list[int]]:
     """Length-sorted bins whose rows × longest length stays within ``max_tokens`` (deterministic).
 
@@ -295,13 +174,6 @@ def pad_bins(lengths: dict[int, int], max_tokens: int) -> list[list[int]]:
             bins.append([i])
             width = lengths[i]
     return bins
-
-
-def dummy_micro_batch(token_id: int) -> MicroBatch:
-    """A 2-token row whose loss is multiplied by 0: keeps ranks in step when one has less work."""
-    mb = collate([(-1, [token_id], [token_id])])
-    mb.dummy = True
-    return mb
 
 
 @dataclass
@@ -329,48 +201,77 @@ def plan_batch(
     world_size: int = 1,
     pad_token: int = 0,
     path: str = "packed",
+    row_cost: RowCost | None = None,
 ) -> Plan:
     """Split, shard and bin a batch. Every rank computes every rank's plan (no communication).
 
     ``path`` is :func:`attention_path`'s answer: ``"packed"`` rows hold several sequences (only
-    for varlen attention), ``"padded"`` rows exactly one.
+    for varlen attention), ``"padded"`` rows one sequence, or, given ``row_cost``, one prompt
+    and the responses of its group where :meth:`RowCost.shares` finds that cheaper.
     """
     if path not in ("packed", "padded"):
         raise ValueError(f"unknown micro-batch path {path!r}")
     binner = pack if path == "packed" else pad_bins
-
-    def build(triples: list[tuple[int, list[int], list[int]]]) -> MicroBatch:
-        return collate(triples) if path == "packed" else collate_padded(triples, pad_token)
-
     trainable = [s for s in seqs if s.response_ids]
     by_index = {s.index: s for s in trainable}
+
+    def build(units: list[list[int]]) -> MicroBatch:
+        if any(len(u) > 1 for u in units):
+            return collate_shared([(by_index[u[0]].prompt_ids, [(i, by_index[i].response_ids) for i in u])
+                                   for u in units], pad_token)
+        triples = [_triple(by_index[u[0]]) for u in units]
+        return collate(triples) if path == "packed" else collate_padded(triples, pad_token)
+
     groups = [s.group for s in trainable]
     parts = [[trainable[i].index for i in part] for part in split_groups(groups, n_mini_batches, seed)]
     plan = Plan(seqs=seqs, mini_batches=parts)
     templated_bins: list[list[list[int]]] = [[] for _ in range(world_size)]
     for part in parts:
-        shards = shard_for_ranks({i: by_index[i].n_tokens for i in part}, world_size)
-        bins = [binner({i: by_index[i].n_tokens for i in shard}, max_tokens) for shard in shards]
+        sharing = row_cost if path == "padded" else None
+        units = {u[0]: u for u in _row_units([by_index[i] for i in part], sharing, max_tokens)}
+        size = {key: len(by_index[key].prompt_ids) + sum(len(by_index[i].response_ids) for i in unit)
+                for key, unit in units.items()}
+        shards = shard_for_ranks(size, world_size)
+        bins = [binner({key: size[key] for key in shard}, max_tokens) for shard in shards]
         width = max(len(b) for b in bins)
-        mine = [build([_triple(by_index[i]) for i in b]) for b in bins[rank]]
+        mine = [build([units[key] for key in b]) for b in bins[rank]]
         mine += [dummy_micro_batch(pad_token) for _ in range(width - len(mine))]
         plan.train.append(mine)
         for r, shard in enumerate(shards):
+            members = sorted(i for key in shard for i in units[key])
             if r == rank:
-                plan.local += shard
+                plan.local += members
             templated = {
                 i: len(by_index[i].templated_prompt_ids) + len(by_index[i].response_ids)  # type: ignore[arg-type]
-                for i in shard
+                for i in members
                 if by_index[i].templated_prompt_ids is not None
             }
             templated_bins[r] += binner(templated, max_tokens)
     width = max(len(b) for b in templated_bins)
     plan.templated = [
-        build([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b])  # type: ignore[misc]
+        collate([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b])  # type: ignore[misc]
+        if path == "packed" else
+        collate_padded([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b], pad_token)  # type: ignore[misc]
         for b in templated_bins[rank]
     ]
     plan.templated += [dummy_micro_batch(pad_token) for _ in range(width - len(plan.templated))]
     return plan
+
+
+def _row_units(seqs: list[TokenSeq], row_cost: RowCost | None, max_tokens: int) -> list[list[int]]:
+    """Sequence indices per row unit: a prompt's sequences together where sharing it is cheaper, else one each."""
+    by_prompt: dict[tuple[int, ...], list[TokenSeq]] = {}
+    for s in seqs:
+        by_prompt.setdefault(tuple(s.prompt_ids), []).append(s)
+    units: list[list[int]] = []
+    for prompt, members in by_prompt.items():
+        responses = [len(s.response_ids) for s in members]
+        fits = len(prompt) + sum(responses) <= max_tokens
+        if row_cost is not None and fits and row_cost.shares(len(prompt), responses):
+            units.append([s.index for s in members])
+        else:
+            units += [[s.index] for s in members]
+    return units
 
 
 def _triple(s: TokenSeq) -> tuple[int, list[int], list[int]]:

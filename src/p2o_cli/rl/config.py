@@ -40,7 +40,8 @@ class TrainConfig(Config):
     # "packed" under sdpa/eager is correct but costs O(row²): a block-diagonal mask over the whole row.
     packing: str = option("auto", choices=PACKING_MODES,
                           help="Micro-batch rows: auto (several sequences per row only under varlen attention, "
-                               "flash-attention; else one length-sorted padded sequence per row), padded or packed.")
+                               "flash-attention; else length-sorted padded rows, a group's responses sharing one row "
+                               "with their prompt where that costs fewer FLOPs), padded (one sequence per row) or packed.")
     gradient_checkpointing: bool = option(False, help="Recompute activations in backward.")
     # Objective.
     distill: str = option("original", choices=DISTILL_MODES,

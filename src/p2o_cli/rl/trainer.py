@@ -36,6 +36,7 @@ from . import core_algos as ca
 from .batch import (
     MicroBatch,
     Plan,
+    RowCost,
     attention_path,
     check_token_ids,
     encode_rollouts,
@@ -99,13 +100,9 @@ class PolicyTrainer:
                 enable({"use_reentrant": False})
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad],  # LoRA: the adapter only
-            lr=float(self.cfg.lr),  # type: ignore[arg-type]
-            betas=self.cfg.adam_betas,
-            eps=self.cfg.adam_eps,
-            weight_decay=self.cfg.weight_decay,
-        )
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],  # LoRA: the adapter only
+                                      lr=float(self.cfg.lr), betas=self.cfg.adam_betas,  # type: ignore[arg-type]
+                                      eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
         from accelerate.utils import DistributedType
 
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
@@ -263,7 +260,8 @@ class PolicyTrainer:
             seqs, n_mini, cfg.max_tokens_per_micro_batch,
             seed=cfg.seed * 1_000_003 + self.train_steps,  # a fresh split each batch, same on every process
             rank=self.accelerator.process_index, world_size=self.accelerator.num_processes, pad_token=pad,
-            path=self.attention_path,
+            path=self.attention_path,  # --packing auto: a group's responses may share their prompt's row
+            row_cost=RowCost.of(self.model.config) if cfg.packing == "auto" else None,
         )
         return plan, adv.to(self.accelerator.device), StepSums()
 
