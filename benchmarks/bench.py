@@ -168,7 +168,7 @@ def gepa_vs_lib() -> Figure:
         "s: p2o to reach gepa.optimize's final dev coverage vs gepa.optimize's whole run", round(ratio, 2),
         "coverage ≥ gepa's in ≤ 1/3 of its wall-clock", covered and ratio >= 3,
         notes=(f"toy world seed {gepa_bench.WORLD_SEED} ({'built in this run' if prep['built'] else 'reused'}; "
-               f"{gepa_bench.PRETRAIN_STEPS} pretraining steps), hard set "
+               f"trigger strength {gepa_bench.TRIGGER_STRENGTH}, {gepa_bench.PRETRAIN_STEPS} pretraining steps), hard set "
                f"of {prep['n_hard']} problems mined from the plain prompt (K=6, T=0.6, mean reward < 0.2); p2o run_gepa "
                f"(W={gepa_bench.WIDTH}) vs gepa.optimize {gepa_version()} through a GEPAAdapter around the same hf engine "
                f"(greedy, ≤{gepa_bench.MAX_NEW_TOKENS} new tokens) and RewardScorer, on p2o's dev/train split "
