@@ -216,11 +216,10 @@ def plan_batch(
     by_index = {s.index: s for s in trainable}
 
     def build(units: list[list[int]]) -> MicroBatch:
-        if any(len(u) > 1 for u in units):
-            return collate_shared([(by_index[u[0]].prompt_ids, [(i, by_index[i].response_ids) for i in u])
-                                   for u in units], pad_token)
-        triples = [_triple(by_index[u[0]]) for u in units]
-        return collate(triples) if path == "packed" else collate_padded(triples, pad_token)
+        if path == "packed":
+            return collate([_triple(by_index[u[0]]) for u in units])
+        return collate_shared([(by_index[u[0]].prompt_ids, [(i, by_index[i].response_ids) for i in u])
+                               for u in units], pad_token)
 
     groups = [s.group for s in trainable]
     parts = [[trainable[i].index for i in part] for part in split_groups(groups, n_mini_batches, seed)]

@@ -124,29 +124,8 @@ def collate(seqs: Sequence[tuple[int, list[int], list[int]]]) -> MicroBatch:
 
 
 def collate_padded(seqs: Sequence[tuple[int, list[int], list[int]]], pad_token: int) -> MicroBatch:
-    """One ``(index, prompt_ids, response_ids)`` triple per row, right-padded to the longest."""
-    width = max(len(p) + len(r) for _, p, r in seqs)
-    ids = torch.full((len(seqs), width), pad_token, dtype=torch.long)
-    logit_positions: list[int] = []
-    targets: list[int] = []
-    lengths: list[int] = []
-    first_needed = width
-    for row, (_, prompt, response) in enumerate(seqs):
-        ids[row, : len(prompt) + len(response)] = torch.tensor(prompt + response, dtype=torch.long)
-        first = len(prompt) - 1
-        first_needed = min(first_needed, first)
-        logit_positions += range(row * width + first, row * width + first + len(response))
-        targets += response
-        lengths.append(len(response))
-    return MicroBatch(
-        seqs=[s[0] for s in seqs],
-        input_ids=ids,
-        position_ids=None,
-        logit_positions=torch.tensor(logit_positions, dtype=torch.long),
-        targets=torch.tensor(targets, dtype=torch.long),
-        lengths=lengths,
-        logits_to_keep=width - first_needed,
-    )
+    """One ``(index, prompt_ids, response_ids)`` triple per row, right-padded to the longest (no mask)."""
+    return collate_shared([(prompt, [(index, response)]) for index, prompt, response in seqs], pad_token)
 
 
 def collate_shared(units: Sequence[tuple[list[int], list[tuple[int, list[int]]]]], pad_token: int) -> MicroBatch:
@@ -154,7 +133,9 @@ def collate_shared(units: Sequence[tuple[list[int], list[tuple[int, list[int]]]]
 
     Each response's positions restart where the prompt ends, and the mask lets a response token
     see the prompt and its own earlier tokens only. Padding tokens see only themselves (a query
-    with no key would give NaN), and no real token sees them.
+    with no key would give NaN), and no real token sees them. When every unit holds one
+    response these are plain right-padded rows: no positions and no mask, so sdpa keeps its
+    mask-free causal path.
     """
     width = max(len(prompt) + sum(len(r) for _, r in responses) for prompt, responses in units)
     ids = torch.full((len(units), width), pad_token, dtype=torch.long)
@@ -164,13 +145,11 @@ def collate_shared(units: Sequence[tuple[list[int], list[tuple[int, list[int]]]]
     logit_positions: list[int] = []
     targets: list[int] = []
     lengths: list[int] = []
-    first_needed = width
     for row, (prompt, responses) in enumerate(units):
         n = len(prompt)
         ids[row, :n] = torch.tensor(prompt, dtype=torch.long)
         positions[row, :n] = torch.arange(n)
         segment[row, :n] = 0
-        first_needed = min(first_needed, n - 1)
         start = n
         for s, (index, response) in enumerate(responses, start=1):
             end = start + len(response)
@@ -183,19 +162,21 @@ def collate_shared(units: Sequence[tuple[list[int], list[tuple[int, list[int]]]]
             lengths.append(len(response))
             seqs.append(index)
             start = end
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    key, query = segment[:, None, :], segment[:, :, None]
-    mask = causal & (((key == 0) & (query >= 0)) | ((key == query) & (query > 0)))
-    mask |= torch.eye(width, dtype=torch.bool) & (query < 0)
+    mask = None
+    if any(len(responses) > 1 for _, responses in units):
+        key, query = segment[:, None, :], segment[:, :, None]
+        mask = torch.ones(width, width, dtype=torch.bool).tril() & (
+            ((key == 0) & (query >= 0)) | ((key == query) & (query > 0)))
+        mask = (mask | (torch.eye(width, dtype=torch.bool) & (query < 0)))[:, None]
     return MicroBatch(
         seqs=seqs,
         input_ids=ids,
-        position_ids=positions,
+        position_ids=None if mask is None else positions,
         logit_positions=torch.tensor(logit_positions, dtype=torch.long),
         targets=torch.tensor(targets, dtype=torch.long),
         lengths=lengths,
-        logits_to_keep=width - first_needed,
-        attention_mask=mask[:, None],
+        logits_to_keep=width - min(len(prompt) for prompt, _ in units) + 1,
+        attention_mask=mask,
     )
 
 
