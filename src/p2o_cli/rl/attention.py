@@ -2,7 +2,8 @@
 
 Packing several sequences into one row with restarting ``position_ids`` is cheap only where the
 kernel takes sequence boundaries from them (varlen); sdpa/eager get a block-diagonal mask over
-the whole row and cost O(row²), so there each row holds one padded sequence.
+the whole row and cost O(row²), so there each row holds one padded sequence — or one prompt and
+its group's responses, where :class:`RowCost` counts that as fewer FLOPs than a row each.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class RowCost:
     @classmethod
     def of(cls, config: Any) -> RowCost:
         """From a transformers decoder config (attention projections + a gated MLP)."""
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config  # multimodal: its LM
         hidden = config.hidden_size
         heads = config.num_attention_heads
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
