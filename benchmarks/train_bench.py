@@ -1,7 +1,7 @@
 """Train tokens/s: p2o's train step vs a plain padded PyTorch loop on the same rollouts; peak RSS.
 
     python benchmarks/train_bench.py compare            # tokens/s, side by side
-    python benchmarks/train_bench.py rss --batch N      # peak RSS of one p2o step at N rollouts
+    python benchmarks/train_bench.py rss --batch N [--budget T]  # peak RSS of one p2o step at N rollouts
 
 The plain loop is what one writes by hand: right-padded [rows, length] batches of at most the
 same token budget, one forward for old log-probs and two mini-batch updates (forward/backward,
@@ -42,11 +42,11 @@ def synthetic_rollouts(n: int, tokenizer, seed: int = 0) -> list:
     return out
 
 
-def p2o_step(rollouts: list) -> tuple[float, int]:
+def p2o_step(rollouts: list, budget: int = BUDGET) -> tuple[float, int]:
     from p2o_cli.rl.trainer import PolicyTrainer, TrainConfig
 
     trainer = PolicyTrainer.from_checkpoint(setting.model_dir(), TrainConfig(lr=setting.LR, warmup_ratio=0.0,
-                                            max_tokens_per_micro_batch=BUDGET))
+                                            max_tokens_per_micro_batch=budget))
     trainer.step(rollouts[: setting.K * 2])  # warm-up
     m = trainer.step(rollouts)
     return m["timing/step"], int(m["actor/loss_tokens"])
@@ -116,6 +116,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["compare", "rss"])
     ap.add_argument("--batch", type=int, default=setting.N_PROBLEMS * setting.K)
+    ap.add_argument("--budget", type=int, default=BUDGET)
     args = ap.parse_args()
     from transformers import AutoTokenizer
 
@@ -123,8 +124,8 @@ def main() -> None:
     rollouts = synthetic_rollouts(args.batch, tok)
     tokens = sum(len(tok(r.prompt + r.response)["input_ids"]) for r in rollouts)
     if args.mode == "rss":
-        p2o_step(rollouts)
-        print(json.dumps({"batch": args.batch, "peak_rss_mb": setting.peak_rss_mb()}))
+        p2o_step(rollouts, args.budget)
+        print(json.dumps({"batch": args.batch, "budget": args.budget, "peak_rss_mb": setting.peak_rss_mb()}))
         return
     plain_s = plain_step(rollouts)
     p2o_s, _ = p2o_step(rollouts)
