@@ -157,12 +157,7 @@ class HFEngine:
         streamer: _FinishStreamer | None = None,
     ) -> list[Completion]:
         width = max(len(p) for p in prompt_ids)
-        # Left padding keeps every prompt's last token at the same position.
-        input_ids = torch.full((len(prompt_ids), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros_like(input_ids)
-        for row, ids in enumerate(prompt_ids):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
+        input_ids, attention = self._left_padded(prompt_ids, width)
         cache = self._shared_prefill(prompt_ids, width) if self.share_prompts else None
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
@@ -192,17 +187,22 @@ class HFEngine:
         rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
         if len(distinct) == len(prompt_ids) or width < 2:
             return None
-        ids = torch.full((len(distinct), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        for row, prompt in enumerate(distinct):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt)
-            attention[row, width - len(prompt) :] = 1
+        ids, attention = self._left_padded(list(distinct), width)
         positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
         out = self.model(input_ids=ids[:, :-1].to(self.device), attention_mask=attention[:, :-1].to(self.device),
                          position_ids=positions[:, :-1].to(self.device), use_cache=True)
         cache = getattr(out, CACHE_NAME)
         cache.batch_select_indices(torch.tensor(rows, device=self.device))
         return cache
+
+    def _left_padded(self, prompt_ids: Sequence[Sequence[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask, left-padded so every prompt's last token sits at the same position."""
+        ids = torch.full((len(prompt_ids), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for row, prompt in enumerate(prompt_ids):
+            ids[row, width - len(prompt) :] = torch.tensor(list(prompt))
+            attention[row, width - len(prompt) :] = 1
+        return ids, attention
 
     def _completion(self, tokens: list[int]) -> Completion:
         stop_at = next((k for k, t in enumerate(tokens) if t in self.stop_ids), None)
