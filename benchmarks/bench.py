@@ -207,10 +207,11 @@ def loop_overhead() -> Figure:
         notes=(f"p2o run on the toy world (the toy run config's settings without evaluation; 64 sampled problems, 2 "
                f"epochs: {out['steps']} RL steps of 32 × K=6 and one GEPA phase of {out['gepa_iterations']} metric "
                f"rows) timed from launch to exit: {out['wall_s']:.1f} s; generation {out['gen']:.1f} s (Σ timing/gen), "
-               f"training {out['train']:.1f} s (Σ timing/step), GEPA {out['gepa']:.1f} s (Σ gepa/seconds); the rest, "
+               f"training {out['train']:.1f} s (Σ timing/step), GEPA {out['gepa']:.1f} s (timing/gepa_phase: seed "
+               f"scoring, {out['gepa_iterations_s']:.1f} s of iterations, assignment); the rest, "
                f"{out['overhead_s']:.1f} s, is overhead: reward {out['reward']:.1f} s, rollout/hard-set writes "
-               f"{out['io']:.2f} s, and start-up (imports, model and engine load), checkpoints, the GEPA seed's dev "
-               f"scoring and assignment. Load {load0}→{setting.load()}."),
+               f"{out['io']:.2f} s, and start-up (imports, model and engine load, reward workers) and checkpoints. "
+               f"Load {load0}→{setting.load()}."),
     )
 
 

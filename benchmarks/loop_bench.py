@@ -9,7 +9,8 @@ one GEPA phase), with no evaluation (the figure excludes it). From metrics.jsonl
 metrics: generation = Σ timing/gen, training = Σ timing/step (the trainer's prepare, old
 log-probs and updates), GEPA = Σ gepa/seconds over its iterations. Everything else of the wall-clock
 is the overhead: reward scoring, writing rollouts / hard sets / checkpoints / state, start-up
-(imports, model and engine load), the GEPA seed's dev scoring and the assignment.
+(imports, model and engine load). GEPA is its whole phase (``timing/gepa_phase``: the seed's dev
+scoring, the iterations and the assignment).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def main() -> None:
     parts = {
         "gen": sum(r["timing/gen"] for r in steps),
         "train": sum(r["timing/step"] for r in steps),
-        "gepa": sum(r.get("gepa/seconds", 0.0) for r in gepa_rows),
+        "gepa": sum(r["timing/gepa_phase"] for r in rows(RUN / "metrics.jsonl") if "timing/gepa_phase" in r),
+        "gepa_iterations_s": sum(r.get("gepa/seconds", 0.0) for r in gepa_rows),
         "reward": sum(r["timing/reward"] for r in steps),
         "io": sum(r["timing/io"] for r in steps),
     }

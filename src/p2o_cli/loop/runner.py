@@ -279,7 +279,7 @@ class P2ORun:
         cfg = self.cfg
         edir = self.dir.root / f"epoch-{epoch}"
         self.say(f"epoch {epoch}: GEPA on {len(hard)} hard problems (budget {cfg.gepa.budget} rollouts)")
-        main = self.dist.is_main
+        main, started = self.dist.is_main, time.perf_counter()
         with live_front(interactive() and main) as on_iteration:
             # Every rank runs the same search (same state, same broadcast proposals); rank 0
             # saves it, and on resume every rank reads what rank 0 saved.
@@ -298,7 +298,8 @@ class P2ORun:
 
         self.dir.log({"epoch": epoch, "training/step": self.state.step, "gepa/templates": len(result.templates),
                       "gepa/cover_size": len(assigned.cover), "gepa/dev_coverage": dev_coverage(result.templates),
-                      "gepa/rollouts_spent": result.spent, "gepa/iterations": result.iterations})
+                      "gepa/rollouts_spent": result.spent, "gepa/iterations": result.iterations,
+                      "timing/gepa_phase": time.perf_counter() - started})
         self.say(f"epoch {epoch}: GEPA kept {len(result.templates) - 1} templates, cover {len(assigned.cover)}, "
                  f"dev coverage {dev_coverage(result.templates):.2f}, spent {result.spent} rollouts")
 
