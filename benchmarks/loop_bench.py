@@ -7,10 +7,10 @@ settings (the toy run config, `p2o toy config`: batch 32 × K=6, ≤ 80 new toke
 W=4 B=3 dev 32 budget 600, toy reflector) on 64 sampled problems for 2 epochs (4 RL steps and
 one GEPA phase), with no evaluation (the figure excludes it). From metrics.jsonl and the GEPA
 metrics: generation = Σ timing/gen, training = Σ timing/step (the trainer's prepare, old
-log-probs and updates), GEPA = Σ gepa/seconds over its iterations. Everything else of the wall-clock
-is the overhead: reward scoring, writing rollouts / hard sets / checkpoints / state, start-up
-(imports, model and engine load). GEPA is its whole phase (``timing/gepa_phase``: the seed's dev
-scoring, the iterations and the assignment).
+log-probs and updates), GEPA = its whole phase (``timing/gepa_phase``: the seed's dev scoring,
+the iterations and the assignment). Everything else of the wall-clock is the overhead: reward
+scoring, writing rollouts / hard sets / checkpoints / state, start-up (imports, model and engine
+load).
 """
 
 from __future__ import annotations
