@@ -215,9 +215,12 @@ def plan_batch(
     trainable = [s for s in seqs if s.response_ids]
     by_index = {s.index: s for s in trainable}
 
+    def one_per_sequence(triples: list[tuple[int, list[int], list[int]]]) -> MicroBatch:
+        return collate(triples) if path == "packed" else collate_padded(triples, pad_token)
+
     def build(units: list[list[int]]) -> MicroBatch:
         if path == "packed":
-            return collate([_triple(by_index[u[0]]) for u in units])
+            return one_per_sequence([_triple(by_index[u[0]]) for u in units])
         return collate_shared([(by_index[u[0]].prompt_ids, [(i, by_index[i].response_ids) for i in u])
                                for u in units], pad_token)
 
@@ -225,8 +228,8 @@ def plan_batch(
     parts = [[trainable[i].index for i in part] for part in split_groups(groups, n_mini_batches, seed)]
     plan = Plan(seqs=seqs, mini_batches=parts)
     templated_bins: list[list[list[int]]] = [[] for _ in range(world_size)]
+    sharing = row_cost if path == "padded" else None
     for part in parts:
-        sharing = row_cost if path == "padded" else None
         units = {u[0]: u for u in _row_units([by_index[i] for i in part], sharing, max_tokens)}
         size = {key: len(by_index[key].prompt_ids) + sum(len(by_index[i].response_ids) for i in unit)
                 for key, unit in units.items()}
@@ -248,9 +251,7 @@ def plan_batch(
             templated_bins[r] += binner(templated, max_tokens)
     width = max(len(b) for b in templated_bins)
     plan.templated = [
-        collate([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b])  # type: ignore[misc]
-        if path == "packed" else
-        collate_padded([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b], pad_token)  # type: ignore[misc]
+        one_per_sequence([(i, by_index[i].templated_prompt_ids, by_index[i].response_ids) for i in b])  # type: ignore[misc]
         for b in templated_bins[rank]
     ]
     plan.templated += [dummy_micro_batch(pad_token) for _ in range(width - len(plan.templated))]
