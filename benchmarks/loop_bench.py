@@ -58,12 +58,13 @@ def main() -> None:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    steps = [r for r in rows(RUN / "metrics.jsonl") if "timing/gen" in r]
+    metrics = rows(RUN / "metrics.jsonl")
+    steps = [r for r in metrics if "timing/gen" in r]
     gepa_rows = [r for p in sorted(RUN.glob("**/gepa-metrics.jsonl")) for r in rows(p)]
     parts = {
         "gen": sum(r["timing/gen"] for r in steps),
         "train": sum(r["timing/step"] for r in steps),
-        "gepa": sum(r["timing/gepa_phase"] for r in rows(RUN / "metrics.jsonl") if "timing/gepa_phase" in r),
+        "gepa": sum(r["timing/gepa_phase"] for r in metrics if "timing/gepa_phase" in r),
         "gepa_iterations_s": sum(r.get("gepa/seconds", 0.0) for r in gepa_rows),
         "reward": sum(r["timing/reward"] for r in steps),
         "io": sum(r["timing/io"] for r in steps),
