@@ -13,6 +13,14 @@ if TYPE_CHECKING:  # only for the annotation: importing torch costs seconds at s
 ProgressFn = Callable[[int, int], None]
 
 
+def request_seed(seed: int | None, index: int) -> int | None:
+    """The seed of a call's ``index``-th prompt for a server that seeds each request.
+
+    Prompt ``index``'s samples then depend on (seed, index), not on what else is queued with it.
+    """
+    return None if seed is None else seed * 1_000_003 + index
+
+
 @dataclass
 class Completion:
     text: str

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import P2OError
-from .base import Completion, ProgressFn
+from .base import Completion, ProgressFn, request_seed
 from .openai_client import make_client, map_bounded, status_of, with_retries
 
 VLLM_EXTRAS: dict[str, Any] = {"top_k": -1, "add_special_tokens": False, "return_token_ids": True}
@@ -151,9 +151,7 @@ class OpenAIEngine:
 
         def one(job: tuple[int, str]) -> list[Completion]:
             index, prompt = job
-            # Per-request seeds as the vllm engine: prompt i's samples depend on (seed, i).
-            request_seed = None if seed is None else seed * 1_000_003 + index
-            response = self._request_probing(prompt, n, temperature, top_p, max_new_tokens, request_seed)
+            response = self._request_probing(prompt, n, temperature, top_p, max_new_tokens, request_seed(seed, index))
             return self._completions(response, n)
 
         def done(_: int, row: list[Completion]) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .base import Completion, ProgressFn
+from .base import Completion, ProgressFn, request_seed
 
 # KV cache reserved on a CPU-only host when neither kv_cache_memory_bytes nor
 # VLLM_CPU_KVCACHE_SPACE is given (vLLM's CPU default reserves a fraction of all RAM).
@@ -200,10 +200,8 @@ class VLLMEngine:
             self.wake_up()
         encoded = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         inputs = [{"prompt_token_ids": list(ids)} for ids in encoded]
-        # One seed per request: prompt i's samples depend on (seed, i), not on what else is queued.
         params = [
-            self.sampling_params(n, temperature, top_p, max_new_tokens, None if seed is None else seed * 1_000_003 + i)
-            for i in range(len(prompts))
+            self.sampling_params(n, temperature, top_p, max_new_tokens, request_seed(seed, i)) for i in range(len(prompts))
         ]
         outputs = self._run(inputs, params, progress)
         return [[self._completion(o) for o in out.outputs] for out in outputs]
