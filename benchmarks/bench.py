@@ -152,9 +152,11 @@ def generation_vllm() -> Figure:
         "generation-vllm", round(out["engine_tokens_per_s"], 1), round(out["raw_tokens_per_s"], 1), "tokens/s",
         round(ratio, 2), "≥ 0.9× vllm.LLM.generate", ratio >= 0.9,
         notes=(f"{shape()}, T=0.6, top_k off, top_p=1; vllm {out['vllm']} (CPU), one LLM built by p2o's VLLMEngine "
-               "(fp32, eager, whole prefills) serving both sides: engine.generate (tokenises, one seeded "
-               "SamplingParams per prompt) vs llm.generate(prompt strings, one SamplingParams(n=K, seed=0)); a warm-up "
-               f"call, then best of 2 alternated runs each. Load {load0}→{setting.load()}."),
+               "(fp32, eager, whole prefills) serving both sides: engine.generate (tokenises, one seeded SamplingParams "
+               "per prompt) vs llm.generate on the same prompt strings with the same per-request seeds; the two sampled "
+               f"identical tokens ({', '.join(map(str, out['tokens_per_call']))} per call, checked). A warm-up call, then "
+               f"{out['reps']} pairs of calls, the side going first alternating; median of each side (p2o "
+               f"{out['engine_runs']}, raw {out['raw_runs']} tok/s). Load {load0}→{setting.load()}."),
     )
 
 
