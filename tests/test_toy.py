@@ -486,6 +486,50 @@ def test_sweep_plan_resumes_partial_runs_and_skips_finished_ones(tmp_path: Path)
     assert run_command(plan, 5, "grpo") is None
 
 
+def test_sweep_runs_built_worlds_runs_while_another_world_builds() -> None:
+    import threading
+
+    from p2o_cli.toy.sweep import Job, run_ready_first
+
+    jobs = [Job("world-A", []), Job("world-B", []), Job("A-grpo", [], "world-A"), Job("B-grpo", [], "world-B"),
+            Job("A-p2o", [], "world-A")]
+    events, a_runs_done, lock = [], threading.Event(), threading.Lock()
+
+    def run(job: Job) -> None:
+        with lock:
+            events.append(f"start {job.name}")
+        # World B finishes only once both of A's runs have: a worker held by B-grpo waiting on its
+        # world would leave none for A-p2o, and this would time out.
+        if job.name == "world-B" and not a_runs_done.wait(timeout=20):
+            raise AssertionError("A's runs could not start while world B was building")
+        with lock:
+            events.append(f"done {job.name}")
+            if {"done A-grpo", "done A-p2o"} <= set(events):
+                a_runs_done.set()
+
+    run_ready_first(jobs, 2, run)
+    assert events.index("done A-p2o") < events.index("done world-B") < events.index("start B-grpo")
+    assert events.index("done world-A") < events.index("start A-grpo") < events.index("start A-p2o")
+    assert len(events) == 2 * len(jobs)
+
+
+def test_sweep_stops_starting_jobs_after_a_failure() -> None:
+    from p2o_cli.toy.sweep import Job, run_ready_first
+
+    started = []
+
+    def run(job: Job) -> None:
+        started.append(job.name)
+        if job.name == "world-A":
+            raise RuntimeError("world-A failed")
+
+    with pytest.raises(RuntimeError, match="world-A failed"):
+        run_ready_first([Job("world-A", []), Job("A-grpo", [], "world-A"), Job("A-p2o", [], "world-A")], 2, run)
+    assert started == ["world-A"]
+    with pytest.raises(ValueError, match="world-Z"):
+        run_ready_first([Job("Z-grpo", [], "world-Z")], 1, run)
+
+
 def test_world_table_sets_each_phrase_strength_beside_its_measured_step_start(tmp_path: Path) -> None:
     from p2o_cli.toy.sweep import SweepPlan, world_table
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -136,37 +136,76 @@ def _run_p2o(args: list[str], log: Path, threads: int) -> float:
     return time.perf_counter() - start
 
 
+@dataclass(frozen=True)
+class Job:
+    name: str
+    args: list[str]
+    needs: str | None = None  # the job that must finish first (a run's world)
+
+
+def run_ready_first(jobs: list[Job], workers: int, run: Callable[[Job], None]) -> None:
+    """Run ``jobs`` on ``workers`` threads, each worker taking the first job whose ``needs`` has
+    finished, so a run whose world is still being built never holds a worker (and a core) while
+    runs of built worlds wait. The first failure stops new jobs from starting and is re-raised."""
+    unknown = {j.needs for j in jobs if j.needs is not None} - {j.name for j in jobs}
+    if unknown:
+        raise ValueError(f"jobs need jobs that are not in the list: {sorted(unknown)}")
+    pending, done, failures = list(jobs), set(), []
+    ready = threading.Condition()
+
+    def worker() -> None:
+        while True:
+            with ready:
+                while True:
+                    if failures or not pending:
+                        return
+                    job = next((j for j in pending if j.needs is None or j.needs in done), None)
+                    if job is not None:
+                        pending.remove(job)
+                        break
+                    ready.wait()
+            try:
+                run(job)
+            except BaseException as error:  # noqa: BLE001 (handed to the caller below)
+                with ready:
+                    failures.append(error)
+                    ready.notify_all()
+                return
+            with ready:
+                done.add(job.name)
+                ready.notify_all()
+
+    threads = [threading.Thread(target=worker, name=f"sweep-{i}") for i in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
 def run_sweep(plan: SweepPlan, say: Callable[[str], None] = print) -> dict[str, float]:
     """Build the missing worlds, bring every run to its end; wall-clock seconds per job."""
     threads = max(1, (os.cpu_count() or 1) // plan.jobs)
     seconds: dict[str, float] = {}
-
-    def job(name: str, args: list[str], wait: Future | None = None) -> None:
-        if wait is not None:
-            wait.result()  # the world this run needs
-        say(f"start {name}: p2o {' '.join(args)}")
-        seconds[name] = _run_p2o(args, plan.log(name), threads)
-        say(f"done  {name} in {seconds[name] / 60:.1f} min")
-
-    with ThreadPoolExecutor(max_workers=plan.jobs) as pool:
-        # Worlds are queued before every run, so a run waiting on its world never holds the
-        # only free worker while that world is still queued.
-        worlds: dict[int, Future | None] = {}
+    jobs = [Job(f"world-{seed}", args) for seed in plan.seeds if (args := world_command(plan, seed))]
+    building = {job.name for job in jobs}
+    # Variant by variant, so a sweep cut short has whole rows rather than whole seeds.
+    for variant in plan.variants:
         for seed in plan.seeds:
-            args = world_command(plan, seed)
-            worlds[seed] = pool.submit(job, f"world-{seed}", args) if args else None
-        runs: list[Future] = []
-        # Variant by variant, so a sweep cut short has whole rows rather than whole seeds.
-        for variant in plan.variants:
-            for seed in plan.seeds:
-                args = run_command(plan, seed, variant)
-                if args is None:
-                    say(f"skip  {seed}-{variant}: finished")
-                    continue
-                runs.append(pool.submit(job, f"{seed}-{variant}", args, worlds[seed]))
-        for future in [*worlds.values(), *runs]:
-            if future is not None:
-                future.result()
+            args = run_command(plan, seed, variant)
+            if args is None:
+                say(f"skip  {seed}-{variant}: finished")
+                continue
+            world = f"world-{seed}"
+            jobs.append(Job(f"{seed}-{variant}", args, world if world in building else None))
+
+    def run(job: Job) -> None:
+        say(f"start {job.name}: p2o {' '.join(job.args)}")
+        seconds[job.name] = _run_p2o(job.args, plan.log(job.name), threads)
+        say(f"done  {job.name} in {seconds[job.name] / 60:.1f} min")
+
+    run_ready_first(jobs, plan.jobs, run)
     return seconds
 
 
