@@ -57,8 +57,8 @@ test-vllm: install-vllm
 # paper's group baseline), the plain-baseline variant and the ablations (w/o distillation, same
 # template in group, ratio mask) from it with the same seed and step budget, two runs at a time,
 # then one report (DEMO_DIR/report/). Interrupted, it resumes; finished runs are not recomputed.
-# `make demo` is one seed (39 min in a fresh clone on an idle 2-core machine, setup included: the
-# world 18 min on one thread, then six runs of 2.4-6.7 min two at a time), `make sweep` README's
+# `make demo` is one seed (29-37 min on an idle 2-core machine, plus about 2 min of first setup:
+# the world 14-18 min on one thread, then six runs of 2-7 min two at a time), `make sweep` README's
 # three (88.9 min: three worlds, two at a time, then 18 runs).
 DEMO_DIR ?= demo-out
 SEED ?= 1
