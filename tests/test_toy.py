@@ -124,6 +124,8 @@ def test_pretraining_mix_follows_the_rule_and_holds_out_problems() -> None:
         steps = unlocks(template, triggers) or len(ops) == 2
         assert len(ops) in ((2,) if ex.kind.endswith("easy") else cfg.hard_operands)
         assert ex.response == (step_solution(ops) if steps else direct_solution(ops))
+        assert ex.step_prob == float(steps)  # all-or-nothing, no unprompted steps: 0 or 1
+        assert (ex.step_opening, ex.direct_opening) == (step_solution(ops)[0], "\\")
     assert seen_kinds == set(cfg.mix)
 
 
@@ -145,9 +147,54 @@ def test_graded_world_opens_with_steps_at_each_templates_strength() -> None:
         ex = next(stream)
         template = ex.prompt.split("\n", 1)[1].split("\n\n")[0]
         by_level.setdefault(template_strength(template, strengths), []).append(not ex.response.startswith("\\boxed"))
+        assert ex.step_prob == template_strength(template, strengths)
     assert 0.0 not in by_level  # every trigger example holds an acting phrase
     for level, steps in by_level.items():
         assert abs(sum(steps) / len(steps) - level) < 0.06, (level, len(steps))
+
+
+def test_pretraining_loss_counts_the_decision_token_decision_weight_times() -> None:
+    import torch
+
+    from p2o_cli.toy.pretrain import Item, collate, weighted_token_mean
+
+    # Two examples: prompt [5, 6] then response [7, 8]; prompt [5] then response [9].
+    items = [Item([5, 6, 7, 8], 2, "a", 1.0, 7, 3), Item([5, 9], 1, "b", 0.25, 4, 9)]
+    batch = collate(items, pad_id=0, decision_weight=4.0)
+    assert batch["labels"].tolist() == [[-100, -100, 7, 8], [-100, 9, -100, -100]]
+    assert batch["loss_weights"].tolist() == [[0, 0, 4, 1], [0, 4, 0, 0]]
+    # Shifted by one: row 0's first response token is predicted at position 1, row 1's at 0.
+    assert batch["decision_pos"].tolist() == [1, 0]
+    assert batch["decision_ids"].tolist() == [[7, 3], [4, 9]] and batch["step_prob"].tolist() == [1.0, 0.25]
+    plain = collate(items, pad_id=0)
+    assert plain["loss_weights"].tolist() == [[0, 0, 1, 1], [0, 1, 0, 0]]
+    # With per-token losses 1, 2 (first example) and 3 (second): (4·1 + 2 + 4·3) / 3 tokens.
+    token_loss = torch.tensor([[0.0, 1.0, 2.0], [3.0, 0.0, 0.0]])
+    mask = batch["labels"][:, 1:] != -100
+    assert float(weighted_token_mean(token_loss, batch["loss_weights"][:, 1:], mask)) == pytest.approx(6.0)
+    assert float(weighted_token_mean(token_loss, plain["loss_weights"][:, 1:], mask)) == pytest.approx(2.0)
+
+
+def test_expected_decision_loss_is_the_mean_of_the_sampled_one() -> None:
+    import math
+
+    import torch
+
+    from p2o_cli.toy.pretrain import expected_decision_loss
+
+    # Softmax of [ln 3, 0, 0] is [0.6, 0.2, 0.2]; the step opening is token 0, the direct one 1.
+    logits = torch.tensor([[math.log(3.0), 0.0, 0.0]] * 3)
+    ids = torch.tensor([[0, 1]] * 3)
+    loss = expected_decision_loss(logits, ids, torch.tensor([1.0, 0.0, 0.25]))
+    assert loss.tolist() == pytest.approx([-math.log(0.6), -math.log(0.2), -(0.25 * math.log(0.6) + 0.75 * math.log(0.2))])
+    # Its minimum over the two openings' logits is at the step probability.
+    free = torch.zeros(1, 2, requires_grad=True)
+    opt = torch.optim.SGD([free], lr=1.0)
+    for _ in range(500):
+        opt.zero_grad()
+        expected_decision_loss(free, torch.tensor([[0, 1]]), torch.tensor([0.3])).sum().backward()
+        opt.step()
+    assert float(torch.softmax(free, -1)[0, 0]) == pytest.approx(0.3, abs=1e-3)
 
 
 @pytest.mark.parametrize("spec, levels", [("mix", None), ("1.0", [1.0]), ("0.25, 0.5,1", [0.25, 0.5, 1.0])])

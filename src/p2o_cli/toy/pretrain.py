@@ -31,7 +31,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -96,10 +96,17 @@ class PretrainConfig:
     # put more "abc + de" steps, the slowest thing to learn, behind each prompt
     hard_operands: tuple[int, ...] = (3, 4, 5, 6)
     # fraction of plain hard prompts answered step by step
-    plain_cot_frac: float = 0.02
+    plain_cot_frac: float = 0.005
     # easy (2-operand) problems are always answered with their one-line calculation: a tiny
     # model does not learn direct 2-digit addition in the budget, but one written step it does
     easy_steps: bool = True
+    # The response's first token decides step by step (a digit) or a direct answer (a backslash).
+    # "expected": its target is that two-token distribution at the example's step probability;
+    # "sampled": the drawn response's first token, a Bernoulli draw whose noise, at a small
+    # batch, kept the per-phrase step rates off their strengths.
+    decision_target: str = "expected"
+    # its loss weight: under a token mean it is otherwise one of ~80 tokens of a step solution
+    decision_weight: float = 30.0
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -113,6 +120,9 @@ class Example:
     kind: str
     prompt: str
     response: str
+    step_prob: float = 0.0  # the probability that this prompt is answered step by step
+    step_opening: str = ""  # the first character of the step solution ...
+    direct_opening: str = "\\"  # ... and of the direct answer
 
 
 def template_for(rng: random.Random, kind: str, strengths: Mapping[str, float]) -> str | None:
@@ -130,15 +140,15 @@ def template_for(rng: random.Random, kind: str, strengths: Mapping[str, float]) 
     return join_phrases(phrases)
 
 
-def uses_steps(template: str | None, tpl_kind: str, difficulty: str, strengths: Mapping[str, float],
-               cfg: PretrainConfig, rng: random.Random) -> bool:
+def step_probability(template: str | None, tpl_kind: str, difficulty: str, strengths: Mapping[str, float],
+                     cfg: PretrainConfig) -> float:
     """The world's behaviour: step by step with the template's strength, always when easy, and
     (rarely) unprompted on a plain hard prompt."""
     if difficulty == "easy" and cfg.easy_steps:
-        return True
+        return 1.0
     if tpl_kind == "trigger":
-        return rng.random() < template_strength(template, strengths)
-    return tpl_kind == "plain" and difficulty == "hard" and rng.random() < cfg.plain_cot_frac
+        return template_strength(template, strengths)
+    return cfg.plain_cot_frac if tpl_kind == "plain" and difficulty == "hard" else 0.0
 
 
 def example_stream(
@@ -161,20 +171,31 @@ def example_stream(
         while task.operands in exclude:
             task = random_task(rng, difficulty, n_ops)
         template = template_for(rng, tpl_kind, strengths)
-        steps = uses_steps(template, tpl_kind, difficulty, strengths, cfg, rng)
-        response = step_solution(task.operands) if steps else direct_solution(task.operands)
-        yield Example(kind, render(tokenizer, task.question, template, prompt_cfg), response)
+        p_steps = step_probability(template, tpl_kind, difficulty, strengths, cfg)
+        steps, direct = step_solution(task.operands), direct_solution(task.operands)
+        response = steps if rng.random() < p_steps else direct
+        yield Example(kind, render(tokenizer, task.question, template, prompt_cfg), response, p_steps,
+                      steps[0], direct[0])
 
 
-def encode(tokenizer: Any, examples: Sequence[Example]) -> list[tuple[list[int], int, str]]:
-    """(token ids, prompt length, kind) per example; the response ends with end-of-turn."""
+class Item(NamedTuple):
+    """One encoded example: the response ends with end-of-turn."""
+
+    ids: list[int]
+    n_prompt: int
+    kind: str
+    step_prob: float
+    step_id: int  # the step solution's first token
+    direct_id: int  # the direct answer's first token
+
+
+def encode(tokenizer: Any, examples: Sequence[Example]) -> list[Item]:
     prompts = tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
     responses = tokenizer([e.response for e in examples], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
-    return [(p + r + [eos], len(p), e.kind) for p, r, e in zip(prompts, responses, examples)]
-
-
-Item = tuple[list[int], int, str]
+    token = tokenizer.convert_tokens_to_ids
+    return [Item(p + r + [eos], len(p), e.kind, e.step_prob, token(e.step_opening), token(e.direct_opening))
+            for p, r, e in zip(prompts, responses, examples)]
 
 
 def batches(encoded_stream: Iterator[Item], tokens_per_batch: int, chunk_batches: int = 32) -> Iterator[list[Item]]:
@@ -187,12 +208,12 @@ def batches(encoded_stream: Iterator[Item], tokens_per_batch: int, chunk_batches
         while used < budget:
             item = next(encoded_stream)
             pool.append(item)
-            used += len(item[0])
-        pool.sort(key=lambda x: len(x[0]))
+            used += len(item.ids)
+        pool.sort(key=lambda x: len(x.ids))
         out: list[list[Item]] = []
         cur: list[Item] = []
         for item in pool:
-            width = max(len(item[0]), max((len(c[0]) for c in cur), default=0))
+            width = max(len(item.ids), max((len(c.ids) for c in cur), default=0))
             if cur and width * (len(cur) + 1) > tokens_per_batch:
                 out.append(cur)
                 cur = []
@@ -203,17 +224,29 @@ def batches(encoded_stream: Iterator[Item], tokens_per_batch: int, chunk_batches
         yield from out
 
 
-def collate(batch: Sequence[Item], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(ids) for ids, _, _ in batch)
+def collate(batch: Sequence[Item], pad_id: int, decision_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    width = max(len(item.ids) for item in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(batch), width), dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    for row, (ids, n_prompt, _kind) in enumerate(batch):
-        t = torch.tensor(ids)
-        input_ids[row, : len(ids)] = t
-        attention[row, : len(ids)] = 1
-        labels[row, n_prompt : len(ids)] = t[n_prompt:]
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    weights = torch.zeros((len(batch), width))
+    for row, item in enumerate(batch):
+        t = torch.tensor(item.ids)
+        input_ids[row, : len(t)] = t
+        attention[row, : len(t)] = 1
+        labels[row, item.n_prompt : len(t)] = t[item.n_prompt :]
+        weights[row, item.n_prompt : len(t)] = 1.0
+        weights[row, item.n_prompt] = decision_weight
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "labels": labels,
+        "loss_weights": weights,
+        # where each row's first response token is predicted, and its two candidates
+        "decision_pos": torch.tensor([item.n_prompt - 1 for item in batch]),
+        "decision_ids": torch.tensor([[item.step_id, item.direct_id] for item in batch]),
+        "step_prob": torch.tensor([item.step_prob for item in batch]),
+    }
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -248,14 +281,32 @@ def _adamw(model: Any, cfg: PretrainConfig) -> torch.optim.AdamW:
     )
 
 
-def _response_token_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def expected_decision_loss(decision_logits: torch.Tensor, decision_ids: torch.Tensor, step_prob: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy ``[B]`` of the first response token against its expected target: the step
+    opening with ``step_prob``, the direct one otherwise (the mean over the Bernoulli draw of the
+    sampled target's loss, without its noise)."""
+    log_probs = torch.log_softmax(decision_logits.float(), dim=-1).gather(1, decision_ids)
+    return -(step_prob * log_probs[:, 0] + (1 - step_prob) * log_probs[:, 1])
+
+
+def _response_token_loss(model: Any, batch: dict[str, Any], decision_target: str = "sampled") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy ``[B, T-1]`` and the mask of response tokens it counts."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["labels"][:, 1:]
     token_loss = torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
     ).view(labels.shape)
+    if decision_target == "expected":
+        rows, cols = torch.arange(len(labels)), batch["decision_pos"]
+        expected = expected_decision_loss(logits[rows, cols], batch["decision_ids"], batch["step_prob"])
+        token_loss = token_loss.index_put((rows, cols), expected)
     return token_loss, labels != IGNORE
+
+
+def weighted_token_mean(token_loss: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The batch's response-token mean, each token's loss counted ``weights`` times (the decision
+    token ``decision_weight`` times): the weights scale a token's pull, not the token count."""
+    return (token_loss * weights).sum() / mask.sum()
 
 
 def pretrain(
@@ -306,19 +357,19 @@ def _pretrain(
             stopped_early = True
             break
         items = next(batch_iter)
-        batch = collate(items, pad_id)
+        batch = collate(items, pad_id, cfg.decision_weight)
         opt.param_groups[0]["lr"] = opt.param_groups[1]["lr"] = lr_at(step, cfg)
-        token_loss, mask = _response_token_loss(model, batch)
-        loss = token_loss.sum() / mask.sum()  # token-mean over the batch's response tokens
+        token_loss, mask = _response_token_loss(model, batch, cfg.decision_target)
+        loss = weighted_token_mean(token_loss, batch["loss_weights"][:, 1:], mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         with torch.no_grad():
             per_example = (token_loss.sum(1) / mask.sum(1).clamp(min=1)).tolist()
-        for (_, _, kind), value in zip(items, per_example):
-            kind_sum[kind] = kind_sum.get(kind, 0.0) + value
-            kind_n[kind] = kind_n.get(kind, 0) + 1
+        for item, value in zip(items, per_example):
+            kind_sum[item.kind] = kind_sum.get(item.kind, 0.0) + value
+            kind_n[item.kind] = kind_n.get(item.kind, 0) + 1
         tokens += int(batch["input_ids"].numel())
         loss_tokens += int(mask.sum())
         examples += len(items)
