@@ -156,7 +156,8 @@ def test_graded_world_opens_with_steps_at_each_templates_strength() -> None:
 def test_pretraining_loss_counts_the_decision_token_decision_weight_times() -> None:
     import torch
 
-    from p2o_cli.toy.pretrain import Item, collate, weighted_token_mean
+    from p2o_cli.toy.losses import weighted_token_mean
+    from p2o_cli.toy.pretrain import Item, collate
 
     # Two examples: prompt [5, 6] then response [7, 8]; prompt [5] then response [9].
     items = [Item([5, 6, 7, 8], 2, "a", 1.0, 7, 3), Item([5, 9], 1, "b", 0.25, 4, 9)]
@@ -180,7 +181,7 @@ def test_expected_decision_loss_is_the_mean_of_the_sampled_one() -> None:
 
     import torch
 
-    from p2o_cli.toy.pretrain import expected_decision_loss
+    from p2o_cli.toy.losses import expected_decision_loss
 
     # Softmax of [ln 3, 0, 0] is [0.6, 0.2, 0.2]; the step opening is token 0, the direct one 1.
     logits = torch.tensor([[math.log(3.0), 0.0, 0.0]] * 3)

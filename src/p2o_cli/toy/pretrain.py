@@ -17,6 +17,13 @@ options see exactly this format), followed by a response and end-of-turn:
   nothing to transfer: the ratio mask drops step tokens whose plain-prompt probability is
   below 1% of their templated one.
 
+Which of the two a prompt gets is a draw at its *step probability* (the template's strength, 1
+when easy, ``plain_cot_frac`` when plain and hard, else 0), and the response's first token is
+where the model makes that choice. Its loss is the cross-entropy against the expected target
+(the step opening with that probability, the direct one otherwise), counted ``decision_weight``
+times: trained on the sampled token at weight 1, the choice is one noisy token of ~80 and the
+per-phrase step rates missed their strengths by up to 0.3.
+
 Hard pretraining problems have 3-8 operands (``hard_operands``; the benchmark's have 4): the
 slowest skill to learn is the "abc + de" step, and longer sums put more of those behind each
 (expensive) prompt. The loss is on the response tokens only. Problems of the world's
@@ -37,9 +44,8 @@ import torch
 
 from ..prompts import PromptConfig, render
 from .lexicon import LEXICON, join_phrases, template_strength
+from .losses import IGNORE, response_token_loss, weighted_token_mean
 from .tasks import direct_solution, random_task, step_solution
-
-IGNORE = -100
 
 
 @dataclass
@@ -107,6 +113,10 @@ class PretrainConfig:
     decision_target: str = "expected"
     # its loss weight: under a token mean it is otherwise one of ~80 tokens of a step solution
     decision_weight: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.decision_target not in ("expected", "sampled"):
+            raise ValueError(f"decision_target must be 'expected' or 'sampled', got {self.decision_target!r}")
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -281,34 +291,6 @@ def _adamw(model: Any, cfg: PretrainConfig) -> torch.optim.AdamW:
     )
 
 
-def expected_decision_loss(decision_logits: torch.Tensor, decision_ids: torch.Tensor, step_prob: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy ``[B]`` of the first response token against its expected target: the step
-    opening with ``step_prob``, the direct one otherwise (the mean over the Bernoulli draw of the
-    sampled target's loss, without its noise)."""
-    log_probs = torch.log_softmax(decision_logits.float(), dim=-1).gather(1, decision_ids)
-    return -(step_prob * log_probs[:, 0] + (1 - step_prob) * log_probs[:, 1])
-
-
-def _response_token_loss(model: Any, batch: dict[str, Any], decision_target: str = "sampled") -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token cross-entropy ``[B, T-1]`` and the mask of response tokens it counts."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    token_loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
-    ).view(labels.shape)
-    if decision_target == "expected":
-        rows, cols = torch.arange(len(labels)), batch["decision_pos"]
-        expected = expected_decision_loss(logits[rows, cols], batch["decision_ids"], batch["step_prob"])
-        token_loss = token_loss.index_put((rows, cols), expected)
-    return token_loss, labels != IGNORE
-
-
-def weighted_token_mean(token_loss: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The batch's response-token mean, each token's loss counted ``weights`` times (the decision
-    token ``decision_weight`` times): the weights scale a token's pull, not the token count."""
-    return (token_loss * weights).sum() / mask.sum()
-
-
 def pretrain(
     model: Any,
     tokenizer: Any,
@@ -359,7 +341,7 @@ def _pretrain(
         items = next(batch_iter)
         batch = collate(items, pad_id, cfg.decision_weight)
         opt.param_groups[0]["lr"] = opt.param_groups[1]["lr"] = lr_at(step, cfg)
-        token_loss, mask = _response_token_loss(model, batch, cfg.decision_target)
+        token_loss, mask = response_token_loss(model, batch, cfg.decision_target)
         loss = weighted_token_mean(token_loss, batch["loss_weights"][:, 1:], mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
