@@ -130,9 +130,9 @@ class Example:
     kind: str
     prompt: str
     response: str
-    step_prob: float = 0.0  # the probability that this prompt is answered step by step
-    step_opening: str = ""  # the first character of the step solution ...
-    direct_opening: str = "\\"  # ... and of the direct answer
+    step_prob: float  # the probability that this prompt is answered step by step
+    step_opening: str  # the first character of the step solution ...
+    direct_opening: str  # ... and of the direct answer
 
 
 def template_for(rng: random.Random, kind: str, strengths: Mapping[str, float]) -> str | None:
