@@ -57,10 +57,10 @@ test-vllm: install-vllm
 # paper's group baseline), the plain-baseline variant and the ablations (w/o distillation, same
 # template in group, ratio mask) from it with the same seed and step budget, two runs at a time,
 # then one report (DEMO_DIR/report/). Interrupted, it resumes; finished runs are not recomputed.
-# `make demo` is one seed (29-37 min on an idle 2-core machine, plus about 2 min of first setup,
-# measured on the earlier pretraining recipe: the world 14-18 min on one thread, then six runs of
-# 2-7 min two at a time), `make sweep` README's three (73.1 min: worlds 5 and 6 side by side, then
-# world 7 beside the first of the 18 runs).
+# `make demo` is one seed (38.7 min in a fresh clone on an idle 2-core machine, about 3 of them
+# setup: the world 17.5 min on one thread, then six runs of 2-6.3 min two at a time), `make sweep`
+# README's three (73.1 min: worlds 5 and 6 side by side, then world 7 beside the first of the 18
+# runs).
 DEMO_DIR ?= demo-out
 SEED ?= 1
 SEEDS ?= 5,6,7
