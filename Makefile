@@ -57,11 +57,9 @@ test-vllm: install-vllm
 # paper's group baseline), the plain-baseline variant and the ablations (w/o distillation, same
 # template in group, ratio mask) from it with the same seed and step budget, two runs at a time,
 # then one report (DEMO_DIR/report/). Interrupted, it resumes; finished runs are not recomputed.
-# `make demo` is one seed (38.7 min in a fresh clone on an idle 2-core machine, about 3 of them
-# setup: the world 17.5 min on one thread, then six runs of 2-6.3 min two at a time), `make sweep`
-# README's three (73.1 min: worlds 5 and 6 side by side, then world 7 beside the first of the 18
-# runs).
-# VARIANTS=grpo,p2o runs only the headline pair (one seed: 23.4 min, world included).
+# `make demo` is one seed, `make sweep` README's three; README gives their times on a 2-core
+# machine ("One seed: `make demo`", "The graded world"). VARIANTS=grpo,p2o runs only the headline
+# pair, GRPO and P²O.
 DEMO_DIR ?= demo-out
 SEED ?= 1
 SEEDS ?= 5,6,7
