@@ -99,6 +99,6 @@ clean:
 
 # README's option reference, generated from the config dataclasses.
 options-doc: install
-	$(PY) -c "import re, pathlib; from p2o_cli.cli.options import options_markdown; from p2o_cli.loop import RunConfig; \
+	$(PY) -c "import re, pathlib; from p2o_cli.cli.options import options_markdown; from p2o_cli.loop.config import RunConfig; \
 	p = pathlib.Path('README.md'); s = p.read_text(); \
 	p.write_text(re.sub(r'(<!-- options:start -->\n).*?(<!-- options:end -->)', lambda m: m.group(1) + options_markdown(RunConfig) + m.group(2), s, flags=re.S))"

@@ -22,8 +22,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from p2o_cli.data.prompts import render
     from p2o_cli.engines.hf import HFEngine
-    from p2o_cli.prompts import render
 
     tok = AutoTokenizer.from_pretrained(setting.model_dir())
     model = AutoModelForCausalLM.from_pretrained(setting.model_dir(), dtype=torch.float32).eval()

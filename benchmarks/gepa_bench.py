@@ -78,9 +78,9 @@ def prepare() -> dict[str, Any]:
 
 def _setup() -> tuple[list[Any], Any, Any]:
     from p2o_cli.engines import EngineConfig, open_engine
-    from p2o_cli.records import Hard, read_records
-    from p2o_cli.reward import RewardConfig
-    from p2o_cli.reward_pool import open_scorer
+    from p2o_cli.files.records import Hard, read_records
+    from p2o_cli.reward.pool import open_scorer
+    from p2o_cli.reward.verify import RewardConfig
 
     hard = read_records(OUT / "hard.jsonl", Hard)
     engine = open_engine(str(world_dir() / "model"), EngineConfig(engine="hf", device="cpu", gen_batch_size=192))
@@ -126,7 +126,7 @@ class ToyAdapter:
     propose_new_texts = None
 
     def __init__(self, by_id: dict[str, Any], engine: Any, scorer: Any, dev_ids: list[str]):
-        from p2o_cli.prompts import PromptConfig
+        from p2o_cli.data.prompts import PromptConfig
 
         self.by_id, self.engine, self.scorer, self.prompt = by_id, engine, scorer, PromptConfig()
         self.calls = 0
@@ -137,7 +137,8 @@ class ToyAdapter:
 
     def evaluate(self, batch: list[str], candidate: dict[str, str], capture_traces: bool = False) -> Any:
         from gepa import EvaluationBatch
-        from p2o_cli.prompts import render
+
+        from p2o_cli.data.prompts import render
 
         self.calls += 1
         problems = [self.by_id[pid] for pid in batch]

@@ -29,9 +29,9 @@ def main() -> None:
     import torch
 
     from p2o_cli.engines.hf import HFEngine
-    from p2o_cli.reward import RewardScorer
+    from p2o_cli.reward.pool import RewardScorer
     from p2o_cli.rl.trainer import PolicyTrainer, TrainConfig
-    from p2o_cli.rollout import RolloutConfig, generate_rollouts
+    from p2o_cli.rollout.generate import RolloutConfig, generate_rollouts
 
     cfg = TrainConfig(lr=setting.LR, warmup_ratio=0.0, max_tokens_per_micro_batch=args.max_tokens,
                       packing=args.packing, temperature=setting.TEMPERATURE)

@@ -64,7 +64,7 @@ def serial_rate(sample: list[tuple[str, str]]) -> float:
 
 
 def scorer_rate(all_pairs: list[tuple[str, str]]) -> tuple[float, int]:
-    from p2o_cli.reward import RewardScorer
+    from p2o_cli.reward.pool import RewardScorer
 
     with RewardScorer(timeout_s=5.0, workers=2) as scorer:
         scorer.score([r"\boxed{1}"], ["2"])  # start the pool outside the clock

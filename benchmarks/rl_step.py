@@ -27,16 +27,16 @@ import setting
 
 
 def rendered_prompts(tokenizer) -> list[tuple[str, str]]:
-    from p2o_cli.prompts import render
+    from p2o_cli.data.prompts import render
 
     return [(render(tokenizer, p.problem), p.answer) for p in setting.problems()]
 
 
 def run_p2o(steps: int) -> dict:
     from p2o_cli.engines.hf import HFEngine
-    from p2o_cli.reward import RewardScorer
+    from p2o_cli.reward.pool import RewardScorer
     from p2o_cli.rl.trainer import PolicyTrainer, TrainConfig
-    from p2o_cli.rollout import RolloutConfig, generate_rollouts
+    from p2o_cli.rollout.generate import RolloutConfig, generate_rollouts
 
     cfg = TrainConfig(lr=setting.LR, warmup_ratio=0.0, mini_batches=2, temperature=setting.TEMPERATURE,
                       clip_low=0.2, clip_high=0.2, loss_agg="token-mean", kl_coef=0.0)
@@ -85,7 +85,7 @@ def run_trl(steps: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from p2o_cli.reward import score_response
+    from p2o_cli.reward.verify import score_response
 
     tokenizer = AutoTokenizer.from_pretrained(setting.model_dir())
     model = AutoModelForCausalLM.from_pretrained(setting.model_dir(), dtype="float32")

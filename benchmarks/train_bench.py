@@ -26,8 +26,8 @@ BUDGET = 16384
 
 
 def synthetic_rollouts(n: int, tokenizer, seed: int = 0) -> list:
-    from p2o_cli.prompts import render
-    from p2o_cli.records import Rollout
+    from p2o_cli.data.prompts import render
+    from p2o_cli.files.records import Rollout
 
     rng = random.Random(seed)
     problems = setting.problems(max(1, n // setting.K))

@@ -31,10 +31,11 @@ REPS = 8
 
 
 def main() -> None:
+    from vllm import SamplingParams
+
+    from p2o_cli.data.prompts import render
     from p2o_cli.engines.base import request_seed
     from p2o_cli.engines.vllm import VLLMEngine
-    from p2o_cli.prompts import render
-    from vllm import SamplingParams
 
     engine = VLLMEngine(str(setting.model_dir()), max_model_len=512)
     prompts = [render(engine.tokenizer, p.problem) for p in setting.problems()]

@@ -44,8 +44,8 @@ def problems(n: int) -> list[dict[str, str]]:
 
 
 def check_hf_engine(model_dir: Path, device: str, n_prompts: int, new_tokens: int) -> tuple[str, str, Any]:
+    from p2o_cli.data.prompts import render
     from p2o_cli.engines.hf import HFEngine
-    from p2o_cli.prompts import render
 
     engine = HFEngine(str(model_dir), device=device, batch_size=n_prompts)  # bf16 on CUDA, fp32 on CPU
     prompts = [render(engine.tokenizer, p["problem"]) for p in problems(n_prompts)]
@@ -61,7 +61,7 @@ def check_hf_engine(model_dir: Path, device: str, n_prompts: int, new_tokens: in
 def check_train_step(model_dir: Path, device: str, samples: Any) -> tuple[str, str, Any]:
     import torch
 
-    from p2o_cli.records import Rollout
+    from p2o_cli.files.records import Rollout
     from p2o_cli.rl.config import TrainConfig
     from p2o_cli.rl.trainer import PolicyTrainer
 
@@ -102,8 +102,8 @@ def check_p2o_run(model_dir: Path, device: str, work: Path) -> tuple[str, str, A
 
 
 def check_vllm(model_dir: Path, device: str, trainer: Any) -> tuple[str, str, Any]:
+    from p2o_cli.data.prompts import render
     from p2o_cli.engines.vllm import VLLMEngine
-    from p2o_cli.prompts import render
 
     cuda = device == "cuda"
     engine = VLLMEngine(str(model_dir), gpu_memory_utilization=0.3, enable_sleep_mode=cuda, max_model_len=1024)

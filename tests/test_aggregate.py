@@ -6,9 +6,9 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from p2o_cli.aggregate import aggregate_table, group_runs, hard_curve, mean_std
 from p2o_cli.cli import app
-from p2o_cli.report import load_run
+from p2o_cli.report.aggregate import aggregate_table, group_runs, hard_curve, mean_std
+from p2o_cli.report.figures import load_run
 
 
 def seed_run(root: Path, name: str, seed: int, start: float, final: float, hard: list[int]) -> Path:

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
+from p2o_cli.files.records import Assignment, Hard, Template, read_records, write_records
 from p2o_cli.gepa.assign import assign_templates, greedy_set_cover
-from p2o_cli.records import Assignment, Hard, Template, read_records, write_records
 
 DEV = ["d1", "d2", "d3", "d4"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from p2o_cli.prompts import render
-from p2o_cli.records import Rollout
+from p2o_cli.data.prompts import render
+from p2o_cli.files.records import Rollout
 from p2o_cli.rl.batch import (
     RowCost,
     attention_path,

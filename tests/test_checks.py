@@ -8,14 +8,10 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from p2o_cli.checks import (
-    model_of_hard,
-    resolve_train_temperature,
-    schedule_warning,
-)
 from p2o_cli.cli import app
-from p2o_cli.mining import mine_hard
-from p2o_cli.records import Assignment, Hard, Rollout, read_records, write_records
+from p2o_cli.cli.checks import model_of_hard, resolve_train_temperature, schedule_warning
+from p2o_cli.files.records import Assignment, Hard, Rollout, read_records, write_records
+from p2o_cli.rollout.mining import mine_hard
 
 runner = CliRunner()
 

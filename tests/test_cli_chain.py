@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
-from p2o_cli.records import Hard, Rollout, read_records
+from p2o_cli.files.records import Hard, Rollout, read_records
 
 P2O = [sys.executable, "-m", "p2o_cli"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

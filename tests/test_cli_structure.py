@@ -19,7 +19,7 @@ from p2o_cli.cli.mine_hard import MineHardJob
 from p2o_cli.cli.rollout import RolloutJob
 from p2o_cli.cli.train_step import TrainStepJob
 from p2o_cli.config import build, option_specs, read_config_file
-from p2o_cli.loop import RunConfig
+from p2o_cli.loop.config import RunConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "p2o_cli"
 STAGE_JOBS = (RolloutJob, MineHardJob, EvalJob, GepaJob, AssignJob, TrainStepJob)
@@ -142,13 +142,13 @@ def test_example_configs_build(tmp_path) -> None:
 
 
 def test_an_internal_error_exits_1_with_a_hint_and_debug_shows_the_traceback(tmp_path, monkeypatch) -> None:
-    import p2o_cli.mining
+    import p2o_cli.rollout.mining
 
     def broken(*args, **kwargs):
         raise IndexError("shape mismatch in a pure function")
 
-    monkeypatch.setattr(p2o_cli.mining, "mine_hard", broken)
-    from p2o_cli.records import Rollout, write_records
+    monkeypatch.setattr(p2o_cli.rollout.mining, "mine_hard", broken)
+    from p2o_cli.files.records import Rollout, write_records
 
     rollouts = tmp_path / "r.jsonl"
     write_records(rollouts, [Rollout(id="q", k=0, prompt="p", response="r", reward=0.0, pred=None,

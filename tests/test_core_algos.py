@@ -384,7 +384,7 @@ def test_advantage_registry_and_custom_registration():
         with pytest.raises(ValueError, match="already registered"):
             ca.register_advantage_estimator("grpo")(raw)
     finally:
-        registry._ADVANTAGE_ESTIMATORS.pop("test_raw")
+        registry.ADVANTAGE_ESTIMATORS.unregister("test_raw")
     assert "test_raw" not in ca.known_advantage_estimators()
     assert ca.known_kl_penalties() == ["k1", "k2", "k3", "kl", "low_var_kl", "mse"]
     assert ca.get_kl_penalty("kl") is ca.get_kl_penalty("k1")

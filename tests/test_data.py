@@ -7,15 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from p2o_cli import data
-from p2o_cli.data import (
-    BENCHMARKS,
-    last_boxed,
-    load_benchmark,
-    load_problems,
-    resolve_bench_names,
-)
-from p2o_cli.records import RecordError
+from p2o_cli.data import problems as data
+from p2o_cli.data.problems import load_problems
+from p2o_cli.errors import RecordError
+from p2o_cli.evaluation import benchmarks
+from p2o_cli.evaluation.benchmarks import BENCHMARKS, load_benchmark, resolve_bench_names
+from p2o_cli.reward.verify import last_boxed
 
 SUFFIX = " Let's think step by step and output the final answer within \\boxed{}."
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -257,7 +254,7 @@ def test_known_bench_without_data_dir_uses_the_hub(monkeypatch: pytest.MonkeyPat
         calls.append((source, kwargs))
         return []
 
-    monkeypatch.setattr(data, "load_problems", fake_load_problems)
+    monkeypatch.setattr(benchmarks, "load_problems", fake_load_problems)
     bench, problems = load_benchmark("aime24")
     assert problems == [] and bench.local_file == "aime24.jsonl"
     assert calls == [("HuggingFaceH4/aime_2024", {"problem_field": "problem", "answer_field": "answer",

@@ -22,13 +22,7 @@ import pytest
 from safetensors.torch import load_file
 from test_loop import ENV, run_args, world  # noqa: F401 - world is a fixture
 
-from p2o_cli.loop.dist import (
-    Dist,
-    ShardedEngine,
-    ShardedScorer,
-    chunk_seed,
-    plan_chunks,
-)
+from p2o_cli.loop.dist import Dist, ShardedEngine, ShardedScorer, chunk_seed, plan_chunks
 
 
 def launch() -> list[str]:

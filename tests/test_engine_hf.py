@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
+from p2o_cli.data.prompts import render
 from p2o_cli.engines import Engine, load_engine
-from p2o_cli.prompts import render
 
 
 def prompts(engine, n: int = 3) -> list[str]:

@@ -9,14 +9,9 @@ from types import SimpleNamespace
 import openai
 import pytest
 
+from p2o_cli.data.prompts import render
 from p2o_cli.engines import Engine, load_engine, resolve_engine
-from p2o_cli.engines.openai_client import (
-    is_retryable,
-    make_client,
-    map_bounded,
-    with_retries,
-)
-from p2o_cli.prompts import render
+from p2o_cli.engines.openai_client import is_retryable, make_client, map_bounded, with_retries
 
 
 def status_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:

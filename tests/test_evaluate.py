@@ -11,13 +11,8 @@ from rich.console import Console
 
 from p2o_cli.cli.display import results_table
 from p2o_cli.engines import Completion
-from p2o_cli.evaluate import (
-    EvalConfig,
-    evaluate,
-    pass_at_k,
-    sample_metrics,
-)
-from p2o_cli.reward import RewardScorer
+from p2o_cli.evaluation.evaluate import EvalConfig, evaluate, pass_at_k, sample_metrics
+from p2o_cli.reward.pool import RewardScorer
 from p2o_cli.toy.tiny import char_tokenizer
 
 
@@ -182,7 +177,7 @@ def test_unknown_bench_fails_before_generating(tmp_path: Path, scorer) -> None:
 
 def test_real_benchmark_golds_verify_against_themselves(shared_data: Path, scorer) -> None:
     """Boxed gold answers score 1 on every benchmark: the golds survive extraction + math-verify."""
-    from p2o_cli.data import load_benchmark
+    from p2o_cli.evaluation.benchmarks import load_benchmark
 
     normalized = str(shared_data / "bench" / "normalized")
     names = ["aime24", "amc23", "math500", "minerva_math", "olympiadbench"]

@@ -9,10 +9,12 @@ import orjson
 import pytest
 
 from p2o_cli.engines import Completion
+from p2o_cli.files.records import Hard
+from p2o_cli.gepa.acceptance import leaked_answer
+from p2o_cli.gepa.config import GepaConfig
 from p2o_cli.gepa.reflect import ReflectionRequest
-from p2o_cli.gepa import GepaConfig, GepaProgress, leaked_answer, run_gepa
+from p2o_cli.gepa.search import GepaProgress, run_gepa
 from p2o_cli.gepa.state import split_sizes
-from p2o_cli.records import Hard
 
 CATEGORIES = ("alpha", "beta", "gamma", "delta")
 
@@ -257,7 +259,7 @@ def test_gepa_and_assign_commands(tmp_path, tiny_model_dir, monkeypatch) -> None
     from typer.testing import CliRunner
 
     from p2o_cli.cli import app
-    from p2o_cli.records import Assignment, Template, read_records, write_records
+    from p2o_cli.files.records import Assignment, Template, read_records, write_records
 
     runner = CliRunner()
     hard = tmp_path / "hard.jsonl"
@@ -297,7 +299,7 @@ def test_live_view_renders_the_front() -> None:
 
     from rich.console import Console
 
-    from p2o_cli.gepa.view import front_table, live_front
+    from p2o_cli.gepa.view import front_table
 
     seen: list[GepaProgress] = []
     run(make_hard(), config(budget=40), on_iteration=seen.append)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from p2o_cli.goldscan import check_gold, plain_number, scan_golds
+from p2o_cli.evaluation.goldscan import check_gold, plain_number, scan_golds
 
 NUMBERS: list[tuple[str, Fraction | None]] = [
     ("-3", Fraction(-3)),

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from p2o_cli.data import load_problems
-from p2o_cli.grading import qwen_extract, qwen_gold, suite_gold
-from p2o_cli.reward import RewardScorer, check_grader, score_response
+from p2o_cli.data.problems import load_problems
+from p2o_cli.reward.pool import RewardScorer
+from p2o_cli.reward.qwen import qwen_extract, qwen_gold, suite_gold
+from p2o_cli.reward.verify import check_grader, score_response
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 

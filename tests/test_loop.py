@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from p2o_cli.config import build, read_config_file
-from p2o_cli.loop import RunConfig
-from p2o_cli.records import Assignment, Hard, Template, read_records
+from p2o_cli.files.records import Assignment, Hard, Template, read_records
+from p2o_cli.loop.config import RunConfig
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 

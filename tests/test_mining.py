@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from p2o_cli.mining import group_rollouts, mine_hard
-from p2o_cli.records import Rollout
+from p2o_cli.files.records import Rollout
+from p2o_cli.rollout.mining import group_rollouts, mine_hard
 
 
 def rollouts(pid: str, rewards: list[float]) -> list[Rollout]:

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from p2o_cli.normalize import normalize_numbers, small_numbers_differ
-from p2o_cli.reward import score_response
+from p2o_cli.reward.normalize import normalize_numbers, small_numbers_differ
+from p2o_cli.reward.verify import score_response
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from p2o_cli.paper import (
-    BENCHES,
-    PAPER_ROWS,
-    check_compare,
-    comparison_rows,
-    paper_markdown,
-)
+from p2o_cli.evaluation.paper import BENCHES, PAPER_ROWS, check_compare, comparison_rows, paper_markdown
 
 
 def test_figures_are_the_papers() -> None:

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from p2o_cli.files.records import Template
 from p2o_cli.gepa.pareto import (
     dev_coverage,
     dominates,
@@ -15,7 +16,6 @@ from p2o_cli.gepa.pareto import (
     unique_by_text,
     weighted_sample,
 )
-from p2o_cli.records import Template
 
 DEV = ["p1", "p2", "p3"]
 

@@ -6,9 +6,9 @@ import io
 import re
 
 from p2o_cli.engines import Completion
-from p2o_cli.progress import LineProgress, format_duration, line_progress
-from p2o_cli.records import Problem
-from p2o_cli.rollout import RolloutConfig, generate_rollouts
+from p2o_cli.files.records import Problem
+from p2o_cli.monitor.progress import LineProgress, format_duration, line_progress
+from p2o_cli.rollout.generate import RolloutConfig, generate_rollouts
 
 
 class FakeClock:
@@ -45,7 +45,7 @@ class PlainTokenizer:
 
 class Scorer:
     def score(self, texts, answers):
-        from p2o_cli.reward import RewardResult
+        from p2o_cli.reward.verify import RewardResult
 
         return [RewardResult(reward=1.0, pred="1") for _ in texts]
 
@@ -91,8 +91,8 @@ def test_heartbeat_writes_while_an_engine_call_blocks() -> None:
 
 
 def test_hf_engine_reports_sequences_as_they_finish(tiny_model_dir) -> None:
+    from p2o_cli.data.prompts import render
     from p2o_cli.engines import load_engine
-    from p2o_cli.prompts import render
 
     engine = load_engine("hf", str(tiny_model_dir), device="cpu", batch_size=64)
     prompts = [render(engine.tokenizer, f"What is {i}+{i}?") for i in range(8)]

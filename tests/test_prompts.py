@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from p2o_cli.prompts import DEFAULT_INSTRUCTION, PromptConfig, build_messages, render
+from p2o_cli.data.prompts import DEFAULT_INSTRUCTION, PromptConfig, build_messages, render
 
 Q = "What is $3+4$?"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from p2o_cli.data import load_problems
-from p2o_cli.recipes import prepare, sidecar_path
-from p2o_cli.records import Problem
-from p2o_cli.selection import RowFilter, parse_filter, sample_indices, select_problems
+from p2o_cli.data.problems import load_problems
+from p2o_cli.data.recipes import prepare, sidecar_path
+from p2o_cli.data.selection import RowFilter, parse_filter, sample_indices, select_problems
+from p2o_cli.files.records import Problem
 
 FILTERS: list[tuple[str, RowFilter]] = [
     ("difficulty>=7", RowFilter("difficulty", ">=", 7.0)),

@@ -8,12 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from p2o_cli.records import (
+from p2o_cli.errors import RecordError
+from p2o_cli.files.records import (
     Assignment,
     Failure,
     Hard,
     Problem,
-    RecordError,
     Rollout,
     Template,
     read_records,
@@ -120,7 +120,7 @@ def test_failed_write_keeps_previous_file(tmp_path: Path) -> None:
 
 def test_stdin_and_stdout() -> None:
     code = (
-        "from p2o_cli.records import read_records, write_records, Problem;"
+        "from p2o_cli.files.records import read_records, write_records, Problem;"
         "write_records('-', read_records('-', Problem))"
     )
     data = GOOD + b"\n"

@@ -19,18 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
-from p2o_cli.records import (
-    Assignment,
-    Hard,
-    Problem,
-    RecordError,
-    Rollout,
-    Template,
-    atomic_path,
-    read_records,
-    to_dict,
-    write_records,
-)
+from p2o_cli.errors import RecordError
+from p2o_cli.files.outputs import atomic_path
+from p2o_cli.files.records import Assignment, Hard, Problem, Rollout, Template, read_records, to_dict, write_records
 
 P2O = [sys.executable, "-m", "p2o_cli"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -79,7 +70,7 @@ def test_file_output_never_replaces_a_directory(tmp_path, rollouts_file) -> None
 
 
 def test_current_directory_is_never_an_output(tmp_path, rollouts_file, monkeypatch) -> None:
-    from p2o_cli.outputs import OutputError, check_output_path
+    from p2o_cli.files.outputs import OutputError, check_output_path
 
     monkeypatch.chdir(tmp_path)
     for out in (".", str(tmp_path), str(tmp_path.parent)):
@@ -91,7 +82,7 @@ def test_current_directory_is_never_an_output(tmp_path, rollouts_file, monkeypat
 
 
 def test_checkpoint_replaces_only_a_p2o_checkpoint(tmp_path, capfd) -> None:
-    from p2o_cli.outputs import OutputError, check_output_path
+    from p2o_cli.files.outputs import OutputError, check_output_path
 
     world = tmp_path / "world"
     (world / "bench").mkdir(parents=True)
@@ -149,7 +140,7 @@ def test_unwritable_output_is_refused_before_the_compute(tmp_path, tiny_model_di
 def test_kill_in_the_swap_window_leaves_a_recoverable_checkpoint(tmp_path) -> None:
     target = tmp_path / "ckpt"
     script = (
-        "import sys; from p2o_cli.outputs import atomic_path\n"
+        "import sys; from p2o_cli.files.outputs import atomic_path\n"
         "for text in ('old', 'new'):\n"
         "    with atomic_path(sys.argv[1], kind='checkpoint') as tmp:\n"
         "        tmp.mkdir(); (tmp / 'config.json').write_text(text); (tmp / 'trainer_state.json').write_text('{}')\n"
@@ -158,7 +149,7 @@ def test_kill_in_the_swap_window_leaves_a_recoverable_checkpoint(tmp_path) -> No
                           capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert not target.exists() and (tmp_path / ".ckpt.old").is_dir()  # killed between the renames
-    from p2o_cli.rl.checkpoint import check_checkpoint_files
+    from p2o_cli.files.weights import check_checkpoint_files
 
     check_checkpoint_files(target)  # what loading (train-step, run --resume) does first
     assert (target / "config.json").read_text() == "old"
@@ -166,8 +157,8 @@ def test_kill_in_the_swap_window_leaves_a_recoverable_checkpoint(tmp_path) -> No
 
 
 def test_interrupt_in_the_swap_window_puts_the_old_directory_back(tmp_path, monkeypatch) -> None:
-    import p2o_cli.outputs as outputs
-    from p2o_cli.outputs import recover_swap
+    import p2o_cli.files.outputs as outputs
+    from p2o_cli.files.outputs import recover_swap
 
     target = tmp_path / "ckpt"
     with atomic_path(target, kind="dir") as tmp:
@@ -190,7 +181,7 @@ def test_interrupt_in_the_swap_window_puts_the_old_directory_back(tmp_path, monk
 
 
 def test_stale_temps_of_dead_writers_are_swept_on_the_next_write(tmp_path) -> None:
-    from p2o_cli.outputs import sweep_stale_temps
+    from p2o_cli.files.outputs import sweep_stale_temps
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -312,7 +303,8 @@ def test_openai_server_short_or_surrogate_replies() -> None:
 
 def test_run_state_and_config_errors_name_the_file(tmp_path) -> None:
     from p2o_cli.config import build, read_config_file
-    from p2o_cli.loop import RunConfig, RunDir, RunState
+    from p2o_cli.loop.config import RunConfig
+    from p2o_cli.loop.rundir import RunDir, RunState
 
     run = tmp_path / "run"
     run.mkdir()
@@ -337,7 +329,7 @@ def test_run_state_and_config_errors_name_the_file(tmp_path) -> None:
 
 
 def test_size_limits_and_short_error_lines(tmp_path) -> None:
-    from p2o_cli.records import MAX_PROBLEM_CHARS
+    from p2o_cli.files.records import MAX_PROBLEM_CHARS
 
     big = write_lines(tmp_path / "big.jsonl", [{"id": "q", "problem": "x" * (MAX_PROBLEM_CHARS + 1), "answer": "1"}])
     with pytest.raises(RecordError, match=r"big.jsonl:1: field 'problem' is 50,001 characters; the limit is 50,000"):
@@ -355,7 +347,8 @@ def test_size_limits_and_short_error_lines(tmp_path) -> None:
 def test_over_long_reflector_templates_are_never_evaluated() -> None:
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
-    from p2o_cli.gepa import GepaConfig, run_gepa
+    from p2o_cli.gepa.config import GepaConfig
+    from p2o_cli.gepa.search import run_gepa
 
     class Verbose:
         def propose(self, requests):
@@ -399,8 +392,9 @@ class Unreachable:
 def test_unreachable_reflector_stops_the_search_after_n_failures(tmp_path) -> None:
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
+    from p2o_cli.gepa.config import GepaConfig
     from p2o_cli.gepa.reflect import ReflectorError
-    from p2o_cli.gepa import GepaConfig, run_gepa
+    from p2o_cli.gepa.search import run_gepa
 
     hard = make_hard(12)
     reflector = Unreachable()
@@ -415,7 +409,7 @@ def test_unreachable_reflector_stops_the_search_after_n_failures(tmp_path) -> No
 def test_check_reflector_fails_fast(monkeypatch) -> None:
     import socket
 
-    from p2o_cli.gepa.config import ReflectorConfig
+    from p2o_cli.gepa.reflectors import ReflectorConfig
     from p2o_cli.gepa.reflect import ReflectorError
     from p2o_cli.gepa.reflectors import check_reflector
 
@@ -457,7 +451,7 @@ def test_bad_records_are_refused(tmp_path, cls, objects, fragment) -> None:
 
 
 def test_assignments_must_fit_the_problems_and_k() -> None:
-    from p2o_cli.rollout import check_assignments
+    from p2o_cli.rollout.generate import check_assignments
 
     templates = {"t0": Template("t0", "")}
     problems = [Problem("q0", "1+1?", "2")]
@@ -471,7 +465,8 @@ def test_assignments_must_fit_the_problems_and_k() -> None:
 def test_gepa_budget_below_the_dev_set_spends_nothing() -> None:
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
-    from p2o_cli.gepa import GepaConfig, run_gepa
+    from p2o_cli.gepa.config import GepaConfig
+    from p2o_cli.gepa.search import run_gepa
 
     hard = make_hard(12)
     engine = SkillEngine(hard)
@@ -504,7 +499,7 @@ def test_gepa_resume_without_state_and_empty_inputs(tmp_path, rollouts_file) -> 
 
 
 def test_an_empty_benchmark_is_refused_not_averaged_as_zero(tmp_path) -> None:
-    from p2o_cli.evaluate import EvalConfig, evaluate
+    from p2o_cli.evaluation.evaluate import EvalConfig, evaluate
 
     (tmp_path / "empty.jsonl").write_bytes(b"")
     (tmp_path / "one.jsonl").write_bytes(orjson.dumps({"problem": "1+1?", "answer": "2"}) + b"\n")

@@ -223,8 +223,9 @@ def test_reflector_faults_end_in_bounded_time(serve, script, default, expected, 
 def test_refused_connections_stop_the_search(tmp_path) -> None:
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
+    from p2o_cli.gepa.config import GepaConfig
     from p2o_cli.gepa.reflect import ReflectorError
-    from p2o_cli.gepa import GepaConfig, run_gepa
+    from p2o_cli.gepa.search import run_gepa
 
     hard = make_hard(12)
     with pytest.raises(ReflectorError, match="in a row \\(last: connection error\\)"):
@@ -236,7 +237,8 @@ def test_refused_connections_stop_the_search(tmp_path) -> None:
 def test_answer_leaks_are_rejected(serve) -> None:
     from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
 
-    from p2o_cli.gepa import GepaConfig, run_gepa
+    from p2o_cli.gepa.config import GepaConfig
+    from p2o_cli.gepa.search import run_gepa
 
     hard = make_hard(12)
     golds = " ".join(h.answer for h in hard)
@@ -266,10 +268,11 @@ def test_cli_gepa_with_an_unreachable_reflector_exits_2(tmp_path, tiny_model_dir
 
 
 def _readers():
-    from p2o_cli.gepa.state import load_state
     from p2o_cli.config import read_config_file
-    from p2o_cli.loop import RunConfig, RunDir
-    from p2o_cli.records import Assignment, Hard, Problem, Rollout, Template, read_records
+    from p2o_cli.files.records import Assignment, Hard, Problem, Rollout, Template, read_records
+    from p2o_cli.gepa.state import load_state
+    from p2o_cli.loop.config import RunConfig
+    from p2o_cli.loop.rundir import RunDir
 
     def run_state(path: Path):
         target = path.parent / "state.json"
@@ -285,7 +288,7 @@ def _readers():
 def _fuzz_strategies():
     from hypothesis import strategies as st
 
-    from p2o_cli.records import Rollout, Template, to_dict
+    from p2o_cli.files.records import Rollout, Template, to_dict
 
     scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30),
@@ -307,7 +310,7 @@ def test_fuzzed_files_are_valid_or_one_line_errors(tmp_path) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from p2o_cli.records import RecordError
+    from p2o_cli.errors import RecordError
 
     readers = _readers()
 

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
-from p2o_cli.records import RecordError
-from p2o_cli.report import comparison_table, load_run, smooth, y_limits
+from p2o_cli.errors import RecordError
+from p2o_cli.report.figures import comparison_table, load_run, smooth, y_limits
 
 
 def fake_run(root: Path, name: str, hard: list[int], final_acc: float) -> Path:
@@ -90,7 +90,7 @@ def test_flat_and_one_point_series_get_an_axis_from_zero() -> None:
 
 
 def test_a_run_keeps_its_colour_in_every_plot(tmp_path, monkeypatch) -> None:
-    import p2o_cli.report as report
+    import p2o_cli.report.figures as report
 
     runs = [fake_run(tmp_path, n, [3, 2], 1.0) for n in ("a", "b", "c")]
     # "b" has no GEPA rows and no eval: with a per-plot colour cycle "c" would take b's colour there.

@@ -9,14 +9,8 @@ import time
 
 import pytest
 
-from p2o_cli.reward import (
-    MAX_PRED_CHARS,
-    RewardResult,
-    RewardScorer,
-    extract_boxed,
-    score_many,
-    score_response,
-)
+from p2o_cli.reward.pool import RewardScorer, score_many
+from p2o_cli.reward.verify import MAX_PRED_CHARS, RewardResult, extract_boxed, score_response
 
 # (response, gold, expected reward). Every row was reasoned out by hand first, then run.
 CASES: list[tuple[str, str, float]] = [
@@ -301,7 +295,7 @@ def test_batched_jobs_time_each_item_and_keep_finished_results() -> None:
 
 
 def test_gold_is_parsed_once_and_integers_skip_sympy() -> None:
-    from p2o_cli import reward
+    from p2o_cli.reward import verify as reward
 
     reward.parse_gold.cache_clear()
     for response in (r"\boxed{\frac{1}{3}}", r"\boxed{2/6}", r"\boxed{0.5}"):

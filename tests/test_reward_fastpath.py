@@ -8,9 +8,9 @@ import json
 import random
 from pathlib import Path
 
-from p2o_cli import reward
-from p2o_cli.normalize import normalize_numbers, tidy_gold
-from p2o_cli.reward import answers_match, slow_match
+from p2o_cli.reward import verify as reward
+from p2o_cli.reward.normalize import normalize_numbers, tidy_gold
+from p2o_cli.reward.verify import answers_match, slow_match
 
 BENCHES = ("aime24", "aime25", "amc23", "math500", "minerva_math", "olympiadbench")
 

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 import pytest
 from transformers import AutoTokenizer
 
+from p2o_cli.data.prompts import render
 from p2o_cli.engines import Completion
-from p2o_cli.prompts import render
-from p2o_cli.records import Assignment, Problem, Template
-from p2o_cli.rollout import RolloutConfig, check_assignments, generate_rollouts
+from p2o_cli.files.records import Assignment, Problem, Template
+from p2o_cli.rollout.generate import RolloutConfig, check_assignments, generate_rollouts
 
 
 @dataclass

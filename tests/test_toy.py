@@ -9,16 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from p2o_cli.prompts import PromptConfig, render
-from p2o_cli.records import Problem, read_records
-from p2o_cli.reward import score_response
-from p2o_cli.toy.lexicon import (
-    LEXICON,
-    draw_triggers,
-    join_phrases,
-    split_phrases,
-    unlocks,
-)
+from p2o_cli.data.prompts import PromptConfig, render
+from p2o_cli.files.records import Problem, read_records
+from p2o_cli.reward.verify import score_response
+from p2o_cli.toy.lexicon import LEXICON, draw_triggers, join_phrases, split_phrases, unlocks
 from p2o_cli.toy.reflector import ToyReflector
 from p2o_cli.toy.tasks import (
     KINDS,
@@ -236,7 +230,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_world_files_have_the_documented_formats(world) -> None:
-    from p2o_cli.data import load_benchmark
+    from p2o_cli.evaluation.benchmarks import load_benchmark
 
     out, info = world
     assert info.dir == out and (out / "model" / "config.json").is_file()
@@ -414,8 +408,8 @@ def test_toy_trace_counts_plain_hard_rollouts_that_open_with_a_step(tmp_path: Pa
     from typer.testing import CliRunner
 
     from p2o_cli.cli import app
-    from p2o_cli.loop import RunDir
-    from p2o_cli.records import Rollout, write_records
+    from p2o_cli.files.records import Rollout, write_records
+    from p2o_cli.loop.rundir import RunDir
     from p2o_cli.toy.world import plain_step_share
 
     def rollout(pid: str, k: int, response: str, template: str | None = None) -> Rollout:

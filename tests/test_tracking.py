@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
-from p2o_cli.tracking import STEP_KEY, open_metrics_logger, resolve_report_to, scalars
+from p2o_cli.monitor.tracking import STEP_KEY, open_metrics_logger, resolve_report_to, scalars
 
 
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -57,7 +57,7 @@ def test_resolve_report_to() -> None:
 
 
 def test_uninstalled_tracker_names_its_extra(monkeypatch) -> None:
-    import p2o_cli.tracking as tracking
+    import p2o_cli.monitor.tracking as tracking
 
     monkeypatch.setattr(tracking, "tracker_installed", lambda name: name == "tensorboard")
     with pytest.raises(ValueError, match=r"pip install 'p2o-cli\[wandb\]'"):

@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
-from p2o_cli.prompts import render
-from p2o_cli.records import Rollout, to_dict
+from p2o_cli.data.prompts import render
+from p2o_cli.files.records import Rollout, to_dict
 from p2o_cli.rl.checkpoint import read_trainer_state
 from p2o_cli.rl.trainer import PolicyTrainer, TrainConfig, lr_at
 from p2o_cli.toy.tiny import char_tokenizer

@@ -25,7 +25,7 @@ import orjson
 import pytest
 import torch
 
-from p2o_cli.prompts import PromptConfig, render
+from p2o_cli.data.prompts import PromptConfig, render
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 
@@ -276,7 +276,7 @@ def test_vllm_generate_interrupted_leaves_no_requests_behind(vengine) -> None:
 def test_weights_after_a_train_step_match_a_fresh_load(vmodel, vengine, tmp_path) -> None:
     """update_weights after a real PolicyTrainer step == a new vLLM on the saved checkpoint."""
     from p2o_cli.engines.hf import HFEngine
-    from p2o_cli.records import Problem, Rollout, write_records
+    from p2o_cli.files.records import Problem, Rollout, write_records
     from p2o_cli.rl.trainer import PolicyTrainer, TrainConfig
 
     tok = vengine.tokenizer

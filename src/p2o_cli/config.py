@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, P2OError
-from .records import check_type
+from .files.records import check_type
 
 # TRL / verl names accepted in config files for the p2o option they mean.
 ALIASES: dict[str, str] = {

@@ -9,11 +9,4 @@ from __future__ import annotations
 from . import assign, data, eval, gepa, mine_hard, report, rollout, run, toy, train_step  # noqa: F401 - registration
 from .app import app
 
-
-def main() -> None:
-    from ..entry import main as entry_main  # signal handling first, then this app
-
-    entry_main()
-
-
-__all__ = ["app", "main"]
+__all__ = ["app"]

@@ -32,8 +32,7 @@ def _first_line(err: BaseException) -> str:
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that mean "fix your input"; library types only if their library is loaded."""
-    from ..errors import P2OError
-    from ..records import RecordError
+    from ..errors import P2OError, RecordError
 
     types: list[type[BaseException]] = [P2OError, RecordError, OSError]
     if "openai" in sys.modules:

@@ -23,8 +23,9 @@ class AssignJob(Config):
 @command(app, "assign", AssignJob)
 def assign_command(job: AssignJob) -> None:
     """Greedy set cover over GEPA's templates, then K templates for each hard problem."""
+    from ..files.outputs import check_output_path
+    from ..files.records import Hard, Template, read_records, write_records
     from ..gepa.assign import assign_templates
-    from ..records import Hard, Template, check_output_path, read_records, write_records
 
     check_output_path(job.out)
     templates = read_records(job.templates, Template, allow_empty=False)

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 
-
 def quiet_libraries() -> None:
     """Keep transformers' download/loading bars out of pipelines."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import typer
 
 from ..config import Config, option, section, seed_option
-from ..evaluate import EvalConfig
+from ..evaluation.evaluate import EvalConfig
 from .app import app
 from .options import command
 
@@ -32,7 +32,7 @@ class PrepareJob(Config):
 @command(data_app, "prepare", PrepareJob)
 def prepare_command(job: PrepareJob) -> None:
     """Write one of the paper's training sets from a local file or the hub, with its recipe."""
-    from ..recipes import prepare
+    from ..data.recipes import prepare
 
     made = prepare(job.recipe, job.out, source=job.source, seed=job.seed, count=job.count, split=job.split)
     info = made.recipe
@@ -53,8 +53,8 @@ class ScanGoldsJob(Config):
 @command(data_app, "scan-golds", ScanGoldsJob)
 def scan_golds_command(job: ScanGoldsJob) -> None:
     """List benchmark golds that math-verify reads differently from a mathematician; exit 1 if any is unexplained."""
-    from ..goldscan import scan_golds
-    from ..progress import console
+    from ..evaluation.goldscan import scan_golds
+    from ..monitor.progress import console
     from .display import gold_scan_table
 
     report = scan_golds(job.eval.data_dir, job.eval.bench, normalize=not job.raw)

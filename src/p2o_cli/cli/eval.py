@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from ..config import Config, model_option, option, section
 from ..engines.config import EngineConfig
-from ..evaluate import EvalConfig
-from ..reward import RewardConfig
+from ..evaluation.evaluate import EvalConfig
+from ..reward.verify import RewardConfig
 from .app import app
 from .options import command
 
@@ -28,11 +28,12 @@ def eval_command(job: EvalJob) -> None:
     """Evaluate a checkpoint with each benchmark's protocol (avg@16 at T=0.6 under 100 problems, else greedy)."""
     from ..engines import open_engine
     from ..errors import UsageError
-    from ..evaluate import evaluate, load_benchmarks, results_scores
-    from ..paper import paper_table
-    from ..progress import console, generation_progress
-    from ..records import check_output_path, write_json, write_records
-    from ..reward import open_scorer
+    from ..evaluation.evaluate import evaluate, load_benchmarks, results_scores
+    from ..evaluation.paper import paper_table
+    from ..files.outputs import check_output_path
+    from ..files.records import write_json, write_records
+    from ..monitor.progress import console, generation_progress
+    from ..reward.pool import open_scorer
     from .common import quiet_libraries, samples_path
     from .display import results_table
 

@@ -10,8 +10,9 @@ import typer
 
 from ..config import Config, option, section
 from ..engines.config import EngineConfig
-from ..gepa.config import GepaConfig, ReflectorConfig
-from ..reward import RewardConfig
+from ..gepa.config import GepaConfig
+from ..gepa.reflectors import ReflectorConfig
+from ..reward.verify import RewardConfig
 from .app import app
 from .options import command
 
@@ -34,16 +35,17 @@ class GepaJob(Config):
 @command(app, "gepa", GepaJob)
 def gepa_command(job: GepaJob) -> None:
     """Evolve instruction templates on hard problems with GEPA (reflective prompt evolution)."""
-    from ..checks import model_of_hard
     from ..engines import open_engine
     from ..errors import UsageError
+    from ..files.outputs import STDIO, check_output_path
+    from ..files.records import Hard, read_records, write_records
     from ..gepa.reflect import ReflectorError
     from ..gepa.reflectors import ReflectorContext, reflector_from_config
     from ..gepa.search import GEPA_MAX_NEW_TOKENS, check_budget, run_gepa
     from ..gepa.view import live_front
-    from ..progress import interactive
-    from ..records import STDIO, Hard, check_output_path, read_records, write_records
-    from ..reward import open_scorer
+    from ..monitor.progress import interactive
+    from ..reward.pool import open_scorer
+    from .checks import model_of_hard
     from .common import quiet_libraries
 
     if job.out == STDIO and job.state is None:

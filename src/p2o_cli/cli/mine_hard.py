@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import typer
 
 from ..config import Config, option, section
-from ..mining import MiningConfig
+from ..rollout.mining import MiningConfig
 from .app import app
 from .options import command
 
@@ -22,8 +22,9 @@ class MineHardJob(Config):
 @command(app, "mine-hard", MineHardJob)
 def mine_hard(job: MineHardJob) -> None:
     """Problems whose mean reward is below τ, with their failed responses."""
-    from ..mining import mine_hard as mine
-    from ..records import Rollout, check_output_path, read_records, write_records
+    from ..files.outputs import check_output_path
+    from ..files.records import Rollout, read_records, write_records
+    from ..rollout.mining import mine_hard as mine
 
     check_output_path(job.out)
     records = read_records(job.rollouts, Rollout, allow_empty=False)

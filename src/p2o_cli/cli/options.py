@@ -92,7 +92,7 @@ def resolve(job: type, given: Mapping[str, Any], base: BaseValues | None = None)
 
 def _callback(handler: Handler, job: type, base: BaseValues | None) -> Callable[..., None]:
     def callback(ctx: typer.Context, **values: Any) -> None:
-        from ..progress import setup_logging
+        from ..monitor.progress import setup_logging
 
         setup_logging()  # timestamped log lines (reflector retries and give-ups) on stderr
         given = given_values(values)

@@ -26,12 +26,12 @@ class ReportJob(Config):
 @command(app, "report", ReportJob)
 def report(job: ReportJob) -> None:
     """Plots (training reward, hard count per epoch, eval accuracy, GEPA coverage) and a markdown table."""
-    from ..records import check_output_path
-    from ..report import write_report
+    from ..files.outputs import check_output_path
+    from ..report.figures import write_report
 
     check_output_path(job.out, "dir")
     if job.aggregate:
-        from ..aggregate import write_aggregate_report
+        from ..report.aggregate import write_aggregate_report
 
         written = write_aggregate_report(job.runs, job.out)
     else:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import typer
 
 from ..config import Config, model_option, option, section
-from ..data import DataConfig
+from ..data.problems import DataConfig
 from ..engines.config import EngineConfig
-from ..reward import RewardConfig
-from ..rollout import RolloutConfig
+from ..reward.verify import RewardConfig
+from ..rollout.generate import RolloutConfig
 from .app import app
 from .options import command
 
@@ -34,21 +34,14 @@ class RolloutJob(Config):
 @command(app, "rollout", RolloutJob)
 def rollout(job: RolloutJob) -> None:
     """K rollouts per problem, scored; assigned problems get one template per rollout."""
-    from ..data import load_training_problems, select_training_problems
+    from ..data.problems import load_training_problems, select_training_problems
     from ..engines import open_engine
     from ..errors import UsageError
-    from ..progress import generation_progress
-    from ..records import (
-        STDIO,
-        Assignment,
-        Problem,
-        Template,
-        check_output_path,
-        read_records,
-        write_records,
-    )
-    from ..reward import open_scorer
-    from ..rollout import check_assignments, generate_rollouts
+    from ..files.outputs import STDIO, check_output_path
+    from ..files.records import Assignment, Problem, Template, read_records, write_records
+    from ..monitor.progress import generation_progress
+    from ..reward.pool import open_scorer
+    from ..rollout.generate import check_assignments, generate_rollouts
     from .common import policy_version_of, quiet_libraries
 
     if (job.assign is None) != (job.templates is None):

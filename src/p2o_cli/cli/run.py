@@ -18,7 +18,7 @@ def saved_run_config(flags: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     from ..config import flatten
     from ..errors import UsageError
-    from ..records import read_json_object
+    from ..files.records import read_json_object
 
     saved = Path(resume) / "config.json"
     if not saved.is_file():
@@ -31,11 +31,11 @@ def saved_run_config(flags: Mapping[str, Any]) -> dict[str, Any]:
 @command(app, "run", RunConfig, base=saved_run_config)
 def run(cfg: RunConfig) -> None:
     """The whole P²O loop: rollouts, train steps, hard mining, GEPA + assignment, evaluation."""
+    from ..files.outputs import check_output_path
     from ..gepa.reflectors import check_reflector
     from ..loop.runner import P2ORun
-    from ..progress import console, say
-    from ..records import check_output_path
-    from ..runs import format_summary
+    from ..loop.summary import format_summary
+    from ..monitor.progress import console, say
     from .common import quiet_libraries
 
     if cfg.resume:

@@ -63,8 +63,8 @@ class ToyInitJob(Config):
 @command(toy_app, "init", ToyInitJob)
 def toy_init(job: ToyInitJob) -> None:
     """Pretrain the toy model and write the toy world (deterministic for a seed)."""
-    from ..progress import console
-    from ..records import check_output_path
+    from ..files.outputs import check_output_path
+    from ..monitor.progress import console
     from ..toy.lexicon import parse_strength
     from ..toy.pretrain import PretrainConfig
     from ..toy.world import init_world
@@ -92,7 +92,7 @@ def toy_init(job: ToyInitJob) -> None:
 
 def show_measured(measured: dict[str, Any]) -> None:
     """The toy world's measurement table, then a warning for each target it misses."""
-    from ..progress import console
+    from ..monitor.progress import console
     from ..toy.world import missed_targets
     from .display import measured_table
 
@@ -137,8 +137,8 @@ class ToyTraceJob(Config):
 @command(toy_app, "trace", ToyTraceJob)
 def toy_trace(job: ToyTraceJob) -> None:
     """Per epoch: the share of plain rollouts on hard problems that open with a step line."""
-    from ..loop import RunDir
-    from ..progress import console
+    from ..loop.rundir import RunDir
+    from ..monitor.progress import console
     from ..toy.world import plain_step_share
     from .display import step_share_table
 
@@ -165,8 +165,8 @@ class ToySweepJob(Config):
 @command(toy_app, "sweep", ToySweepJob)
 def toy_sweep(job: ToySweepJob) -> None:
     """The paper's comparison on toy worlds: every variant per seed, resumable, then a mean ± std report."""
-    from ..aggregate import write_aggregate_report
-    from ..progress import console
+    from ..monitor.progress import console
+    from ..report.aggregate import write_aggregate_report
     from ..toy.sweep import (
         LABELS,
         SweepPlan,
@@ -212,7 +212,7 @@ def step_share_table(plan: Any) -> str:
     """Markdown: per variant and epoch, the share of plain rollouts on hard problems that open
     with a step line (``p2o toy trace``), averaged over seeds: whether the behaviour the
     templates switch on reached the plain prompt."""
-    from ..loop import RunDir
+    from ..loop.rundir import RunDir
     from ..toy.sweep import LABELS, run_state
     from ..toy.world import plain_step_share
 

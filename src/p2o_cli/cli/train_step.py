@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 
 from ..config import Config, model_option, option, section, to_dict
+from ..monitor.tracking import TrackingConfig
 from ..rl.config import TrainConfig
-from ..tracking import TrackingConfig
 from .app import app
 from .options import command, was_given
 
@@ -33,12 +33,13 @@ def train_step(job: TrainStepJob) -> None:
     """One GRPO step on a rollout batch with context distillation; writes a chained checkpoint."""
     import time
 
-    from ..checks import resolve_train_temperature, schedule_warning
-    from ..progress import warn
-    from ..records import Rollout, check_output_path, read_records
+    from ..files.outputs import check_output_path
+    from ..files.records import Rollout, read_records
+    from ..monitor.progress import warn
+    from ..monitor.tracking import open_metrics_logger
     from ..rl.config import lr_at
     from ..rl.trainer import PolicyTrainer
-    from ..tracking import open_metrics_logger
+    from .checks import resolve_train_temperature, schedule_warning
     from .common import quiet_libraries
 
     check_output_path(job.out, "checkpoint")

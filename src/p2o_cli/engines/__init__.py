@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import P2OError, UsageError
+from ..files.weights import check_checkpoint_files
 from .base import Completion, Engine, ProgressFn
 from .config import EngineConfig
 
@@ -41,7 +42,7 @@ def load_engine(name: str, model: str | None, **options: Any) -> Engine:
     """
     name = resolve_engine(name)
     if name == "hf":
-        from .hf import HFEngine
+        from .hf import HFEngine  # the engine modules import torch: only the one asked for loads
 
         return HFEngine(model, **options)
     if name == "vllm":
@@ -61,8 +62,6 @@ def open_engine(model: str, cfg: EngineConfig) -> Engine:
     if not Path(model).exists() and (model.startswith((".", "/")) or model.count("/") != 1):
         raise UsageError(f"{model}: no such model directory")
     if name in ("hf", "vllm"):
-        from ..rl.checkpoint import check_checkpoint_files
-
         check_checkpoint_files(model)  # a truncated download or save fails here, not mid-load
     if name == "hf":
         return load_engine(name, model, device=cfg.device, batch_size=cfg.gen_batch_size)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import P2OError
-from ..records import Assignment, Template
+from ..files.records import Assignment, Template
 from .pareto import SELECTION_FLOOR, mean_score, unique_by_text, weighted_sample
 
 

@@ -1,11 +1,12 @@
-"""The prompt phase's options: the GEPA search, the reflector, template assignment."""
+"""The prompt phase's options: the GEPA search and template assignment (the reflector's live with
+its registry, in ``reflectors.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..config import Config, k_option, option, section, seed_option
-from ..prompts import PromptConfig
+from ..data.prompts import PromptConfig
 from .pareto import SELECTION_FLOOR
 
 
@@ -28,28 +29,6 @@ class GepaConfig(Config):
                                     help="Parent-sampling weight of a template that solves nothing.")
     seed: int = seed_option()
     prompt: PromptConfig = section(PromptConfig, shared=True)
-
-
-@dataclass
-class ReflectorConfig(Config):
-    reflector: str = option("kimi", help="A registered reflector: kimi, openai, api (any OpenAI-compatible URL), "
-                                         "self (the policy model), toy (the toy world's).")
-    reflector_url: str | None = option(None, help="Reflector chat-completions base URL (overrides the preset).")
-    reflector_model: str | None = option(None, help="Reflector model name (API) or model directory (self).")
-    reflector_key_env: str | None = option(None, help="Environment variable holding the reflector's API key.")
-    reflector_timeout: float = option(300.0, min=1.0, help="Seconds per reflector request.")
-    reflector_retries: int = option(6, min=0, help="Reflector retries on 429/5xx/timeouts.")
-    reflector_concurrency: int = option(8, min=1, help="Reflector requests in flight.")
-    reflector_temperature: float | None = option(None, min=0.0, help="Reflector sampling temperature "
-                                                                    "(default: the provider's; 0.7 for self).")
-    reflector_max_tokens: int | None = option(None, min=1, help="Longest reflector answer.")
-
-    def check(self) -> None:
-        from ..errors import ConfigError
-        from .reflectors import known_reflectors
-
-        if self.reflector not in known_reflectors():
-            raise ConfigError(f"unknown reflector {self.reflector!r}; choose one of {', '.join(known_reflectors())}")
 
 
 @dataclass

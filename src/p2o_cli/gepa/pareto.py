@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 
 from ..errors import P2OError
-from ..records import Template
+from ..files.records import Template
 
 # Weight of an all-zero template when sampling parents: small, but not zero, so the empty
 # seed template (often all zeros on a hard dev set) can still be drawn and improved on.

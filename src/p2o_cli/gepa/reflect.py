@@ -24,13 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..engines.openai_client import (
-    is_retryable,
-    make_client,
-    map_bounded,
-    status_of,
-    with_retries,
-)
+from ..engines.openai_client import is_retryable, make_client, map_bounded, status_of, with_retries
 from ..errors import P2OError
 
 log = logging.getLogger(__name__)

@@ -1,21 +1,21 @@
-"""Reflectors by name: a registry of factories that all take one signature.
+"""Reflectors by name: their options, and a registry of factories that all take one signature.
 
 ``kimi``, ``openai`` and ``api`` are OpenAI-compatible endpoints, ``self`` is the policy model
-through the local engine; other packages register their own (the toy world registers ``toy``
-when :data:`PLUGINS` is first consulted), so this module imports nothing above it.
+through the local engine. Other packages offer their own through the ``p2o.reflectors``
+entry-point group (the toy world's ``toy`` comes that way), so nothing here names them.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import Config, option
 from ..engines.openai_client import make_client
-from ..errors import P2OError
-from .config import ReflectorConfig
+from ..errors import ConfigError, P2OError
+from ..plugins import Registry
 from .reflect import (
     OpenAIReflector,
     Reflector,
@@ -25,8 +25,25 @@ from .reflect import (
     _cause,
 )
 
-# Modules that register reflectors, imported on the first look-up of a name not yet known.
-PLUGINS = ("p2o_cli.toy.reflector",)
+
+@dataclass
+class ReflectorConfig(Config):
+    reflector: str = option("kimi", help="A registered reflector: kimi, openai, api (any OpenAI-compatible URL), "
+                                         "self (the policy model), or one an installed package offers (toy: the "
+                                         "toy world's).")
+    reflector_url: str | None = option(None, help="Reflector chat-completions base URL (overrides the preset).")
+    reflector_model: str | None = option(None, help="Reflector model name (API) or model directory (self).")
+    reflector_key_env: str | None = option(None, help="Environment variable holding the reflector's API key.")
+    reflector_timeout: float = option(300.0, min=1.0, help="Seconds per reflector request.")
+    reflector_retries: int = option(6, min=0, help="Reflector retries on 429/5xx/timeouts.")
+    reflector_concurrency: int = option(8, min=1, help="Reflector requests in flight.")
+    reflector_temperature: float | None = option(None, min=0.0, help="Reflector sampling temperature "
+                                                                    "(default: the provider's; 0.7 for self).")
+    reflector_max_tokens: int | None = option(None, min=1, help="Longest reflector answer.")
+
+    def check(self) -> None:
+        if self.reflector not in REFLECTORS:
+            raise ConfigError(f"unknown reflector {self.reflector!r}; choose one of {', '.join(REFLECTORS.names())}")
 
 
 @dataclass
@@ -40,30 +57,10 @@ class ReflectorContext:
 
 
 ReflectorFactory = Callable[[str, ReflectorConfig, ReflectorContext], Reflector]
-_FACTORIES: dict[str, ReflectorFactory] = {}
-
-
-def register_reflector(*names: str) -> Callable[[ReflectorFactory], ReflectorFactory]:
-    """Decorator: ``factory(name, cfg, context) -> Reflector`` under ``names``."""
-
-    def register(factory: ReflectorFactory) -> ReflectorFactory:
-        for name in names:
-            if name in _FACTORIES:
-                raise ValueError(f"reflector {name!r} is already registered")
-            _FACTORIES[name] = factory
-        return factory
-
-    return register
-
-
-def known_reflectors() -> list[str]:
-    _load_plugins()
-    return sorted(_FACTORIES)
-
-
-def _load_plugins() -> None:
-    for module in PLUGINS:
-        importlib.import_module(module)
+# ``factory(name, cfg, context) -> Reflector`` by name.
+REFLECTORS: Registry[ReflectorFactory] = Registry("reflector", "p2o.reflectors")
+register_reflector = REFLECTORS.register
+known_reflectors = REFLECTORS.names
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,7 @@ def api_key_from_env(key_env: str | None) -> str:
 
 
 @register_reflector("kimi", "openai", "api")
-def _api_reflector(name: str, cfg: ReflectorConfig, context: ReflectorContext) -> Reflector:
+def api_reflector(name: str, cfg: ReflectorConfig, context: ReflectorContext) -> Reflector:
     base_url, model, key_env = resolve_endpoint(name, cfg.reflector_url, cfg.reflector_model, cfg.reflector_key_env)
     return OpenAIReflector(base_url, model, api_key_from_env(key_env), timeout_s=cfg.reflector_timeout,
                            retry=RetryPolicy(max_retries=cfg.reflector_retries), concurrency=cfg.reflector_concurrency,
@@ -110,7 +107,7 @@ def _api_reflector(name: str, cfg: ReflectorConfig, context: ReflectorContext) -
 
 
 @register_reflector("self")
-def _self_reflector(name: str, cfg: ReflectorConfig, context: ReflectorContext) -> Reflector:
+def self_reflector(name: str, cfg: ReflectorConfig, context: ReflectorContext) -> Reflector:
     if context.engine is None or context.tokenizer is None:
         raise ValueError("the self reflector needs the local engine and its tokenizer")
     return SelfReflector(context.engine, context.tokenizer,
@@ -120,11 +117,7 @@ def _self_reflector(name: str, cfg: ReflectorConfig, context: ReflectorContext) 
 
 def reflector_from_config(cfg: ReflectorConfig, context: ReflectorContext | None = None) -> Reflector:
     """The reflector ``cfg.reflector`` names, built by its registered factory."""
-    if cfg.reflector not in _FACTORIES:
-        _load_plugins()
-    factory = _FACTORIES.get(cfg.reflector)
-    if factory is None:
-        raise P2OError(f"unknown reflector {cfg.reflector!r}; choose one of {', '.join(known_reflectors())}")
+    factory = REFLECTORS.get(cfg.reflector)
     return factory(cfg.reflector, cfg, context or ReflectorContext())
 
 
@@ -147,7 +140,7 @@ def check_reflector(cfg: ReflectorConfig, timeout_s: float = 5.0) -> None:
     import openai
 
     cfg.check()
-    if _FACTORIES[cfg.reflector] is not _api_reflector:
+    if REFLECTORS.get(cfg.reflector) is not api_reflector:
         return
     base_url, _, env = resolve_endpoint(cfg.reflector, cfg.reflector_url, cfg.reflector_model, cfg.reflector_key_env)
     client = make_client(base_url, api_key=api_key_from_env(env), timeout=timeout_s)

@@ -30,24 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.prompts import render
 from ..errors import P2OError
-from ..faults import fault
-from ..prompts import render
-from ..records import (
-    MAX_TEMPLATE_CHARS,
-    Hard,
-    Template,
-    append_jsonl,
-    write_json,
-)
+from ..files.faults import fault
+from ..files.records import MAX_TEMPLATE_CHARS, Hard, Template, append_jsonl, write_json
 from .acceptance import failed_proposals, failure_streak, leaked_answer
 from .config import GepaConfig
-from .pareto import (
-    dev_coverage,
-    front_templates,
-    mean_score,
-    select_parents,
-)
+from .pareto import dev_coverage, front_templates, mean_score, select_parents
 from .reflect import FeedbackRecord, ReflectionRequest, Reflector
 from .state import (
     SearchState,
@@ -63,7 +52,7 @@ from .state import (
 
 if TYPE_CHECKING:
     from ..engines import Engine
-    from ..reward import RewardScorer
+    from ..reward.pool import RewardScorer
 
 # The response limit of ``p2o gepa`` when --gepa-max-new-tokens is not given (p2o run uses its
 # --max-new-tokens instead).

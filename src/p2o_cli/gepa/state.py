@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import P2OError
-from ..records import Hard, Template, from_dict, read_json_object, shown
+from ..errors import P2OError, shown
+from ..files.records import Hard, Template, from_dict, read_json_object
 from .config import GepaConfig
 
 STATE_SCHEMA = "gepa-state@1"

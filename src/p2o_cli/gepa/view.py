@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -10,6 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..monitor.progress import console, format_duration, say
 from .pareto import mean_score
 from .search import GepaProgress
 
@@ -39,7 +41,6 @@ def front_table(progress: GepaProgress, max_rows: int = 16) -> Group:
 
 def progress_line(progress: GepaProgress, elapsed_s: float) -> str:
     """One log line per iteration: where the search is, what it has spent and what is left."""
-    from ..progress import format_duration
 
     m = progress.metrics
     spent = int(m["gepa/spent"])
@@ -58,14 +59,9 @@ def progress_line(progress: GepaProgress, elapsed_s: float) -> str:
 def live_front(enabled: bool) -> Iterator[Callable[[GepaProgress], None] | None]:
     """An ``on_iteration`` hook: a redrawn front on a terminal, else one timestamped line per iteration."""
     if not enabled:
-        import time
-
-        from ..progress import say
-
         start = time.monotonic()
         yield lambda progress: say(progress_line(progress, time.monotonic() - start))
         return
-    from ..progress import console
 
     with Live(Text("GEPA: scoring the seed template on dev…"), console=console, refresh_per_second=2) as live:
         yield lambda progress: live.update(front_table(progress))

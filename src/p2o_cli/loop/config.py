@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Config, model_option, option, section, seed_option
-from ..data import DataConfig
+from ..data.problems import DataConfig
 from ..engines.config import EngineConfig
 from ..errors import ConfigError
-from ..evaluate import EvalConfig
-from ..gepa.config import AssignConfig, GepaConfig, ReflectorConfig
-from ..mining import MiningConfig
-from ..reward import RewardConfig
+from ..evaluation.evaluate import EvalConfig
+from ..gepa.config import AssignConfig, GepaConfig
+from ..gepa.reflectors import ReflectorConfig
+from ..monitor.tracking import TrackingConfig
+from ..reward.verify import RewardConfig
 from ..rl.config import TrainConfig
-from ..rollout import RolloutConfig
-from ..tracking import TrackingConfig
+from ..rollout.generate import RolloutConfig
+from ..rollout.mining import MiningConfig
 
 
 @dataclass

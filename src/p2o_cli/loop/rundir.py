@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import P2OError
-from ..records import (
+from ..files.records import (
     Rollout,
     from_dict,
     iter_json_lines,
@@ -18,6 +18,7 @@ from ..records import (
     write_json,
     write_records,
 )
+from ..monitor.tracking import MetricsLogger
 
 
 @dataclass
@@ -34,8 +35,6 @@ class RunState:
 
 class RunDir:
     def __init__(self, root: str | Path):
-        from ..tracking import MetricsLogger
-
         self.root = Path(root)
         # Replaced by P2ORun with one that also feeds the trackers.
         self.logger = MetricsLogger(self.metrics)

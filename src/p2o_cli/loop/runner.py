@@ -31,11 +31,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import to_dict
-from ..data import load_training_problems
-from ..engines import Engine
+from ..data.problems import load_training_problems
+from ..engines import Engine, load_engine, resolve_engine
+from ..engines.hf import HFEngine
+from ..engines.vllm import engine_options
 from ..errors import P2OError
-from ..mining import mine_hard
-from ..records import (
+from ..evaluation.evaluate import evaluate
+from ..files.records import (
     Assignment,
     Hard,
     Problem,
@@ -45,11 +47,21 @@ from ..records import (
     write_json,
     write_records,
 )
-from ..rollout import generate_rollouts
-from ..runs import RunSummary, last_eval
+from ..gepa.assign import assign_templates
+from ..gepa.pareto import dev_coverage
+from ..gepa.reflectors import ReflectorContext, reflector_from_config
+from ..gepa.search import run_gepa
+from ..gepa.view import live_front
+from ..monitor.progress import generation_progress, interactive
+from ..monitor.tracking import MetricsLogger, open_metrics_logger
+from ..reward.pool import open_scorer
+from ..rl.trainer import PolicyTrainer
+from ..rollout.generate import generate_rollouts
+from ..rollout.mining import mine_hard
 from .config import RunConfig
 from .dist import Dist, MainReflector, ShardedEngine, ShardedScorer
 from .rundir import RunDir, RunState, rollout_metrics
+from .summary import RunSummary, last_eval
 
 # ---------------------------------------------------------------- the loop
 
@@ -67,13 +79,9 @@ class P2ORun:
         self.say = printer if self.dist.is_main else _silent
         self.state = self.dist.on_main(lambda: self._open_dir(resume))
         if self.dist.is_main:
-            from ..tracking import open_metrics_logger
-
             self.dir.logger = open_metrics_logger(self.dir.metrics, cfg.tracking.report_to, self.dir.root,
                                                   cfg.name or self.dir.root.name, to_dict(cfg))
         else:
-            from ..tracking import MetricsLogger
-
             self.dir.logger = MetricsLogger(None)  # rank 0 logs every metric
         self.problems = load_training_problems(cfg.data, cfg.problems)
         if not self.problems:
@@ -102,9 +110,6 @@ class P2ORun:
         return state
 
     def _open_models(self) -> None:
-        from ..reward import open_scorer
-        from ..rl.trainer import PolicyTrainer
-
         cfg = self.cfg
         start = self.state.checkpoint or cfg.model
         total = cfg.epochs * self.batches_per_epoch
@@ -116,28 +121,20 @@ class P2ORun:
         self._in_step = False
 
     def _make_engine(self) -> Engine:
-        from ..engines import resolve_engine
-
         self.engine_name = resolve_engine(self.cfg.engine.engine)
         # Under FSDP a rank holds a shard only: its hf engine keeps a full copy, reloaded each step.
         self.engine_shares_model = self.engine_name == "hf" and not self.trainer.sharded
         if self.engine_name == "hf" and self.trainer.sharded:
-            from ..engines.hf import HFEngine
-
             engine = HFEngine(self.state.checkpoint or self.cfg.model, self.tokenizer,
                               device=str(self.trainer.accelerator.device), batch_size=self.cfg.engine.gen_batch_size)
             engine.update_weights(self.trainer.policy_state_dict())
             return engine
         if self.engine_name == "hf":
-            from ..engines.hf import HFEngine
-
             # The engine samples the trainer's own model object: no weight copy after a step
             # (under LoRA, the base model with the adapter layers in it).
             model = self.trainer.model
             return HFEngine(model.get_base_model() if hasattr(model, "peft_config") else model, self.tokenizer,
                             device=str(self.trainer.accelerator.device), batch_size=self.cfg.engine.gen_batch_size)
-        from ..engines import load_engine
-        from ..engines.vllm import engine_options
 
         # vLLM loads the weights it is given as a plain model: the merged ones under LoRA.
         eng = self.cfg.engine
@@ -159,12 +156,8 @@ class P2ORun:
 
     def _main_reflector(self) -> Any:
         if self._reflector is None:
-            from ..gepa.reflectors import ReflectorContext, reflector_from_config
-
             engine = tokenizer = None
             if self.cfg.reflector.reflector == "self":
-                from ..engines.hf import HFEngine
-
                 # "self" reflects with the initial policy, kept frozen beside the trained one.
                 engine = HFEngine(self.cfg.model, device=self.cfg.engine.device,
                                   batch_size=self.cfg.engine.gen_batch_size)
@@ -183,7 +176,6 @@ class P2ORun:
         """A transient progress display on rank 0 (it sees its own share of the work); none elsewhere."""
         if not self.dist.is_main:
             return contextlib.nullcontext(None)
-        from ..progress import generation_progress
 
         return generation_progress(description, total, transient=True)
 
@@ -256,8 +248,6 @@ class P2ORun:
         return hard
 
     def evaluate(self) -> dict[str, float]:
-        from ..evaluate import evaluate
-
         cfg = self.cfg
         eval_cfg = dataclasses.replace(cfg.eval,
                                        eval_max_new_tokens=cfg.eval.eval_max_new_tokens or cfg.rollout.max_new_tokens)
@@ -270,11 +260,6 @@ class P2ORun:
 
     def prompt_phase(self, epoch: int, hard: list[Hard]) -> None:
         """GEPA + assignment on this epoch's hard set; sets the templates for the next epoch."""
-        from ..gepa.assign import assign_templates
-        from ..gepa.pareto import dev_coverage
-        from ..gepa.search import run_gepa
-        from ..gepa.view import live_front
-        from ..progress import interactive
 
         cfg = self.cfg
         edir = self.dir.root / f"epoch-{epoch}"

@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
 from ..errors import P2OError
-from ..faults import fault
-from ..records import atomic_path, recover_swap
+from ..files.faults import fault
+from ..files.outputs import atomic_path
+from .export import checkpoint_payload
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
@@ -97,41 +100,6 @@ def read_trainer_state(model_dir: str | Path) -> dict[str, Any] | None:
     return state
 
 
-def verify_safetensors(path: Path) -> None:
-    """The file's header parses and its size is what the header promises (ValueError otherwise).
-
-    Reads 8 bytes and the header only, so a truncated save or download is named before any
-    model loads, instead of failing deep inside the loader with a traceback.
-    """
-    size = path.stat().st_size
-    problem = None
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        header_len = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if header_len < 2 or 8 + header_len > size:
-            problem = "its header is cut short"
-        else:
-            try:
-                header = json.loads(fh.read(header_len))
-                end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-                problem = "its header is not valid safetensors JSON"
-            else:
-                if 8 + header_len + end != size:
-                    problem = f"it holds {size:,} bytes where its header promises {8 + header_len + end:,}"
-    if problem:
-        raise P2OError(f"{path}: truncated or corrupt safetensors file ({problem}); save or download it again")
-
-
-def check_checkpoint_files(model_dir: str | Path) -> None:
-    """Restore a checkpoint a kill left in its swap window, then verify its safetensors files."""
-    root = Path(model_dir)
-    recover_swap(root)
-    if root.is_dir():
-        for path in sorted(root.glob("*.safetensors")):
-            verify_safetensors(path)
-
-
 def capture_rng() -> dict[str, Any]:
     """Torch RNG state (CPU and CUDA), JSON-safe, so a chained step draws what an in-process one would."""
     state: dict[str, Any] = {"cpu": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
@@ -199,25 +167,17 @@ def save_checkpoint(
 def save_trainer(trainer: Any, out_dir: str | Path, config: dict[str, Any]) -> None:
     """A :class:`~p2o_cli.rl.trainer.PolicyTrainer`'s checkpoint: gathered from however many
     processes hold it (a collective under FSDP/DeepSpeed), written by the main process."""
-    from accelerate.utils import DistributedType
 
     acc = trainer.accelerator
     sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
     state_dict = acc.get_state_dict(trainer.wrapped) if sharded else None
     optimizer_state = None
     if acc.distributed_type != DistributedType.DEEPSPEED:
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_optimizer_state_dict,
-        )
-
         optimizer_state = get_optimizer_state_dict(
             trainer.wrapped, trainer.optimizer.optimizer,
             options=StateDictOptions(full_state_dict=True, cpu_offload=True),
         )
     if acc.is_main_process:
-        from .export import checkpoint_payload
-
         model, state_dict, write_extra = checkpoint_payload(trainer.model, state_dict, trainer.cfg,
                                                             trainer.source_dtype)
         save_checkpoint(out_dir, model, trainer.tokenizer, state_dict=state_dict,

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from ..errors import P2OError
 from .lora import (
@@ -38,8 +41,6 @@ def load_policy(model_dir: str | Path, cfg: Any, extra: dict[str, Any]) -> tuple
     otherwise the directory's weights load (its fp32 master weights where it has them) and,
     with ``lora_r > 0``, get a fresh adapter.
     """
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForCausalLM
 
     source = AutoConfig.from_pretrained(str(model_dir))
     source_dtype = getattr(source, "dtype", None) or getattr(source, "torch_dtype", None)
@@ -69,7 +70,6 @@ def checkpoint_payload(
     model: Any, state_dict: dict[str, Tensor] | None, cfg: Any, source_dtype: Any
 ) -> tuple[Any, dict[str, Tensor] | None, Callable[[Path], None]]:
     """(model to ``save_pretrained``, its state dict or None, a writer for the extra files)."""
-    from safetensors.torch import save_file
 
     dtype = resolve_save_dtype(cfg.save_dtype, source_dtype)
     lora = is_lora(model)
@@ -100,9 +100,5 @@ def engine_weights(wrapped: Any, model: Any, sharded: bool) -> dict[str, Tensor]
         return merged_state_dict(model)
     if is_lora(model):
         raise P2OError("LoRA under FSDP is not supported: use DDP (--multi_gpu) for LoRA")
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-    )
 
     return get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True))

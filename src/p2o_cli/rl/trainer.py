@@ -28,10 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from torch import Tensor
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..errors import P2OError
-from ..faults import fault
+from ..files.faults import fault
+from ..files.weights import check_checkpoint_files
 from . import core_algos as ca
 from .batch import (
     MicroBatch,
@@ -48,13 +53,13 @@ from .batch import (
 from .checkpoint import (
     OPTIMIZER_STATE,
     capture_rng,
-    check_checkpoint_files,
     load_optimizer_state,
     read_trainer_state,
     restore_rng,
     save_trainer,
 )
 from .config import TrainConfig, lr_at
+from .export import engine_weights, load_policy, optimizer_matches
 from .logprobs import micro_batch_log_probs
 from .metrics import StepSums, step_metrics
 
@@ -81,7 +86,6 @@ class PolicyTrainer:
         state: dict[str, Any] | None = None,
         optimizer_state: dict[str, Any] | None = None,
     ):
-        from accelerate import Accelerator
 
         state = state or {}
         cfg.check()
@@ -103,7 +107,6 @@ class PolicyTrainer:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],  # LoRA: the adapter only
                                       lr=float(self.cfg.lr), betas=self.cfg.adam_betas,  # type: ignore[arg-type]
                                       eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
-        from accelerate.utils import DistributedType
 
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
             # DeepSpeed wants a micro-batch size and there is no dataloader to read it from:
@@ -112,11 +115,6 @@ class PolicyTrainer:
         self.wrapped, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.model = self.accelerator.unwrap_model(self.wrapped)
         if optimizer_state is not None:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                set_optimizer_state_dict,
-            )
-
             # The file holds the full (unsharded) state keyed by parameter name; torch maps it
             # onto whatever wrapper this run uses (none, DDP, FSDP).
             set_optimizer_state_dict(self.wrapped, self.optimizer.optimizer, optimizer_state,
@@ -134,7 +132,6 @@ class PolicyTrainer:
     @classmethod
     def from_checkpoint(cls, model_dir: str | Path, cfg: TrainConfig, accelerator: Any = None) -> PolicyTrainer:
         """Load a model directory; continue its optimizer, counters and schedule if it has them."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         source = str(model_dir)
         model_dir = Path(model_dir)
@@ -145,7 +142,6 @@ class PolicyTrainer:
             raise FileNotFoundError(f"{model_dir}: no such model directory")
         state = read_trainer_state(model_dir)
         extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
-        from .export import load_policy, optimizer_matches
 
         model, source_dtype = load_policy(model_dir, cfg, extra)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -164,7 +160,6 @@ class PolicyTrainer:
     @property
     def sharded(self) -> bool:
         """Whether each process holds only a shard of the weights (FSDP): no engine can sample them in place."""
-        from accelerate.utils import DistributedType
 
         return self.accelerator.distributed_type == DistributedType.FSDP
 
@@ -173,7 +168,6 @@ class PolicyTrainer:
 
         Under FSDP a collective: every process gets the full (gathered) weights, for its engine.
         """
-        from .export import engine_weights
 
         return engine_weights(self.wrapped, self.model, self.sharded)
 

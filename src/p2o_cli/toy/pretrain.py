@@ -1,7 +1,7 @@
 """Pretrain the toy world's tiny Qwen3 from scratch on a synthetic instruction mix.
 
-Every example is a chat prompt rendered by :func:`p2o_cli.prompts.render` with the default
-:class:`~p2o_cli.prompts.PromptConfig` (so ``p2o rollout`` / ``p2o eval`` with default prompt
+Every example is a chat prompt rendered by :func:`p2o_cli.data.prompts.render` with the default
+:class:`~p2o_cli.data.prompts.PromptConfig` (so ``p2o rollout`` / ``p2o eval`` with default prompt
 options see exactly this format), followed by a response and end-of-turn:
 
 - hard problems (4 operands), plain or with a template of 1-3 non-trigger phrases -> the
@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..prompts import PromptConfig, render
+from ..data.prompts import PromptConfig, render
 from .lexicon import LEXICON, join_phrases, template_strength
 from .losses import IGNORE, response_token_loss, weighted_token_mean
 from .tasks import direct_solution, random_task, step_solution

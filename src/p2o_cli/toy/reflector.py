@@ -25,7 +25,6 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ..gepa.reflectors import register_reflector
 from .lexicon import LEXICON, MAX_PHRASES, join_phrases, split_phrases
 from .tasks import has_steps
 
@@ -153,6 +152,7 @@ class ToyReflector:
         return out
 
 
-@register_reflector("toy")
-def _toy_reflector(name: str, cfg: Any, context: Any) -> ToyReflector:
+def toy_reflector(name: str, cfg: Any, context: Any) -> ToyReflector:
+    """The ``toy`` reflector's factory, offered to GEPA through the ``p2o.reflectors`` entry point
+    (pyproject.toml), exactly as a third-party package would offer its own."""
     return ToyReflector(seed=context.seed)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import P2OError
-from ..records import Problem
+from ..files.records import Problem
 
 KINDS: dict[str, int] = {"easy": 2, "hard": 4}  # operands per problem
 LOW, HIGH = 10, 99  # two-digit operands

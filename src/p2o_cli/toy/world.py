@@ -25,7 +25,8 @@ from typing import Any
 
 import orjson
 
-from ..records import Problem, Rollout, atomic_path, write_json, write_records
+from ..files.outputs import atomic_path
+from ..files.records import Problem, Rollout, write_json, write_records
 from .lexicon import LEXICON, draw_strengths, draw_triggers, join_phrases
 from .tasks import has_steps, make_problems, operand_keys, problem_id, starts_with_step
 
@@ -251,7 +252,7 @@ def step_start_prob(
 def _measure_prompt(engine: Any, scorer: Any, problems: Sequence[Problem], template: str | None, *, n: int,
                     temperature: float, max_new_tokens: int, seed: int) -> dict[str, Any]:
     """n samples per problem under one template (None = plain), scored and summarised."""
-    from ..prompts import PromptConfig, render
+    from ..data.prompts import PromptConfig, render
 
     prompts = [render(engine.tokenizer, p.problem, template, PromptConfig()) for p in problems]
     outs = engine.generate(prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
@@ -283,10 +284,10 @@ def measure_world(
     """
     import torch
 
-    from ..data import load_problems
+    from ..data.problems import load_problems
+    from ..data.prompts import PromptConfig, render
     from ..engines.hf import HFEngine
-    from ..prompts import PromptConfig, render
-    from ..reward import RewardScorer
+    from ..reward.pool import RewardScorer
 
     say = log or (lambda _msg: None)
     root = Path(world_dir)

@@ -21,17 +21,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, option, section, seed_option
-from .data import Benchmark, load_benchmark, resolve_bench_names
-from .engines import Engine, ProgressFn
-from .errors import P2OError
-from .faults import fault
-from .prompts import PromptConfig, render
-from .records import Problem
-from .reward import GRADERS
+from ..config import Config, option, section, seed_option
+from ..data.prompts import PromptConfig, render
+from ..engines import Engine, ProgressFn
+from ..errors import P2OError, RecordError
+from ..files.faults import fault
+from ..files.records import Problem
+from ..reward.verify import GRADERS, check_grader
+from .benchmarks import Benchmark, load_benchmark, resolve_bench_names
 
 if TYPE_CHECKING:
-    from .reward import RewardScorer
+    from ..reward.pool import RewardScorer
 
 ProgressFactory = Callable[[str, int], AbstractContextManager[ProgressFn]]
 
@@ -165,7 +165,6 @@ def load_benchmarks(cfg: EvalConfig) -> LoadedBenchmarks:
     A benchmark that cannot be read fails here, in seconds, with the way out: a hub copy that
     cannot be fetched (offline, unreachable) points at ``--data-dir`` / ``P2O_DATA_DIR``.
     """
-    from .records import RecordError
 
     loaded: LoadedBenchmarks = []
     for name in resolve_bench_names(cfg.bench):
@@ -199,7 +198,6 @@ def evaluate(
     ``progress_factory(description, total)`` instead opens one progress display per benchmark.
     ``loaded`` is :func:`load_benchmarks`'s answer when the caller checked them already.
     """
-    from .reward import check_grader
 
     check_grader(cfg.grader)
     # Load everything first so a bad name fails before any generation.

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import P2OError
-from .records import Problem
+from ..errors import P2OError
+from ..files.records import Problem
 
 MISSING = object()
 

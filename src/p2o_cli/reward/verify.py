@@ -15,10 +15,9 @@ import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-from .config import Config, option
-from .errors import P2OError
+from ..config import Config, option
+from ..errors import P2OError
 from .normalize import normalize_numbers, small_numbers_differ, tidy_gold
 
 # 10x the longest gold answer in our data (210 chars); longer boxes are degenerate generations
@@ -67,6 +66,16 @@ def extract_boxed(text: str) -> list[str]:
                 found.append(token)
             pos = i + len(token) if token else i
     return found
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last closed ``\\boxed{}`` (or ``\\fbox{}``), None if there is none.
+
+    The one extractor for data and reward: a solution field's gold (``--answer-field solution``,
+    Minerva's golds) is read exactly as a response's answer is.
+    """
+    boxes = extract_boxed(text)
+    return boxes[-1] if boxes else None
 
 
 def _closing_brace(text: str, start: int) -> int | None:
@@ -187,11 +196,7 @@ def _judge(pred: str, gold: str, grader: str, bench: str | None = None) -> bool:
     """
     if grader != "qwen":
         return answers_match(pred, gold)
-    from .grading import (  # compiled patterns: loaded when first graded
-        KEEP_UNITS,
-        qwen_gold,
-        qwen_strip,
-    )
+    from .qwen import KEEP_UNITS, qwen_gold, qwen_strip  # compiled patterns: loaded when first graded
 
     keep = bench in KEEP_UNITS
     pred_suite, gold_suite = qwen_strip(qwen_strip(pred, keep), keep), qwen_gold(gold, bench)
@@ -208,7 +213,7 @@ def _final_answer(
     strict: the last box, twice. qwen: the suite's normalised prediction, then its raw extraction.
     """
     if grader == "qwen":
-        from .grading import KEEP_UNITS, qwen_extract_raw, qwen_strip
+        from .qwen import KEEP_UNITS, qwen_extract_raw, qwen_strip
 
         raw = qwen_extract_raw(response)
         keep = bench in KEEP_UNITS
@@ -238,13 +243,3 @@ def score_response(
     shown, pred, judgeable = _final_answer(response, strict_format, check_grader(grader), bench)
     ok = judgeable and _judge(pred, gold, grader, bench)
     return RewardResult(1.0 if ok else 0.0, shown)
-
-
-def __getattr__(name: str) -> Any:
-    # The process pool that scores untrusted generations lives in reward_pool (it imports this
-    # module); its names are offered here too without importing it at start-up.
-    if name in ("RewardScorer", "open_scorer", "score_many"):
-        from . import reward_pool
-
-        return getattr(reward_pool, name)
-    raise AttributeError(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .records import iter_json_lines
+from ..files.records import iter_json_lines
 
 
 @dataclass

@@ -28,8 +28,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .engines import ProgressFn
-from .errors import P2OError
+from ..engines import ProgressFn
+from ..errors import P2OError
 
 console = Console(stderr=True)
 

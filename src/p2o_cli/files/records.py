@@ -19,15 +19,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from .errors import (  # noqa: F401 (re-exported)
-    MAX_MESSAGE_CHARS,
-    MAX_SHOWN_CHARS,
-    P2OError,
-    RecordError,
-    one_line,
-    shown,
-)
-from .outputs import STDIO, OutputError, atomic_path, check_output_path, recover_swap  # noqa: F401 (re-exported)
+from ..errors import P2OError, RecordError, shown
+from .outputs import STDIO, atomic_path
 
 # Documented size limits (README "Guarantees"): a record beyond them is refused with a clear
 # error before anything is generated from it (a 50 MB problem would exhaust memory instead).

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 
-from .errors import P2OError
+from ..errors import P2OError
 
 _hits: dict[str, int] = {}
 

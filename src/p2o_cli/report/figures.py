@@ -17,7 +17,9 @@ from typing import Any
 
 import orjson
 
-from .records import RecordError, atomic_path, iter_json_lines
+from ..errors import RecordError
+from ..files.outputs import atomic_path
+from ..files.records import iter_json_lines
 
 EVAL_PREFIX = "eval/"
 EVAL_SUFFIX = "/accuracy"
@@ -282,7 +284,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, compare_pa
     table = comparison_table(runs)
     body = "# p2o report\n\n" + table + "\n" + "".join(f"![{p.stem}]({p.name})\n" for p in files)
     if compare_paper:
-        from .paper import paper_markdown
+        from ..evaluation.paper import paper_markdown
 
         body += "\n## Beside the paper\n\n" + paper_markdown({run.name: run.last_eval() for run in runs})
     with atomic_path(out / "report.md") as tmp:

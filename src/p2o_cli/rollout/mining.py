@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .config import Config, option
-from .errors import P2OError
-from .records import Failure, Hard, Rollout
+from ..config import Config, option
+from ..errors import P2OError
+from ..files.records import Failure, Hard, Rollout
 
 # "At most 1 of 6 correct" (the paper's rule) is mean reward < 0.2 for K=6.
 DEFAULT_TAU = 0.2

@@ -19,18 +19,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .grading import KEEP_UNITS
-from .reward import (
-    _CACHE_LIMIT,
-    RewardResult,
-    _final_answer,
-    _judge,
-    answers_match,
-    check_grader,
-)
+from .qwen import KEEP_UNITS
+from .verify import _CACHE_LIMIT, RewardResult, _final_answer, _judge, answers_match, check_grader
 
 if TYPE_CHECKING:
-    from .reward import RewardConfig
+    from .verify import RewardConfig
 
 
 # --- worker side ---------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import atomic_path
-from .report import EVAL_PREFIX, EVAL_SUFFIX, RunSeries, load_run, save_figure
+from ..files.outputs import atomic_path
+from .figures import EVAL_PREFIX, EVAL_SUFFIX, RunSeries, load_run, save_figure
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

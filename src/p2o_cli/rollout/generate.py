@@ -6,23 +6,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config import (
-    Config,
-    internal,
-    k_option,
-    option,
-    section,
-    seed_option,
-    temperature_option,
-)
-from .engines import Engine, ProgressFn
-from .errors import P2OError
-from .faults import fault
-from .prompts import PromptConfig, render
-from .records import Assignment, Problem, Rollout, Template
+from ..config import Config, internal, k_option, option, section, seed_option, temperature_option
+from ..data.prompts import PromptConfig, render
+from ..engines import Engine, ProgressFn
+from ..errors import P2OError
+from ..files.faults import fault
+from ..files.records import Assignment, Problem, Rollout, Template
 
 if TYPE_CHECKING:
-    from .reward import RewardScorer
+    from ..reward.pool import RewardScorer
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from .errors import P2OError
+from ..errors import P2OError
 
 SOURCE = "P²O (Joint Policy and Prompt Optimization), arXiv 2603.21877, Tables 1 and 2"
 # Column order of the paper's tables, as p2o's benchmark names.

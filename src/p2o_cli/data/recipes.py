@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import load_problems
-from .errors import P2OError
-from .records import write_json, write_records
+from ..errors import P2OError
+from ..files.records import write_json, write_records
+from .problems import load_problems
 from .selection import parse_filter
 
 

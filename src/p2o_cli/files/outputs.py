@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from .errors import P2OError
+from ..errors import P2OError
+from .faults import fault
 
 STDIO = "-"
 OutputKind = Literal["file", "checkpoint", "dir"]
@@ -42,8 +43,6 @@ class OutputError(P2OError):
 def _fault(point: str) -> None:
     """The fault-injection hook (``P2O_FAULT``), imported late so this module stays a leaf."""
     if os.environ.get("P2O_FAULT"):
-        from .faults import fault
-
         fault(point)
 
 

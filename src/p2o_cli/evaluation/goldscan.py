@@ -23,9 +23,9 @@ from fractions import Fraction
 
 from math_verify import verify
 
-from .data import load_benchmark, resolve_bench_names
-from .normalize import normalize_numbers, tidy_gold
-from .reward import answers_match, parse_gold
+from ..reward.normalize import normalize_numbers, tidy_gold
+from ..reward.verify import answers_match, parse_gold, score_response
+from .benchmarks import load_benchmark, resolve_bench_names
 
 # (benchmark, gold as loaded) -> why it stays misread. Checked by hand on the offline files.
 EXPLAINED: dict[tuple[str, str], str] = {
@@ -154,7 +154,6 @@ def check_gold(gold: str, normalize: bool = True) -> tuple[str, str | None]:
 
 def pairs_read_consistently(gold: str) -> bool:
     """For a gold listing pairs: reordered pairs match it, a swapped or missing pair does not."""
-    from .reward import score_response
 
     pairs = _PAIR.findall(gold.replace("$", ""))
     if len(pairs) < 2:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import P2OError
-from .records import Rollout
+from ..errors import P2OError
+from ..files.records import Rollout
 
 
 def schedule_warning(train_step: int, total_steps: int, lr: float) -> str | None:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Config, option
-from .errors import P2OError
-from .records import append_jsonl
+from ..config import Config, option
+from ..errors import P2OError
+from ..files.records import append_jsonl
 
 TRACKERS = ("tensorboard", "wandb", "trackio")
 REPORT_TO_CHOICES = ("none", *TRACKERS, "all")

@@ -1,0 +1,1 @@
+"""Watching a job: progress bars and timestamped log lines, and metrics for experiment trackers."""
