@@ -1,4 +1,4 @@
-"""examples/gpu-check.sh's CPU fall-back: every check runs and the table has its rows."""
+"""benchmarks/gpu-check.sh's CPU fall-back: every check runs and the table has its rows."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.timeout(400)
 def test_gpu_check_cpu_fallback_prints_its_table() -> None:
     env = {**os.environ, "PYTHON": sys.executable}
-    result = subprocess.run([str(REPO / "examples" / "gpu-check.sh"), "--device", "cpu"], capture_output=True,
+    result = subprocess.run([str(REPO / "benchmarks" / "gpu-check.sh"), "--device", "cpu"], capture_output=True,
                             text=True, env=env, timeout=360)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     lines = result.stdout.splitlines()
@@ -39,6 +39,6 @@ def test_gpu_check_refuses_cuda_without_a_gpu() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     env = {**os.environ, "PYTHON": sys.executable}
-    result = subprocess.run([str(REPO / "examples" / "gpu-check.sh")], capture_output=True, text=True, env=env,
+    result = subprocess.run([str(REPO / "benchmarks" / "gpu-check.sh")], capture_output=True, text=True, env=env,
                             timeout=120)
     assert result.returncode == 2 and "no CUDA device" in result.stderr

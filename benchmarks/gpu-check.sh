@@ -3,8 +3,8 @@
 # in bf16 (tokens/s, peak memory), a 2-step miniature `p2o run`, and — if vllm imports — the
 # vllm engine with a weight reload and sleep/wake. It builds its own small random model.
 #
-#   examples/gpu-check.sh                 # on the GPU machine
-#   examples/gpu-check.sh --device cpu    # the CPU fall-back (CI-sized, ~1 minute)
+#   benchmarks/gpu-check.sh                 # on the GPU machine
+#   benchmarks/gpu-check.sh --device cpu    # the CPU fall-back (CI-sized, ~1 minute)
 #
 # PYTHON picks the interpreter (default: .venv/bin/python if present, else python3).
 set -euo pipefail
@@ -13,4 +13,4 @@ if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec timeout 480 "$PYTHON" examples/gpu_check.py "$@"
+exec timeout 480 "$PYTHON" benchmarks/gpu_check.py "$@"

@@ -1,4 +1,4 @@
-"""The CUDA paths of p2o on one machine, offline, in a few minutes: see examples/gpu-check.sh.
+"""The CUDA paths of p2o on one machine, offline, in a few minutes: see benchmarks/gpu-check.sh.
 
 Builds a small random Qwen3 with p2o's character tokenizer (no download), then times
 
