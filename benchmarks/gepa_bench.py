@@ -148,7 +148,9 @@ class ToyAdapter:
         responses = [out[0].text for out in outputs]
         results = self.scorer.score(responses, [h.answer for h in problems])
         scores = [float(r.reward) for r in results]
-        if len(batch) == len(self.dev_ids) and set(batch) == set(self.dev_ids):  # gepa scoring a candidate on the whole valset
+        if len(batch) == len(self.dev_ids) and set(batch) == set(
+            self.dev_ids
+        ):  # gepa scoring a candidate on the whole valset
             self.solved.update(pid for pid, s in zip(batch, scores) if s > 0)
             self.curve.append((time.perf_counter() - self.start, len(self.solved) / len(self.dev_ids)))
         traces = [{"problem_id": h.id, "problem": h.problem, "response": resp, "pred": r.pred,

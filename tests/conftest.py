@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,3 +29,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present (the shared data folder sits beside the repo)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """The miniature run's world (``helpers.run_args``): 8 addition problems and a 4-problem benchmark."""
+    root = tmp_path_factory.mktemp("world")
+    rows = [{"id": f"q{i}", "problem": f"What is {i}+{i + 1}?", "answer": str(2 * i + 1)} for i in range(8)]
+    (root / "train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    (root / "bench").mkdir()
+    (root / "bench" / "toy-mini.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows[:4]))
+    return root

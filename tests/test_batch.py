@@ -241,8 +241,10 @@ def test_padded_and_packed_micro_batches_give_the_same_log_probs(attn: str) -> N
     model.set_attn_implementation(attn)
     model.eval()
     gen = torch.Generator().manual_seed(1)
-    triples = [(i, torch.randint(5, 90, (p,), generator=gen).tolist(), torch.randint(5, 90, (r,), generator=gen).tolist())
-               for i, (p, r) in enumerate([(7, 3), (2, 9), (12, 1), (5, 5)])]
+    triples = [
+        (i, torch.randint(5, 90, (p,), generator=gen).tolist(), torch.randint(5, 90, (r,), generator=gen).tolist())
+        for i, (p, r) in enumerate([(7, 3), (2, 9), (12, 1), (5, 5)])
+    ]
 
     def log_probs(mb):
         with torch.no_grad():

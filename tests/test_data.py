@@ -7,7 +7,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from p2o_cli.data import problems as data
 from p2o_cli.data.problems import load_problems
 from p2o_cli.errors import RecordError
 from p2o_cli.evaluation import benchmarks
@@ -57,7 +56,11 @@ def test_json_array_and_data_object(tmp_path: Path) -> None:
     (tmp_path / "arr.json").write_text(json.dumps(rows))
     (tmp_path / "obj.json").write_text(json.dumps({"data": rows}))
     arr = load_problems(str(tmp_path / "arr.json"))
-    assert [(p.id, p.problem, p.answer) for p in arr] == [("arr-0", "q0", "0"), ("arr-1", "q1", "1"), ("arr-2", "q2", "2")]
+    assert [(p.id, p.problem, p.answer) for p in arr] == [
+        ("arr-0", "q0", "0"),
+        ("arr-1", "q1", "1"),
+        ("arr-2", "q2", "2"),
+    ]
     assert [p.answer for p in load_problems(str(tmp_path / "obj.json"))] == ["0", "1", "2"]
 
 
@@ -70,7 +73,10 @@ def test_parquet_olympiad_layout(tmp_path: Path) -> None:
     )
     pq.write_table(table, tmp_path / "olymp.parquet")
     problems = load_problems(str(tmp_path / "olymp.parquet"))
-    assert [(p.id, p.problem, p.answer) for p in problems] == [("1606", "Find N.", "\\frac{1}{2}"), ("1607", "Find M.", "3")]
+    assert [(p.id, p.problem, p.answer) for p in problems] == [
+        ("1606", "Find N.", "\\frac{1}{2}"),
+        ("1607", "Find M.", "3"),
+    ]
 
 
 def test_verl_layout_jsonl_and_parquet(tmp_path: Path) -> None:
@@ -113,11 +119,21 @@ def test_answer_from_solution_flag_prefers_the_box(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "kwargs", "expected"),
     [
-        ([{"problem": "a", "answer": "1"}, {"answer": "2"}], {},
-         ":2: no problem field (tried: problem, question, Question, input, prompt)"),
-        ([{"problem": "a"}], {}, ":1: no answer field (tried: answer, final_answer, reward_model.ground_truth, solution)"),
-        ([{"id": 1, "problem": "a", "answer": "1"}, {"id": "1", "problem": "b", "answer": "2"}], {},
-         ":2: duplicate id '1' (first at line 1)"),
+        (
+            [{"problem": "a", "answer": "1"}, {"answer": "2"}],
+            {},
+            ":2: no problem field (tried: problem, question, Question, input, prompt)",
+        ),
+        (
+            [{"problem": "a"}],
+            {},
+            ":1: no answer field (tried: answer, final_answer, reward_model.ground_truth, solution)",
+        ),
+        (
+            [{"id": 1, "problem": "a", "answer": "1"}, {"id": "1", "problem": "b", "answer": "2"}],
+            {},
+            ":2: duplicate id '1' (first at line 1)",
+        ),
         ([{"problem": "a", "answer": "1"}], {"answer_field": "gold"}, ":1: no answer field 'gold'"),
         ([{"problem": "a", "solution": "no box"}], {}, ":1: field 'solution' has no \\boxed{} answer"),
         ([{"problem": 3, "answer": "1"}], {}, ":1: field 'problem' must be a string, got int"),
@@ -225,7 +241,9 @@ def test_qwen_layout_directory(tmp_path: Path, shared_data: Path) -> None:
 
 
 def test_custom_bench_protocol_by_size(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "toy-hard.jsonl", [{"idx": i, "problem": f"{i}+1=?", "answer": str(i + 1)} for i in range(12)])
+    write_jsonl(
+        tmp_path / "toy-hard.jsonl", [{"idx": i, "problem": f"{i}+1=?", "answer": str(i + 1)} for i in range(12)]
+    )
     write_jsonl(tmp_path / "toy-big.jsonl", [{"problem": f"{i}+2=?", "answer": str(i + 2)} for i in range(100)])
     bench, problems = load_benchmark("toy-hard", str(tmp_path), limit=4)
     assert (bench.protocol, bench.n, bench.temperature, bench.hub_id) == ("avg@16", 16, 0.6, None)

@@ -4,7 +4,8 @@ The miniature run of test_loop (2 epochs, GEPA with the toy reflector, evaluatio
 one process and on two from the same seed; the rollouts, hard sets, GEPA state, templates,
 assignments and eval scores must be identical and the final weights equal within 1e-5
 relative. A 2-rank run killed with SIGKILL after its first checkpoint, and one killed in the
-middle of its GEPA phase, resume on 2 ranks to the same files and weights. The pure parts of loop/dist.py are checked on their own below.
+middle of its GEPA phase, resume on 2 ranks to the same files and weights. The pure parts of
+loop/dist.py are checked on their own below.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 import orjson
 import pytest
 from safetensors.torch import load_file
-from test_loop import ENV, run_args, world  # noqa: F401 - world is a fixture
 
+from helpers import ENV, run_args
 from p2o_cli.loop.dist import Dist, ShardedEngine, ShardedScorer, chunk_seed, plan_chunks
 
 
@@ -48,7 +49,9 @@ def two_ranks(args: list[str]) -> list[str]:
 
 
 def run_files(run: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run)): p.read_bytes() for pattern in SAME_FILES for p in run.glob(f"epoch-*/{pattern}")}
+    files = {str(p.relative_to(run)): p.read_bytes() for pattern in SAME_FILES for p in run.glob(f"epoch-*/{pattern}")}
+    assert any(name.endswith("templates.jsonl") for name in files), f"{run}: no GEPA files to compare"
+    return files
 
 
 def eval_scores(run: Path) -> list[tuple[int, float]]:

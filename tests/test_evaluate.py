@@ -111,9 +111,17 @@ def test_avg16_protocol_accuracy_and_pass_at_k(tmp_path: Path, scorer) -> None:
 
     assert len(samples) == 64
     first = samples[0]
-    assert {k: first[k] for k in ("bench", "id", "sample", "answer", "reward", "pred", "n_tokens", "finish_reason")} == {
-        "bench": "toy-hard", "id": "0", "sample": 0, "answer": "0", "reward": 1.0, "pred": first["pred"],
-        "n_tokens": 10, "finish_reason": "stop",
+    assert {
+        k: first[k] for k in ("bench", "id", "sample", "answer", "reward", "pred", "n_tokens", "finish_reason")
+    } == {
+        "bench": "toy-hard",
+        "id": "0",
+        "sample": 0,
+        "answer": "0",
+        "reward": 1.0,
+        "pred": first["pred"],
+        "n_tokens": 10,
+        "finish_reason": "stop",
     }
     assert first["pred"] is not None and "What is 0 plus 0?" in first["prompt"]
     assert first["response"] == "so \\boxed{0}"
@@ -146,7 +154,9 @@ def test_overrides_average_and_table(tmp_path: Path, scorer) -> None:
         seen.append((description, total))
         yield lambda n, tokens: done.append(n)
 
-    cfg = EvalConfig(bench=["toy-hard,toy-hard", "toy-hard"], data_dir=str(tmp_path), eval_n=4, eval_temperature=1.0, eval_limit=2)
+    cfg = EvalConfig(
+        bench=["toy-hard,toy-hard", "toy-hard"], data_dir=str(tmp_path), eval_n=4, eval_temperature=1.0, eval_limit=2
+    )
     results, _ = evaluate(engine, char_tokenizer(), cfg, scorer, progress_factory=factory)
     r = results["benchmarks"]["toy-hard"]
     assert (r["protocol"], r["samples_per_problem"], r["temperature"], r["n_problems"]) == ("avg@4", 4, 1.0, 2)

@@ -3,68 +3,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import orjson
 import pytest
 
-from p2o_cli.engines import Completion
+from helpers import CATEGORIES, BoxScorer, ChatTokenizer, SkillEngine, make_hard
 from p2o_cli.files.records import Hard
 from p2o_cli.gepa.acceptance import leaked_answer
 from p2o_cli.gepa.config import GepaConfig
 from p2o_cli.gepa.reflect import ReflectionRequest
 from p2o_cli.gepa.search import GepaProgress, run_gepa
 from p2o_cli.gepa.state import split_sizes
-
-CATEGORIES = ("alpha", "beta", "gamma", "delta")
-
-
-def make_hard(n: int = 12) -> list[Hard]:
-    return [
-        Hard(f"h{i}", f"[{CATEGORIES[i % 4]}] Q{i}: what is the secret number?", str(1000 + 37 * i), [0.0] * 6, 0.0)
-        for i in range(n)
-    ]
-
-
-class ChatTokenizer:
-    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True, **kwargs):
-        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
-
-
-class SkillEngine:
-    """Solves a problem iff its prompt says "use <category>"; counts calls and prompts."""
-
-    def __init__(self, hard: list[Hard]):
-        self.gold = {h.problem.split(":")[0]: h.answer for h in hard}
-        self.calls: list[int] = []
-        self.temperatures: list[float] = []
-
-    def generate(self, prompts, n=1, temperature=0.6, top_p=1.0, max_new_tokens=16, seed=0, progress=None):
-        self.calls.append(len(prompts) * n)
-        self.temperatures.append(temperature)
-        out = []
-        for prompt in prompts:
-            key = re.search(r"\[(\w+)\] Q\d+", prompt)
-            category = key.group(1)
-            answer = self.gold[key.group(0)] if f"use {category}" in prompt else "0"
-            out.append([Completion(f"So the number is \\boxed{{{answer}}}", 8, "stop") for _ in range(n)])
-        return out
-
-    @property
-    def rollouts(self) -> int:
-        return sum(self.calls)
-
-
-@dataclass
-class Result:
-    reward: float
-    pred: str | None
-
-
-class BoxScorer:
-    def score(self, responses, golds):
-        preds = [re.search(r"\\boxed\{(.*)\}", r).group(1) for r in responses]
-        return [Result(float(p == g), p) for p, g in zip(preds, golds)]
 
 
 class SkillReflector:
@@ -311,7 +260,9 @@ def test_live_view_renders_the_front() -> None:
 
     line = progress_line(seen[-1], 75.0)
     spent = seen[-1].metrics["gepa/spent"]
-    assert line.startswith(f"GEPA iteration {seen[-1].iteration}: budget {spent}/40 rollouts spent ({max(40 - spent, 0)} left)")
+    assert line.startswith(
+        f"GEPA iteration {seen[-1].iteration}: budget {spent}/40 rollouts spent ({max(40 - spent, 0)} left)"
+    )
     assert line.endswith("elapsed 1:15")
 
 

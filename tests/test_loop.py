@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,32 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import ENV, assert_same_metrics, run_args
 from p2o_cli.config import build, read_config_file
 from p2o_cli.files.records import Assignment, Hard, Template, read_records
 from p2o_cli.loop.config import RunConfig
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    rows = [{"id": f"q{i}", "problem": f"What is {i}+{i + 1}?", "answer": str(2 * i + 1)} for i in range(8)]
-    (root / "train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    (root / "bench").mkdir()
-    (root / "bench" / "toy-mini.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows[:4]))
-    return root
-
-
-def run_args(model: Path, world: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "p2o_cli", "run", "--model", str(model), "--data", str(world / "train.jsonl"),
-        "--out", str(out), "--epochs", "2", "--batch-size", "4", "--k", "2", "--max-new-tokens", "6",
-        "--temperature", "1.0", "--lr", "1e-3", "--min-hard", "2", "--reflector", "toy", "--width", "2",
-        "--minibatch", "2", "--budget", "16", "--dev-size", "2", "--gepa-max-new-tokens", "6",
-        "--bench", "toy-mini", "--data-dir", str(world / "bench"), "--eval-n", "1",
-        "--eval-temperature", "0", "--eval-every", "2", "--save-every", "1", "--keep-last", "2", *extra,
-    ]
 
 
 def metrics(run: Path) -> list[dict]:
@@ -53,8 +30,6 @@ def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, wo
                             capture_output=True, env=ENV, timeout=240)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     # TensorBoard got every metric of metrics.jsonl, under the same name, at the same step.
-    from test_tracking import assert_same_metrics
-
     assert_same_metrics(straight / "tensorboard", straight / "metrics.jsonl")
     # The run ends with a readable summary, not a dict.
     tail = result.stdout.decode() + result.stderr.decode()
@@ -99,6 +74,7 @@ def test_miniature_run_then_kill_and_resume_matches(tmp_path, tiny_model_dir, wo
     assert templates[0].template_id == "t0" and len(assignments) == 8
     epoch1 = [orjson.loads(line) for f in sorted((straight / "epoch-1").glob("rollouts-*.jsonl"))
               for line in f.read_bytes().splitlines()]
+    assert len(epoch1) == 16  # 8 problems x K=2, every one assigned
     by_id = {a.id: a.template_ids for a in assignments}
     for rollout in epoch1:
         assert rollout["template_id"] == by_id[rollout["id"]][rollout["k"]]

@@ -6,9 +6,9 @@ import json
 
 import torch
 from safetensors import safe_open
-from test_train_step import TOK, batch, write_rollouts
 from typer.testing import CliRunner
 
+from helpers import TOK, batch, write_rollouts
 from p2o_cli.cli import app
 from p2o_cli.rl.lora import ADAPTER_DIR, MASTER_WEIGHTS, merged_state_dict
 from p2o_cli.rl.trainer import PolicyTrainer, TrainConfig

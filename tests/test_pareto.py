@@ -63,7 +63,9 @@ def test_select_whole_front_when_it_fits() -> None:
 def test_select_samples_distinct_members_when_front_is_wide() -> None:
     dev = [f"p{i}" for i in range(8)]
     # Eight templates each solving a different single problem: all on the front.
-    templates = [Template(f"s{i}", f"t{i}", dev_ids=dev, dev_scores=[float(j == i) for j in range(8)]) for i in range(8)]
+    templates = [
+        Template(f"s{i}", f"t{i}", dev_ids=dev, dev_scores=[float(j == i) for j in range(8)]) for i in range(8)
+    ]
     picked = select_parents(templates, 3, random.Random(1))
     assert len(picked) == 3 and len({p.template_id for p in picked}) == 3
     again = select_parents(templates, 3, random.Random(1))

@@ -345,8 +345,7 @@ def test_size_limits_and_short_error_lines(tmp_path) -> None:
 
 
 def test_over_long_reflector_templates_are_never_evaluated() -> None:
-    from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
-
+    from helpers import BoxScorer, ChatTokenizer, SkillEngine, make_hard
     from p2o_cli.gepa.config import GepaConfig
     from p2o_cli.gepa.search import run_gepa
 
@@ -390,8 +389,7 @@ class Unreachable:
 
 
 def test_unreachable_reflector_stops_the_search_after_n_failures(tmp_path) -> None:
-    from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
-
+    from helpers import BoxScorer, ChatTokenizer, SkillEngine, make_hard
     from p2o_cli.gepa.config import GepaConfig
     from p2o_cli.gepa.reflect import ReflectorError
     from p2o_cli.gepa.search import run_gepa
@@ -409,9 +407,8 @@ def test_unreachable_reflector_stops_the_search_after_n_failures(tmp_path) -> No
 def test_check_reflector_fails_fast(monkeypatch) -> None:
     import socket
 
-    from p2o_cli.gepa.reflectors import ReflectorConfig
     from p2o_cli.gepa.reflect import ReflectorError
-    from p2o_cli.gepa.reflectors import check_reflector
+    from p2o_cli.gepa.reflectors import ReflectorConfig, check_reflector
 
     with pytest.raises(ValueError, match="unknown reflector 'kimmi'"):
         check_reflector(ReflectorConfig(reflector="kimmi"))
@@ -463,8 +460,7 @@ def test_assignments_must_fit_the_problems_and_k() -> None:
 
 
 def test_gepa_budget_below_the_dev_set_spends_nothing() -> None:
-    from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
-
+    from helpers import BoxScorer, ChatTokenizer, SkillEngine, make_hard
     from p2o_cli.gepa.config import GepaConfig
     from p2o_cli.gepa.search import run_gepa
 

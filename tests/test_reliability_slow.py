@@ -40,7 +40,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZ
 
 
 # The miniature run of tests/test_loop.py: its world and its flags.
-from test_loop import run_args, world  # noqa: E402, F401 - world is a fixture
+from helpers import run_args  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -221,8 +221,7 @@ def test_reflector_faults_end_in_bounded_time(serve, script, default, expected, 
 
 @pytest.mark.timeout(120)
 def test_refused_connections_stop_the_search(tmp_path) -> None:
-    from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
-
+    from helpers import BoxScorer, ChatTokenizer, SkillEngine, make_hard
     from p2o_cli.gepa.config import GepaConfig
     from p2o_cli.gepa.reflect import ReflectorError
     from p2o_cli.gepa.search import run_gepa
@@ -235,8 +234,7 @@ def test_refused_connections_stop_the_search(tmp_path) -> None:
 
 @pytest.mark.timeout(120)
 def test_answer_leaks_are_rejected(serve) -> None:
-    from test_gepa_search import BoxScorer, ChatTokenizer, SkillEngine, make_hard
-
+    from helpers import BoxScorer, ChatTokenizer, SkillEngine, make_hard
     from p2o_cli.gepa.config import GepaConfig
     from p2o_cli.gepa.search import run_gepa
 

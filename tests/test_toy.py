@@ -108,7 +108,9 @@ def test_pretraining_mix_follows_the_rule_and_holds_out_problems() -> None:
     for _ in range(400):
         ex = next(stream)
         seen_kinds.add(ex.kind)
-        question = ex.prompt.split("\n")[-4] if ex.kind.startswith("plain") else ex.prompt.split("\n\n")[1].split("\n")[0]
+        question = (
+            ex.prompt.split("\n")[-4] if ex.kind.startswith("plain") else ex.prompt.split("\n\n")[1].split("\n")[0]
+        )
         ops = operands_of(question)
         assert ops not in excluded
         template = None if ex.kind.startswith("plain") else ex.prompt.split("\n", 1)[1].split("\n\n")[0]
@@ -181,7 +183,9 @@ def test_expected_decision_loss_is_the_mean_of_the_sampled_one() -> None:
     logits = torch.tensor([[math.log(3.0), 0.0, 0.0]] * 3)
     ids = torch.tensor([[0, 1]] * 3)
     loss = expected_decision_loss(logits, ids, torch.tensor([1.0, 0.0, 0.25]))
-    assert loss.tolist() == pytest.approx([-math.log(0.6), -math.log(0.2), -(0.25 * math.log(0.6) + 0.75 * math.log(0.2))])
+    assert loss.tolist() == pytest.approx(
+        [-math.log(0.6), -math.log(0.2), -(0.25 * math.log(0.6) + 0.75 * math.log(0.2))]
+    )
     # Its minimum over the two openings' logits is at the step probability.
     free = torch.zeros(1, 2, requires_grad=True)
     opt = torch.optim.SGD([free], lr=1.0)

@@ -2,47 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 from typer.testing import CliRunner
 
+from helpers import assert_same_metrics
 from p2o_cli.cli import app
-from p2o_cli.monitor.tracking import STEP_KEY, open_metrics_logger, resolve_report_to, scalars
-
-
-def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in the event files under ``log_dir``: tag -> [(step, value)] in write order."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out: dict[str, list[tuple[int, float]]] = {}
-    runs = sorted({p.parent for p in log_dir.rglob("events.out.tfevents.*")})
-    assert runs, f"no event files under {log_dir}"
-    for run in runs:
-        acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    return out
-
-
-def jsonl_scalars(path: Path) -> dict[str, list[tuple[int, float]]]:
-    out: dict[str, list[tuple[int, float]]] = {}
-    for line in path.read_bytes().splitlines():
-        row = scalars(orjson.loads(line))
-        for key, value in row.items():
-            out.setdefault(key, []).append((int(row.get(STEP_KEY, 0)), value))
-    return out
-
-
-def assert_same_metrics(log_dir: Path, metrics_path: Path) -> None:
-    written, logged = jsonl_scalars(metrics_path), tensorboard_scalars(log_dir)
-    assert set(logged) == set(written)
-    for tag, points in written.items():
-        assert [s for s, _ in logged[tag]] == [s for s, _ in points], tag
-        # TensorBoard stores float32.
-        assert [v for _, v in logged[tag]] == pytest.approx([v for _, v in points], rel=1e-6, abs=1e-30), tag
+from p2o_cli.monitor.tracking import open_metrics_logger, resolve_report_to
 
 
 def test_resolve_report_to() -> None:

@@ -17,15 +17,12 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from helpers import HINT, TOK, batch, make, write_rollouts
 from p2o_cli.cli import app
-from p2o_cli.data.prompts import render
 from p2o_cli.files.records import Rollout, to_dict
 from p2o_cli.rl.checkpoint import read_trainer_state
 from p2o_cli.rl.trainer import PolicyTrainer, TrainConfig, lr_at
-from p2o_cli.toy.tiny import char_tokenizer
 
-TOK = char_tokenizer()
-HINT = "Add the tens first."
 runner = CliRunner()
 
 METRIC_KEYS = {
@@ -36,29 +33,8 @@ METRIC_KEYS = {
 }
 
 
-def make(pid: str, k: int, response: str, reward: float, template: str | None = None) -> Rollout:
-    x = render(TOK, f"{pid}: 12+30?")
-    xt = render(TOK, f"{pid}: 12+30?", template) if template else x
-    return Rollout(id=pid, k=k, prompt=xt, response=response, reward=reward, pred=None, finish_reason="stop",
-                   n_tokens=len(response) + 1, template_id="t1" if template else None, template=template,
-                   original_prompt=x if template else None)
-
-
-def batch(tag: str = "") -> list[Rollout]:
-    """Two problems × 3 rollouts, mixed rewards, one templated rollout in each group."""
-    return [
-        make(f"a{tag}", 0, "42", 1.0, HINT), make(f"a{tag}", 1, "24", 0.0), make(f"a{tag}", 2, "4 2", 0.0),
-        make(f"b{tag}", 0, "The sum is 42", 1.0), make(f"b{tag}", 1, "43", 0.0, HINT), make(f"b{tag}", 2, "42!", 1.0),
-    ]
-
-
 def untemplated(r: Rollout, prompt: str) -> Rollout:
     return dataclasses.replace(r, prompt=prompt, template=None, template_id=None, original_prompt=None)
-
-
-def write_rollouts(path: Path, rollouts: list[Rollout]) -> Path:
-    path.write_bytes(b"".join(orjson.dumps(to_dict(r)) + b"\n" for r in rollouts))
-    return path
 
 
 def invoke(*args: str):

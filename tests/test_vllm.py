@@ -149,8 +149,26 @@ def vengine(vmodel):
 
 
 def eval_args(model: Path, bench: Path, out: Path, engine: str, *extra: str) -> list[str]:
-    return ["eval", "--model", str(model), "--bench", "tiny", "--data-dir", str(bench), "--out", str(out),
-            "--eval-temperature", "0", "--eval-max-new-tokens", str(MAX_NEW), "--instruction", "", "--engine", engine, *extra]
+    return [
+        "eval",
+        "--model",
+        str(model),
+        "--bench",
+        "tiny",
+        "--data-dir",
+        str(bench),
+        "--out",
+        str(out),
+        "--eval-temperature",
+        "0",
+        "--eval-max-new-tokens",
+        str(MAX_NEW),
+        "--instruction",
+        "",
+        "--engine",
+        engine,
+        *extra,
+    ]
 
 
 def read_eval(out: Path) -> tuple[dict, list[dict]]:
@@ -298,7 +316,9 @@ def test_weights_after_a_train_step_match_a_fresh_load(vmodel, vengine, tmp_path
     vengine.update_weights(trainer.model.state_dict())
     updated = vengine.generate(prompts, n=1, temperature=0.0, max_new_tokens=MAX_NEW)
     assert as_rows(updated) != as_rows(before), "the train step did not change greedy outputs; the test is void"
-    reference = HFEngine(trainer.model, tok, device="cpu").generate(prompts, n=1, temperature=0.0, max_new_tokens=MAX_NEW)
+    reference = HFEngine(trainer.model, tok, device="cpu").generate(
+        prompts, n=1, temperature=0.0, max_new_tokens=MAX_NEW
+    )
     # Token for token, except where two engines' float sums may flip a greedy pick between two
     # tokens whose logits tie: there the HF logits of both picks must be equal to 1e-3.
     for prompt, got, want in zip(prompts, as_rows(updated), as_rows(reference)):
@@ -396,9 +416,15 @@ def test_reflector_against_the_server(server) -> None:
     client.close()
 
     reflector = make_reflector("api", url=server, model="tiny", max_tokens=24, temperature=0.0)
-    request = ReflectionRequest(parent_id="t0", parent_text="", feedback=[
-        FeedbackRecord(problem_id="q", problem="What is 3+4?", response="\\boxed{8}", pred="8", correct=False, gold="7"),
-    ])
+    request = ReflectionRequest(
+        parent_id="t0",
+        parent_text="",
+        feedback=[
+            FeedbackRecord(
+                problem_id="q", problem="What is 3+4?", response="\\boxed{8}", pred="8", correct=False, gold="7"
+            ),
+        ],
+    )
     proposals = reflector.propose([request, request])
     assert len(proposals) == 2  # a tiny model's answer is rarely a fenced template: None is fine
     assert reflector.stats["failed"] == 0 and reflector.stats["requests"] == 2

@@ -40,7 +40,9 @@ def sampling_temperature(rollouts: Iterable[Rollout]) -> float | None:
     return seen[0] if seen else None
 
 
-def resolve_train_temperature(given: float | None, rollouts: Sequence[Rollout], default: float = 0.6) -> tuple[float, str | None]:
+def resolve_train_temperature(
+    given: float | None, rollouts: Sequence[Rollout], default: float = 0.6
+) -> tuple[float, str | None]:
     """(temperature to train with, warning or None) from ``--temperature`` and the rollouts' own.
 
     Not given: the rollouts' sampling temperature, else ``default``. Given and different from

@@ -11,7 +11,9 @@ from ..evaluation.evaluate import EvalConfig
 from .app import app
 from .options import command
 
-data_app = typer.Typer(name="data", help="Training-set recipes and benchmark checks.", no_args_is_help=True, rich_markup_mode=None)
+data_app = typer.Typer(
+    name="data", help="Training-set recipes and benchmark checks.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(data_app, name="data")
 
 
@@ -36,8 +38,14 @@ def prepare_command(job: PrepareJob) -> None:
 
     made = prepare(job.recipe, job.out, source=job.source, seed=job.seed, count=job.count, split=job.split)
     info = made.recipe
-    short = f" (only {info['count']:,} of the {info['requested']:,} asked for pass)" if info["count"] < info["requested"] else ""
-    typer.echo(f"{info['count']:,} problems{short} -> {made.path}; recipe {made.sidecar}; sha256 {info['sha256']}", err=True)
+    short = (
+        f" (only {info['count']:,} of the {info['requested']:,} asked for pass)"
+        if info["count"] < info["requested"]
+        else ""
+    )
+    typer.echo(
+        f"{info['count']:,} problems{short} -> {made.path}; recipe {made.sidecar}; sha256 {info['sha256']}", err=True
+    )
 
 
 _NOT_SCAN_OPTIONS = ("eval_n", "eval_temperature", "eval_top_p", "eval_max_new_tokens", "eval_limit", "grader", "seed",

@@ -38,7 +38,8 @@ class DataConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.row_filter  # a bad expression fails here, before anything loads
+        if self.filter:
+            parse_filter(self.filter)  # a bad expression fails here, before anything loads
 
     @property
     def row_filter(self) -> RowFilter | None:

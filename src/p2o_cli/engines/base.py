@@ -46,7 +46,7 @@ class Engine(Protocol):
         """``n`` completions for each rendered prompt, in order. temperature 0 = greedy."""
         ...
 
-    def update_weights(self, state_dict: Mapping[str, "torch.Tensor"]) -> None:
+    def update_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load new policy weights in place (no restart)."""
         ...
 

@@ -11,8 +11,11 @@ ENGINE_CHOICES = ("auto", "hf", "vllm", "openai")
 
 @dataclass
 class EngineConfig(Config):
-    engine: str = option("auto", choices=ENGINE_CHOICES,
-                         help="Inference engine: auto (vllm when CUDA and vllm are present, else hf), hf, vllm or openai.")
+    engine: str = option(
+        "auto",
+        choices=ENGINE_CHOICES,
+        help="Inference engine: auto (vllm when CUDA and vllm are present, else hf), hf, vllm or openai.",
+    )
     device: str = option("auto", help="auto, cpu, cuda, cuda:1 …")
     gen_batch_size: int = option(64, min=1, help="Sequences per generate call (hf engine).")
     base_url: str | None = option(None, envvar="OPENAI_BASE_URL",

@@ -99,7 +99,9 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------------ sampling
 
-    def _request(self, prompt: str, n: int, temperature: float, top_p: float, max_new_tokens: int, seed: int | None, extras: bool) -> Any:
+    def _request(
+        self, prompt: str, n: int, temperature: float, top_p: float, max_new_tokens: int, seed: int | None, extras: bool
+    ) -> Any:
         greedy = temperature <= 0
         kwargs: dict[str, Any] = {
             "model": self.served_model,

@@ -201,7 +201,8 @@ class VLLMEngine:
         encoded = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         inputs = [{"prompt_token_ids": list(ids)} for ids in encoded]
         params = [
-            self.sampling_params(n, temperature, top_p, max_new_tokens, request_seed(seed, i)) for i in range(len(prompts))
+            self.sampling_params(n, temperature, top_p, max_new_tokens, request_seed(seed, i))
+            for i in range(len(prompts))
         ]
         outputs = self._run(inputs, params, progress)
         return [[self._completion(o) for o in out.outputs] for out in outputs]
@@ -212,7 +213,9 @@ class VLLMEngine:
         if progress is None or not hasattr(llm, "enqueue"):
             outputs = llm.generate(inputs, params, use_tqdm=False)
             if progress:
-                progress(sum(len(o.outputs) for o in outputs), sum(len(c.token_ids) for o in outputs for c in o.outputs))
+                progress(
+                    sum(len(o.outputs) for o in outputs), sum(len(c.token_ids) for o in outputs for c in o.outputs)
+                )
             return outputs
         ids = [str(request_id) for request_id in llm.enqueue(inputs, params, use_tqdm=False)]
         # Outputs carry the id the request was given; enqueue may answer with an internal id
@@ -247,7 +250,9 @@ class VLLMEngine:
         logprobs = None
         if self.want_logprobs and out.logprobs is not None:
             logprobs = [float(step[token].logprob) for step, token in zip(out.logprobs, tokens)]
-        return Completion(text=out.text, n_tokens=len(tokens), finish_reason=reason, token_ids=tokens, logprobs=logprobs)
+        return Completion(
+            text=out.text, n_tokens=len(tokens), finish_reason=reason, token_ids=tokens, logprobs=logprobs
+        )
 
     # ------------------------------------------------------------------ weights
 

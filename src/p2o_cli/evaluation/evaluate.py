@@ -207,7 +207,9 @@ def evaluate(
     samples: list[dict[str, Any]] = []
     for bench, problems in loaded:
         n = protocol_of(bench, cfg)[0]
-        display = progress_factory(f"eval {bench.name}", len(problems) * n) if progress_factory else nullcontext(progress)
+        display = (
+            progress_factory(f"eval {bench.name}", len(problems) * n) if progress_factory else nullcontext(progress)
+        )
         with display as bench_progress:
             result, bench_samples = _score_bench(bench, problems, engine, tokenizer, cfg, scorer, bench_progress)
         benchmarks[bench.name] = result

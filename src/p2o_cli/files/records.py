@@ -12,7 +12,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -138,56 +138,56 @@ def dumps(record: Any) -> bytes:
 # ---------------------------------------------------------------- validation
 
 
+# What a JSON value must be for each scalar annotation, as the error says it.
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+
+
 def check_type(value: Any, tp: Any, name: str) -> Any:
     """``value`` checked against the annotation ``tp`` and returned (ints as floats where a float is
     due, dataclasses built recursively); P2OError naming ``name`` if it does not fit."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        if len(options) == 2 and type(None) in options:  # Optional[T]: T's own message
-            return check_type(value, next(o for o in options if o is not type(None)), name)
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return check_type(value, option, name)
-            except ValueError:
-                pass
-        raise P2OError(f"field {name!r} has the wrong type ({type(value).__name__})")
+        return _check_union(value, typing.get_args(tp), name)
     if origin is list:
-        if not isinstance(value, list):
-            raise P2OError(f"field {name!r} must be a list, got {type(value).__name__}")
         (item_tp,) = typing.get_args(tp)
-        return [check_type(v, item_tp, f"{name}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise P2OError(f"field {name!r} must be an object, got {type(value).__name__}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise P2OError(f"field {name!r} must be an object, got {type(value).__name__}")
-        return from_dict(tp, value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise P2OError(f"field {name!r} must be true or false, got {type(value).__name__}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise P2OError(f"field {name!r} must be a number, got {type(value).__name__}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise P2OError(f"field {name!r} must be an integer, got {type(value).__name__}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise P2OError(f"field {name!r} must be a string, got {type(value).__name__}")
-        return value
+        return [check_type(v, item_tp, f"{name}[{i}]") for i, v in enumerate(_expect(value, list, "a list", name))]
+    if origin is dict or dataclasses.is_dataclass(tp):
+        obj = _expect(value, dict, "an object", name)
+        return from_dict(tp, obj) if dataclasses.is_dataclass(tp) else obj
+    if tp in _SCALARS:
+        fits, what = _SCALARS[tp]
+        if not fits(value):
+            raise P2OError(f"field {name!r} must be {what}, got {type(value).__name__}")
+        return float(value) if tp is float else value
     if tp is Any:
         return value
     raise P2OError(f"field {name!r}: unsupported type {getattr(tp, '__name__', tp)}")
+
+
+def _expect(value: Any, kind: type, what: str, name: str) -> Any:
+    if not isinstance(value, kind):
+        raise P2OError(f"field {name!r} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def _check_union(value: Any, options: tuple[Any, ...], name: str) -> Any:
+    if value is None and type(None) in options:
+        return None
+    if len(options) == 2 and type(None) in options:  # Optional[T]: T's own message
+        return check_type(value, next(o for o in options if o is not type(None)), name)
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return check_type(value, option, name)
+        except ValueError:
+            pass
+    raise P2OError(f"field {name!r} has the wrong type ({type(value).__name__})")
 
 
 def from_dict(cls: type[R], obj: dict[str, Any]) -> R:
@@ -229,31 +229,46 @@ def check_record(record: Any) -> None:
     if isinstance(record, (Problem, Hard)):
         _check_text("problem", record.problem, MAX_PROBLEM_CHARS)
         _check_text("answer", record.answer, MAX_ANSWER_CHARS)
-    if isinstance(record, Rollout):
-        _check_rewards("reward", [record.reward])
-        _check_rewards("plain_rewards", record.plain_rewards or [])
-        _check_text("template", record.template, MAX_TEMPLATE_CHARS)
-        for name in ("k", "n_tokens", "policy_version"):
-            if getattr(record, name) < 0:
-                raise P2OError(f"field {name!r} is {getattr(record, name)}; it cannot be negative")
-        if record.response_ids is not None and any(t < 0 for t in record.response_ids):
-            raise P2OError("field 'response_ids' holds a negative token id")
-    elif isinstance(record, Hard):
-        _check_rewards("rewards", record.rewards)
-        _check_rewards("mean_reward", [record.mean_reward])
-    elif isinstance(record, Template):
-        _check_text("text", record.text, MAX_TEMPLATE_CHARS)
-        if len(record.dev_ids) != len(record.dev_scores):
-            raise P2OError(
-                f"dev_ids has {len(record.dev_ids)} entries but dev_scores {len(record.dev_scores)}; they pair up"
-            )
-        _check_rewards("dev_scores", record.dev_scores)
-        if record.iteration < 0:
-            raise P2OError(f"field 'iteration' is {record.iteration}; it cannot be negative")
-    elif isinstance(record, Assignment):
-        if not record.template_ids:
-            raise P2OError("field 'template_ids' is empty; an assignment names one template per rollout")
-        _check_rewards("plain_rewards", record.plain_rewards)
+    check = _RECORD_CHECKS.get(type(record))
+    if check is not None:
+        check(record)
+
+
+def _check_rollout(record: Rollout) -> None:
+    _check_rewards("reward", [record.reward])
+    _check_rewards("plain_rewards", record.plain_rewards or [])
+    _check_text("template", record.template, MAX_TEMPLATE_CHARS)
+    for name in ("k", "n_tokens", "policy_version"):
+        if getattr(record, name) < 0:
+            raise P2OError(f"field {name!r} is {getattr(record, name)}; it cannot be negative")
+    if record.response_ids is not None and any(t < 0 for t in record.response_ids):
+        raise P2OError("field 'response_ids' holds a negative token id")
+
+
+def _check_hard(record: Hard) -> None:
+    _check_rewards("rewards", record.rewards)
+    _check_rewards("mean_reward", [record.mean_reward])
+
+
+def _check_template(record: Template) -> None:
+    _check_text("text", record.text, MAX_TEMPLATE_CHARS)
+    if len(record.dev_ids) != len(record.dev_scores):
+        raise P2OError(f"dev_ids has {len(record.dev_ids)} entries but dev_scores {len(record.dev_scores)}; "
+                       "they pair up")
+    _check_rewards("dev_scores", record.dev_scores)
+    if record.iteration < 0:
+        raise P2OError(f"field 'iteration' is {record.iteration}; it cannot be negative")
+
+
+def _check_assignment(record: Assignment) -> None:
+    if not record.template_ids:
+        raise P2OError("field 'template_ids' is empty; an assignment names one template per rollout")
+    _check_rewards("plain_rewards", record.plain_rewards)
+
+
+_RECORD_CHECKS: dict[type, Callable[[Any], None]] = {
+    Rollout: _check_rollout, Hard: _check_hard, Template: _check_template, Assignment: _check_assignment,
+}
 
 
 # ---------------------------------------------------------------- reading

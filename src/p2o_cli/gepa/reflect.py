@@ -100,7 +100,9 @@ def feedback_text(record: FeedbackRecord) -> str:
     return f"The response is incorrect. Its final answer was {extracted}; the correct answer is {record.gold}."
 
 
-def reflective_dataset(request: ReflectionRequest, max_response_chars: int = MAX_RESPONSE_CHARS) -> list[dict[str, str]]:
+def reflective_dataset(
+    request: ReflectionRequest, max_response_chars: int = MAX_RESPONSE_CHARS
+) -> list[dict[str, str]]:
     """The feedback as GEPA's default adapter shapes it: Inputs / Generated Outputs / Feedback."""
     return [
         {

@@ -374,4 +374,6 @@ def _checkpoint(
     if state_path is not None:
         write_json(state_path, state_to_json(state, rng))
     if on_iteration is not None:
-        on_iteration(GepaProgress(state.iteration, metrics, state.templates, front_templates(state.templates), cfg.budget))
+        on_iteration(
+            GepaProgress(state.iteration, metrics, state.templates, front_templates(state.templates), cfg.budget)
+        )

@@ -75,7 +75,13 @@ class LineProgress:
     """
 
     def __init__(self, description: str, total: int, stream: TextIO, interval: float, clock: Clock = time.monotonic):
-        self.description, self.total, self.stream, self.interval, self.clock = description, total, stream, interval, clock
+        self.description, self.total, self.stream, self.interval, self.clock = (
+            description,
+            total,
+            stream,
+            interval,
+            clock,
+        )
         self.done = 0
         self.tokens = 0
         self.start = clock()

@@ -87,7 +87,12 @@ def load_run(run_dir: str | Path) -> RunSeries:
 def comparison_table(runs: Sequence[RunSeries]) -> str:
     """Markdown: final eval accuracy per benchmark, first/last hard count, final train reward."""
     benches = sorted({k for run in runs for k in run.eval_keys()})
-    header = ["run", *[k[len(EVAL_PREFIX) : -len(EVAL_SUFFIX)] for k in benches], "hard (first → last)", "train reward (last)"]
+    header = [
+        "run",
+        *[k[len(EVAL_PREFIX) : -len(EVAL_SUFFIX)] for k in benches],
+        "hard (first → last)",
+        "train reward (last)",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         cells = [run.name]

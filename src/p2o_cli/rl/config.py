@@ -23,8 +23,9 @@ SCHEDULE_DEFAULTS: dict[str, float | int] = {"lr": 1e-6, "warmup_ratio": 0.05, "
 class TrainConfig(Config):
     # LR schedule, in train steps (rollout batches): linear warmup, then cosine to min_lr_ratio·lr.
     lr: float | None = option(None, min=0.0, help="Peak learning rate (default: the checkpoint's, else 1e-6).")
-    warmup_ratio: float | None = option(None, min=0.0, max=1.0,
-                                        help="Linear warmup share of the schedule (default: the checkpoint's, else 0.05).")
+    warmup_ratio: float | None = option(
+        None, min=0.0, max=1.0, help="Linear warmup share of the schedule (default: the checkpoint's, else 0.05)."
+    )
     total_steps: int | None = option(None, min=1, help="Train steps (rollout batches) the cosine schedule spans "
                                                        "(default: the checkpoint's, else 1000).")
     min_lr_ratio: float | None = option(None, min=0.0, max=1.0,
@@ -35,17 +36,24 @@ class TrainConfig(Config):
     max_grad_norm: float = option(1.0, min=0.0, help="Gradient clipping norm; 0 = off (the norm is still logged).")
     mini_batches: int = option(2, min=1, help="Optimizer updates per rollout batch (whole groups each; "
                                               "2 = one-step off-policy).")
-    max_tokens_per_micro_batch: int = option(16384, min=2, help="Token budget of one forward/backward "
-                                                                "(padded rows count their padding; bounds peak memory).")
+    max_tokens_per_micro_batch: int = option(
+        16384, min=2, help="Token budget of one forward/backward (padded rows count their padding; bounds peak memory)."
+    )
     # "packed" under sdpa/eager is correct but costs O(row²): a block-diagonal mask over the whole row.
-    packing: str = option("auto", choices=PACKING_MODES,
-                          help="Micro-batch rows: auto (several sequences per row only under varlen attention, "
-                               "flash-attention; else length-sorted padded rows, a group's responses sharing one row "
-                               "with their prompt where that costs fewer FLOPs), padded (one sequence per row) or packed.")
+    packing: str = option(
+        "auto",
+        choices=PACKING_MODES,
+        help="Micro-batch rows: auto (several sequences per row only under varlen attention, "
+        "flash-attention; else length-sorted padded rows, a group's responses sharing one row "
+        "with their prompt where that costs fewer FLOPs), padded (one sequence per row) or packed.",
+    )
     gradient_checkpointing: bool = option(False, help="Recompute activations in backward.")
     # Objective.
-    distill: str = option("original", choices=DISTILL_MODES,
-                          help="Train templated rollouts on: original (x, context distillation) or none (x̃, the ablation).")
+    distill: str = option(
+        "original",
+        choices=DISTILL_MODES,
+        help="Train templated rollouts on: original (x, context distillation) or none (x̃, the ablation).",
+    )
     template_ratio_mask: str = option("0.01,10", help="LOW,HIGH: zero the loss where π(y|x)/π(y|x̃) is outside; "
                                                       "none = off.")
     adv_estimator: str = option("grpo", help="Advantage estimator (registered name: grpo, dr_grpo).")
@@ -136,7 +144,8 @@ class TrainConfig(Config):
         """Fill unset schedule fields from a checkpoint's stored schedule, then the defaults."""
         stored = stored or {}
         return dataclasses.replace(
-            self, **{k: v if (v := getattr(self, k)) is not None else stored.get(k, d) for k, d in SCHEDULE_DEFAULTS.items()}
+            self,
+            **{k: v if (v := getattr(self, k)) is not None else stored.get(k, d) for k, d in SCHEDULE_DEFAULTS.items()},
         )
 
     def schedule(self) -> dict[str, Any]:

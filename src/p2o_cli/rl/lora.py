@@ -113,7 +113,10 @@ def resolve_save_dtype(save_dtype: str, source_dtype: Any) -> torch.dtype:
 
 def cast_state_dict(state_dict: dict[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:
     """Floating-point tensors to ``dtype`` on the CPU (integer buffers stay as they are)."""
-    return {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().to("cpu")) for k, v in state_dict.items()}
+    return {
+        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().to("cpu"))
+        for k, v in state_dict.items()
+    }
 
 
 def set_config_dtype(model_dir: Path, dtype: torch.dtype) -> None:

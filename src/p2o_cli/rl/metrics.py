@@ -75,7 +75,9 @@ def step_metrics(cfg: TrainConfig, rollouts: Sequence[Any], plan: Plan, adv: Ten
         "perf/micro_batches": s["micro_batches"],
         "perf/max_tokens_per_micro_batch": hi["micro_batch_tokens"],
         # this process's rows that hold one prompt and its group's responses (rl/rows.py)
-        "perf/shared_prompt_rows": float(sum(mb.rows for mbs in plan.train for mb in mbs if mb.attention_mask is not None)),
+        "perf/shared_prompt_rows": float(
+            sum(mb.rows for mbs in plan.train for mb in mbs if mb.attention_mask is not None)
+        ),
     }
     if cfg.log_entropy:
         m["actor/entropy"] = s["entropy"] / max(s["entropy_tokens"], 1.0)

@@ -38,11 +38,11 @@ class MicroBatch:
 
     Packed: one row ``[1, L]`` with restarting ``position_ids``. Padded: ``[R, L]``, one sequence
     per row, ``position_ids`` None. Shared prompt: ``[R, L]`` rows of one prompt and its
-    responses, with ``position_ids`` and a boolean ``attention_mask`` ``[R, 1, L, L]``. ``logit_positions[i]`` is the position in the flattened
-    ``input_ids`` whose logits predict response token ``i`` (flattened over sequences in order);
-    ``lengths`` are the response lengths, to split it. ``logits_to_keep`` (padded only) is how
-    many trailing positions of each row need logits: every response's first predicting position
-    lies in them.
+    responses, with ``position_ids`` and a boolean ``attention_mask`` ``[R, 1, L, L]``.
+    ``logit_positions[i]`` is the position in the flattened ``input_ids`` whose logits predict
+    response token ``i`` (flattened over sequences in order); ``lengths`` are the response
+    lengths, to split it. ``logits_to_keep`` (padded only) is how many trailing positions of each
+    row need logits: every response's first predicting position lies in them.
     """
 
     seqs: list[int]

@@ -103,7 +103,8 @@ def parse_strength(spec: str) -> list[float] | None:
     try:
         levels = [float(x) for x in spec.split(",")]
     except ValueError:
-        raise ValueError(f"trigger strength must be 'mix' or numbers in (0, 1] separated by commas, got {spec!r}") from None
+        raise ValueError(f"trigger strength must be 'mix' or numbers in (0, 1] separated by commas, "
+                         f"got {spec!r}") from None
     if not levels or any(not 0.0 < x <= 1.0 for x in levels):
         raise ValueError(f"trigger strengths must lie in (0, 1], got {spec!r}")
     return levels

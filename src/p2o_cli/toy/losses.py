@@ -10,7 +10,9 @@ import torch
 IGNORE = -100
 
 
-def expected_decision_loss(decision_logits: torch.Tensor, decision_ids: torch.Tensor, step_prob: torch.Tensor) -> torch.Tensor:
+def expected_decision_loss(
+    decision_logits: torch.Tensor, decision_ids: torch.Tensor, step_prob: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy ``[B]`` of the first response token against its expected target: the step
     opening with ``step_prob``, the direct one otherwise (the mean over the Bernoulli draw of the
     sampled target's loss, without its noise)."""
