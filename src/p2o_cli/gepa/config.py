@@ -21,7 +21,8 @@ class GepaConfig(Config):
     gepa_temperature: float = option(0.0, min=0.0, help="GEPA evaluation temperature; 0 = greedy.")
     gepa_top_p: float = option(1.0, above=0.0, max=1.0, help="GEPA evaluation nucleus mass.")
     gepa_max_new_tokens: int | None = option(None, min=1, help="Response limit in GEPA evaluations "
-                                                               "(default: --max-new-tokens).")
+                                                               "(default: --max-new-tokens in p2o run, 1024 in "
+                                                               "p2o gepa).")
     # An unreachable reflector would otherwise be retried for every proposal of the whole budget.
     max_reflector_failures: int = option(3, min=1, help="Stop (exit 2, search saved) after this many proposals in "
                                                         "a row got no reply from the reflector.")

@@ -32,7 +32,8 @@ class ReflectorConfig(Config):
                                          "self (the policy model), or one an installed package offers (toy: the "
                                          "toy world's).")
     reflector_url: str | None = option(None, help="Reflector chat-completions base URL (overrides the preset).")
-    reflector_model: str | None = option(None, help="Reflector model name (API) or model directory (self).")
+    reflector_model: str | None = option(None, help="Reflector model name (API), or model directory for self in "
+                                                "p2o gepa (p2o run's self is the initial policy).")
     reflector_key_env: str | None = option(None, help="Environment variable holding the reflector's API key.")
     reflector_timeout: float = option(300.0, min=1.0, help="Seconds per reflector request.")
     reflector_retries: int = option(6, min=0, help="Reflector retries on 429/5xx/timeouts.")
