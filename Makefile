@@ -62,9 +62,8 @@ test-vllm: install-vllm
 # paper's group baseline), the plain-baseline variant and the ablations (w/o distillation, same
 # template in group, ratio mask) from it with the same seed and step budget, two runs at a time,
 # then one report (DEMO_DIR/report/). Interrupted, it resumes; finished runs are not recomputed.
-# `make demo` is one seed, `make sweep` README's three; README gives their times on a 2-core
-# machine ("One seed: `make demo`", "The graded world"). VARIANTS=grpo,p2o runs only the headline
-# pair, GRPO and P²O.
+# `make demo` is one seed, `make sweep` three; docs/toy-world.md gives their times on a 2-core
+# machine. VARIANTS=grpo,p2o runs only the headline pair, GRPO and P²O.
 DEMO_DIR ?= demo-out
 SEED ?= 1
 SEEDS ?= 5,6,7
