@@ -1,6 +1,6 @@
 """Reliability: outputs never lose data, bad input gets one line and exit 2, nothing hangs.
 
-Each test reproduces a defect of the reliability campaign (README "Guarantees"); the slow
+Each test reproduces a defect of the reliability campaign (docs/guarantees.md); the slow
 tier (tests/test_reliability_slow.py) kills whole runs and fuzzes every reader.
 """
 

@@ -448,7 +448,7 @@ def test_missed_world_targets_are_named() -> None:
                 "best_template": {"pass@6": best}, "runs": runs or {}}
 
     assert missed_targets(measured(0.031, 0.586)) == []
-    (line,) = missed_targets(measured(0.055, 0.211))  # the seed-3 world of README
+    (line,) = missed_targets(measured(0.055, 0.211))  # the seed-3 world of docs/toy-world.md
     assert "best template toy-hard pass@6 is 21.1% (target > 50%)" in line
     lines = missed_targets(measured(0.10, 0.50))  # both bounds are strict
     assert len(lines) == 2 and "plain toy-hard pass@6 is 10.0% (target < 10%)" in lines[0]

@@ -3,7 +3,7 @@
 Figures are copied from the paper's Tables 1 and 2 (percent, Qwen2.5-Math evaluation suite;
 AIME24/AIME25/AMC23 avg@16 at T=0.6, the others greedy). A reproduction scored with
 ``--grader strict`` reads no unboxed answers, so expect it to sit below these; ``--grader qwen``
-is the comparable one (README, "Evaluation").
+is the comparable one (docs/evaluation.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Where p2o writes: atomic replacement, checks made before any compute, and crash recovery.
 
-Rules (README "Guarantees"):
+Rules (docs/guarantees.md):
 
 - a file output never replaces a directory;
 - a checkpoint output replaces only a directory that is recognisably a p2o checkpoint;

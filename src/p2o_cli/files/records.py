@@ -22,7 +22,7 @@ import orjson
 from ..errors import P2OError, RecordError, shown
 from .outputs import STDIO, atomic_path
 
-# Documented size limits (README "Guarantees"): a record beyond them is refused with a clear
+# Documented size limits (docs/guarantees.md): a record beyond them is refused with a clear
 # error before anything is generated from it (a 50 MB problem would exhaust memory instead).
 MAX_ID_CHARS = 256
 MAX_PROBLEM_CHARS = 50_000

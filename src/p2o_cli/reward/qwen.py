@@ -4,7 +4,7 @@ Re-implemented from a reading of QwenLM/Qwen2.5-Math ``evaluation/parser.py`` (`
 ``strip_string``, ``parse_ground_truth``), so that p2o's benchmark numbers can sit beside papers
 that used that suite. Only the suite's *extraction* is reproduced here; equality stays with
 math-verify (see reward.py), because the suite's own ``math_equal`` has known false positives
-and negatives (README, "Evaluation").
+and negatives (docs/evaluation.md).
 
 Differences from the suite, on purpose:
 - Number words: the suite converts any text holding number words with the word2number package
