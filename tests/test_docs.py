@@ -7,11 +7,12 @@ read from the very blocks the pages show.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import orjson
@@ -164,37 +165,52 @@ def test_pages_name_only_options_that_exist() -> None:
 
 def test_pages_name_only_commands_that_exist() -> None:
     commands = p2o_commands()
-    bad = []
-    for page in PAGES:
+
+    def named(page: Path) -> Iterator[str]:
         for segment in segments(page):
             words = split_launcher(segment.split())[1]
-            if len(words) < 2 or not re.fullmatch(r"[a-z][a-z-]*", words[1]):
-                continue  # not a p2o command, or `p2o COMMAND --help`, `p2o --version`
-            path = command_path(words, commands)
-            if not path or commands[path] == {"--help"}:  # unknown, or a group without its subcommand
-                bad.append(f"{page.relative_to(REPO)}: {segment}")
-    assert not bad, "\n".join(bad)
+            if len(words) > 1 and re.fullmatch(r"[a-z][a-z-]*", words[1]):  # not `p2o COMMAND`, `p2o --version`
+                yield segment
+
+    def exists(segment: str) -> bool:
+        path = command_path(split_launcher(segment.split())[1], commands)
+        return bool(path) and commands[path] != {"--help"}  # a group needs its subcommand
+
+    bad = missing(named, exists)
+    assert not bad, "p2o commands that do not exist:\n" + "\n".join(bad)
+
+
+def missing(found: Callable[[Path], Iterable[str]], exists: Callable[[str], bool]) -> list[str]:
+    """``page: item`` for every item a page names that does not exist."""
+    return [f"{page.relative_to(REPO)}: {item}" for page in PAGES for item in found(page) if not exists(item)]
+
+
+def code_chunks(page: Path) -> list[str]:
+    lines, spans = code_of(page.read_text())
+    return lines + spans
 
 
 def test_pages_name_only_make_targets_that_exist() -> None:
-    targets = make_targets()
-    bad = []
-    for page in PAGES:
-        lines, spans = code_of(page.read_text())
-        for text in lines + spans:
+    def named(page: Path) -> Iterator[str]:
+        for text in code_chunks(page):
             for match in re.finditer(r"(?<![\w-])make((?: +[a-z][\w-]*(?![\w=]))+)", text):
-                bad += [f"{page.relative_to(REPO)}: make {t}" for t in match.group(1).split() if t not in targets]
-    assert not bad, "\n".join(bad)
+                yield from match.group(1).split()
+
+    bad = missing(named, make_targets().__contains__)
+    assert not bad, "make targets that do not exist:\n" + "\n".join(bad)
 
 
-def generated_paths() -> set[str]:
+@functools.cache
+def generated_paths() -> frozenset[str]:
     """What the build writes and git ignores (benchmarks/.work, site …): named in the pages, absent in a clone."""
     lines = (REPO / ".gitignore").read_text().splitlines()
-    return {line.strip("/") for line in lines if line.strip() and not line.startswith("#") and "*" not in line}
+    return frozenset(line.strip("/") for line in lines if line.strip() and not line.startswith("#") and "*" not in line)
 
 
 def repo_path_exists(token: str) -> bool:
     token = token.split("::")[0].rstrip(".,:;)")
+    if any(c in token for c in "<{*…"):
+        return True  # a pattern, not a path
     if token in EXTERNAL_FILES or token.rstrip("/") in generated_paths() or (REPO / token).exists():
         return True
     if token.endswith(".py") and "/" in token:
@@ -205,30 +221,28 @@ def repo_path_exists(token: str) -> bool:
     return False
 
 
+PATH = re.compile(rf"(?<![\w./-])((?:{'|'.join(map(re.escape, REPO_ROOTS))})[\w./-]*"
+                  rf"|(?:{'|'.join(map(re.escape, TOP_FILES))})(?![\w.-])|[\w/-]+\.py(?:::\w+)?)")
+
+
 def test_pages_name_only_files_that_exist() -> None:
-    pattern = re.compile(rf"(?<![\w./-])((?:{'|'.join(map(re.escape, REPO_ROOTS))})[\w./-]*"
-                         rf"|(?:{'|'.join(map(re.escape, TOP_FILES))})(?![\w.-])|[\w/-]+\.py(?:::\w+)?)")
-    bad = []
-    for page in PAGES:
-        text = page.read_text()
-        lines, spans = code_of(text)
-        links = re.findall(r"\]\(([^)#\s]+)", text) if page == README else []
-        for token in [t for chunk in lines + spans for t in pattern.findall(chunk)] + links:
-            if not any(c in token for c in "<{*…") and not repo_path_exists(token):
-                bad.append(f"{page.relative_to(REPO)}: {token}")
-    assert not bad, "\n".join(bad)
+    def named(page: Path) -> Iterator[str]:
+        for chunk in code_chunks(page):
+            yield from PATH.findall(chunk)
+        if page == README:  # links; the site's own links are checked by mkdocs build --strict
+            yield from re.findall(r"\]\(([^)#\s]+)", page.read_text())
+
+    bad = missing(named, repo_path_exists)
+    assert not bad, "repository files that do not exist:\n" + "\n".join(bad)
 
 
 def test_pages_name_only_tests_that_exist() -> None:
-    names = defined_tests()
-    bad = []
-    for page in PAGES:
-        _, spans = code_of(page.read_text())
-        for span in spans:
-            for name in re.findall(r"(?<![\w/.])(test_\w+)(?![\w.])", span):
-                if name not in names:
-                    bad.append(f"{page.relative_to(REPO)}: {name}")
-    assert not bad, "\n".join(bad)
+    def named(page: Path) -> Iterator[str]:
+        for span in code_of(page.read_text())[1]:
+            yield from re.findall(r"(?<![\w/.])(test_\w+)(?![\w.])", span)
+
+    bad = missing(named, defined_tests().__contains__)
+    assert not bad, "tests that do not exist:\n" + "\n".join(bad)
 
 
 def test_readme_is_a_front_door() -> None:
