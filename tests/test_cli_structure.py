@@ -79,7 +79,7 @@ def test_version_and_short_help() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("p2o ")
     result = runner.invoke(app, ["mine-hard", "-h"])
-    assert result.exit_code == 0 and "--tau" in result.output and "(0.2)" in result.output
+    assert result.exit_code == 0 and "--tau" in result.output and "[default: 0.2]" in result.output
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,13 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import ConfigError, P2OError
 from .files.records import check_type
+from .plugins import Registry
 
-# TRL / verl names accepted in config files for the p2o option they mean.
+# TRL / verl names for the p2o option they mean: accepted as flags and as config-file keys.
 ALIASES: dict[str, str] = {
     "num_generations": "k",
     "max_completion_length": "max_new_tokens",
@@ -32,9 +33,17 @@ ALIASES: dict[str, str] = {
     "epsilon_high": "clip_high",
     "learning_rate": "lr",
 }
-# Keys of earlier p2o config files: renamed ones still work, ones whose meaning changed are named.
-ALIASES.update({"eval_data_dir": "data_dir", "eval_bench": "bench"})
+# Keys of earlier p2o config files: renamed ones still work (in files only), ones whose meaning changed are named.
+OLD_KEYS: dict[str, str] = {"eval_data_dir": "data_dir", "eval_bench": "bench"}
 RENAMED: dict[str, str] = {"no_std_norm": "std_norm = false"}
+# Sampling where no option says otherwise: the options' defaults, and engines' generate() takes the same.
+TEMPERATURE = 0.6
+MAX_NEW_TOKENS = 1024
+
+
+def aliases_of(name: str) -> tuple[str, ...]:
+    """The TRL/verl names of option ``name``."""
+    return tuple(alias for alias, target in ALIASES.items() if target == name)
 
 
 def option(
@@ -43,6 +52,7 @@ def option(
     help: str,
     default_factory: Callable[[], Any] | Any = MISSING,
     choices: tuple[str, ...] | None = None,
+    registry: Registry[Any] | None = None,
     min: float | None = None,
     max: float | None = None,
     above: float | None = None,
@@ -53,16 +63,24 @@ def option(
     argument: bool = False,
     metavar: str | None = None,
     required: bool = False,
+    unset: str | None = None,
+    follows: str | None = None,
+    scale: float = 1.0,
+    panel: str | None = None,
 ) -> Any:
     """A config field that is also a flag: ``--name-with-dashes`` (or ``flag``).
 
     ``min``/``max`` are inclusive bounds, ``above`` an exclusive lower bound; ``None`` values are
-    not checked (None means "not set: use the documented fallback"). ``cli=False`` keeps a field
-    out of the command line and config files (state the program sets itself).
+    not checked. A ``None`` default needs ``unset``: what happens then, which ``--help`` prints as
+    the default (a fallback that depends on run-time data, such as a benchmark's own protocol).
+    ``follows``: when not given, the option takes that other option's value (times ``scale``) in
+    every command that has it, and ``default`` elsewhere. ``registry``: the value names one of its
+    entries, listed in ``--help``. ``panel``: the ``--help`` panel, where not the section's.
+    ``cli=False`` keeps a field out of the command line and config files (state the program sets itself).
     """
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "envvar": envvar,
-            "shared": shared, "cli": cli, "flag": flag, "argument": argument, "metavar": metavar,
-            "required": required}
+    meta = {"help": help, "choices": choices, "registry": registry, "min": min, "max": max, "above": above,
+            "envvar": envvar, "shared": shared, "cli": cli, "flag": flag, "argument": argument, "metavar": metavar,
+            "required": required, "unset": unset, "follows": follows, "scale": scale, "panel": panel}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -88,6 +106,7 @@ class Spec:
     type: Any
     default: Any
     meta: Mapping[str, Any]
+    panel: str | None = None  # the --help panel: the option's own, else its section's (None: the job's)
 
     @property
     def flag(self) -> str:
@@ -95,17 +114,32 @@ class Spec:
 
 
 class Config:
-    """Base of every config dataclass: checks declared bounds and choices on construction."""
+    """Base of every config dataclass: checks declared bounds and choices on construction.
+
+    ``PANEL`` names the ``--help`` panel of the options a config declares (and of the sections
+    inside it that name none).
+    """
+
+    PANEL: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         hints = _hints(type(self))
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        for f in fields:  # an unset option that follows another of this config takes its value
+            target = f.metadata.get("follows")
+            if getattr(self, f.name) is None and target in hints:
+                setattr(self, f.name, _followed(getattr(self, target), f.metadata))
+        for f in fields:
             if "section" in f.metadata or not f.metadata.get("cli", True):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and _accepts_float(hints[f.name]):
                 setattr(self, f.name, value := float(value))
             check_bounds(f.name, value, f.metadata)
+
+
+def _followed(value: Any, meta: Mapping[str, Any]) -> Any:
+    return value if meta.get("scale", 1.0) == 1.0 else value * meta["scale"]
 
 
 def label(name: str) -> str:
@@ -156,7 +190,7 @@ def base_type(tp: Any) -> tuple[Any, bool]:
 def option_specs(cls: type) -> dict[str, tuple[Spec, ...]]:
     """Every option of ``cls``'s tree by name; a shared option has one Spec per config declaring it."""
     found: dict[str, list[Spec]] = {}
-    _walk(cls, (), cls.__dataclass_fields__, None, (), found, shared=False)
+    _walk(cls, (), cls.__dataclass_fields__, None, (), found, shared=False, panel=None)
     for name, specs in found.items():
         if len(specs) > 1 and not all(s.meta.get("shared") for s in specs):
             where = ", ".join(".".join(s.path) or "top" for s in specs)
@@ -165,15 +199,16 @@ def option_specs(cls: type) -> dict[str, tuple[Spec, ...]]:
 
 
 def _walk(cls: type, path: tuple[str, ...], fields: Mapping[str, Any], instance: Any, exclude: tuple[str, ...],
-          found: dict[str, list[Spec]], shared: bool) -> None:
+          found: dict[str, list[Spec]], shared: bool, panel: str | None) -> None:
     hints = _hints(cls)
+    panel = getattr(cls, "PANEL", None) or panel
     for f in fields.values():
         if f.name in exclude:
             continue
         if "section" in f.metadata:
             sub = f.default_factory()
             _walk(f.metadata["section"], (*path, f.name), sub.__dataclass_fields__, sub, f.metadata["exclude"],
-                  found, shared or f.metadata["shared"])
+                  found, shared or f.metadata["shared"], panel)
             continue
         if not f.metadata.get("cli", True) or "help" not in f.metadata:
             continue
@@ -184,7 +219,8 @@ def _walk(cls: type, path: tuple[str, ...], fields: Mapping[str, Any], instance:
         else:
             default = f.default_factory() if f.default_factory is not MISSING else None
         meta = {**f.metadata, "shared": f.metadata.get("shared") or shared}
-        found.setdefault(f.name, []).append(Spec(f.name, path, hints[f.name], default, meta))
+        spec = Spec(f.name, path, hints[f.name], default, meta, f.metadata.get("panel") or (panel if path else None))
+        found.setdefault(f.name, []).append(spec)
 
 
 def sections(cls: type) -> set[str]:
@@ -207,7 +243,25 @@ def build(cls: type, values: Mapping[str, Any], source: str = "") -> Any:
     for name, specs_of in specs.items():
         if specs_of[0].meta.get("required") and values.get(name) in (None, "", []):
             raise ConfigError(f"missing {specs_of[0].flag} (or {name!r} in --config)")
+    for name, specs_of in specs.items():
+        target = specs_of[0].meta.get("follows")
+        if name not in values and target in specs:
+            values[name] = _followed(values.get(target, specs[target][0].default), specs_of[0].meta)
     return check_tree(_construct(cls, dict(values)))
+
+
+def resolve(cls: type, flags: Mapping[str, Any], config_file: str | None = None,
+            base: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> tuple[Any, frozenset[str]]:
+    """``cls`` from its layers: defaults < ``base`` < the config file < the flags.
+
+    ``base(above)`` sees the values of the file and the flags (e.g. ``--resume RUN_DIR``, or the
+    checkpoint a train-step continues) and returns the layer under them. Also returns the names
+    the user set, in the file or by flag.
+    """
+    above = dict(read_config_file(config_file, cls)) if config_file else {}
+    above.update(flags)
+    values = {**(base(above) if base else {}), **above}
+    return build(cls, values), frozenset(above)
 
 
 def _construct(cls: type, values: dict[str, Any], base: Any = None, exclude: tuple[str, ...] = ()) -> Any:
@@ -250,14 +304,17 @@ def flatten(data: Mapping[str, Any], cls: type, source: str) -> dict[str, Any]:
 
     Keys may stand at the top level or inside the table of the section that declares them
     (``[train] lr = 1e-6``); ``[run]`` wraps a whole file; TRL/verl aliases and renamed keys of
-    earlier p2o versions are mapped or named.
+    earlier p2o versions are mapped or named. An alias and its option's own key (``num_generations``
+    and ``[rollout] k``) in one file is an error naming both.
     """
     specs, known_sections = option_specs(cls), sections(cls)
     out: dict[str, Any] = {}
+    spelled: dict[str, tuple[str, str]] = {}  # option name -> (the key that set it, where)
 
     def visit(table: Mapping[str, Any], within: str | None) -> None:
         for key, value in table.items():
-            name = ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
+            plain = key.replace("-", "_")
+            name = ALIASES.get(plain) or OLD_KEYS.get(plain) or plain
             if isinstance(value, Mapping) and (name in known_sections or name == "run"):
                 visit(value, None if name == "run" else name)
                 continue
@@ -267,6 +324,10 @@ def flatten(data: Mapping[str, Any], cls: type, source: str) -> dict[str, Any]:
                 raise ConfigError(f"{source}: unknown key {key!r}")
             if within is not None and not any(within in s.path for s in specs[name]):
                 raise ConfigError(f"{source}: key {key!r} does not belong in [{within}]")
+            first, where = spelled.setdefault(name, (plain, f"[{within}] {key}" if within else key))
+            if first != plain:  # a shared option may repeat (saved configs do), but under one name
+                this = f"[{within}] {key}" if within else key
+                raise ConfigError(f"{source}: {where!r} and {this!r} both set {specs[name][0].flag}; keep one")
             out[name] = value
 
     visit(data, None)
@@ -311,7 +372,7 @@ def seed_option() -> Any:
 
 
 def temperature_option() -> Any:
-    return option(0.6, min=0.0, shared=True,
+    return option(TEMPERATURE, min=0.0, shared=True,
                   help="Rollout sampling temperature; the trainer divides logits by the same value.")
 
 
@@ -319,5 +380,8 @@ def k_option() -> Any:
     return option(6, min=1, shared=True, help="Rollouts per problem (the GRPO group), one template each.")
 
 
+MODEL_PANEL = "Model & engine"
+
+
 def model_option(help: str = "Model directory (Hugging Face layout) or hub id.") -> Any:
-    return option("", required=True, help=help)
+    return option("", required=True, metavar="PATH", panel=MODEL_PANEL, help=help)

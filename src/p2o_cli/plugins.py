@@ -25,8 +25,10 @@ F = TypeVar("F", bound=Callable[..., object])
 class Registry(Generic[F]):
     """Functions of one kind by name: registered in code, or found in the entry-point ``group``."""
 
-    def __init__(self, kind: str, group: str) -> None:
-        self.kind, self.group = kind, group
+    def __init__(self, kind: str, group: str, builtin: tuple[str, ...] = ()) -> None:
+        # ``builtin``: the names p2o's own module registers when it is imported, so that
+        # names() can list them without importing it (a test checks the two agree).
+        self.kind, self.group, self.builtin = kind, group, builtin
         self._table: dict[str, F] = {}
         self._entry_points: dict[str, EntryPoint] | None = None
 
@@ -60,10 +62,14 @@ class Registry(Generic[F]):
 
     def names(self) -> list[str]:
         """Every name, registered or offered by an installed package, sorted."""
-        return sorted({*self._table, *self._plugins()})
+        return sorted({*self.builtin, *self._table, *self._plugins()})
+
+    def registered(self) -> list[str]:
+        """The names registered in code so far (not the ones only offered through entry points)."""
+        return sorted(self._table)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._table or name in self._plugins()
+        return name in self.builtin or name in self._table or name in self._plugins()
 
     def _plugins(self) -> dict[str, EntryPoint]:
         if self._entry_points is None:

@@ -14,9 +14,9 @@ from .options import command
 
 @dataclass
 class AssignJob(Config):
-    templates: str = option("", required=True, help="templates.jsonl from p2o gepa.")
-    hard: str = option("", required=True, help="Hard problems JSONL to assign templates to.")
-    out: str = option("-", help="assignments.jsonl (- = stdout).")
+    templates: str = option("", required=True, metavar="PATH", help="templates.jsonl from p2o gepa.")
+    hard: str = option("", required=True, metavar="PATH", help="Hard problems JSONL to assign templates to.")
+    out: str = option("-", metavar="PATH", help="assignments.jsonl (- = stdout).")
     assign: AssignConfig = section(AssignConfig)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..config import TEMPERATURE
 from ..errors import P2OError
 from ..files.records import Rollout
 
@@ -41,7 +42,7 @@ def sampling_temperature(rollouts: Iterable[Rollout]) -> float | None:
 
 
 def resolve_train_temperature(
-    given: float | None, rollouts: Sequence[Rollout], default: float = 0.6
+    given: float | None, rollouts: Sequence[Rollout], default: float = TEMPERATURE
 ) -> tuple[float, str | None]:
     """(temperature to train with, warning or None) from ``--temperature`` and the rollouts' own.
 

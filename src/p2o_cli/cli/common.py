@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def quiet_libraries() -> None:
@@ -15,14 +16,26 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+def trainer_state(model: str | None) -> dict[str, Any]:
+    """A checkpoint's ``trainer_state.json`` (counters, LR schedule); empty for a base model or a hub id."""
+    state = Path(model) / "trainer_state.json" if model else None
+    if state is None or not state.is_file():
+        return {}
+    import orjson
+
+    data = orjson.loads(state.read_bytes())
+    return data if isinstance(data, dict) else {}
+
+
 def policy_version_of(model: str) -> int:
     """The training step a checkpoint was saved at (0 for a base model)."""
-    state = Path(model) / "trainer_state.json"
-    if state.is_file():
-        import orjson
+    return int(trainer_state(model).get("global_step", 0))
 
-        return int(orjson.loads(state.read_bytes()).get("global_step", 0))
-    return 0
+
+def stored_schedule(model: str | None) -> dict[str, Any]:
+    """The LR schedule a checkpoint stores, as option values: what continuing it takes unless given."""
+    schedule = trainer_state(model).get("schedule") or {}
+    return {k: v for k, v in schedule.items() if v is not None}
 
 
 def samples_path(results_path: str) -> str:

@@ -22,12 +22,12 @@ class PrepareJob(Config):
     recipe: str = option("", required=True, argument=True, metavar="RECIPE",
                          help="deepscaler-5k (random 5,000 of DeepScaleR-Preview) or deepmath-5k "
                               "(5,000 of DeepMath-103K with difficulty >= 7).")
-    out: str = option("", required=True, help="Problem records JSONL to write; the recipe goes beside it as "
-                                              "NAME.recipe.json.")
-    source: str | None = option(None, flag="--from", help="Local copy (JSONL/JSON/parquet) or hub id "
-                                                          "(default: the recipe's hub dataset).")
-    count: int | None = option(None, min=1, help="Rows to keep (default: the recipe's 5,000; all when fewer pass).")
-    split: str = option("train", help="Split, for a hub dataset.")
+    out: str = option("", required=True, metavar="PATH", help="Problem records JSONL to write; the recipe goes "
+                                                              "beside it as NAME.recipe.json.")
+    source: str | None = option(None, flag="--from", metavar="PATH", unset="the recipe's hub dataset",
+                                help="Local copy (JSONL/JSON/parquet) or hub id.")
+    count: int | None = option(None, min=1, unset="the recipe's (5,000; all when fewer pass)", help="Rows to keep.")
+    split: str = option("train", metavar="NAME", help="Split, for a hub dataset.")
     seed: int = seed_option()
 
 

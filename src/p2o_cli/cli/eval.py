@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Config, model_option, option, section
-from ..engines.config import EngineConfig
+from ..engines.config import RUN_ONLY, EngineConfig
 from ..evaluation.evaluate import EvalConfig
 from ..reward.verify import RewardConfig
 from .app import app
@@ -15,11 +15,11 @@ from .options import command
 @dataclass
 class EvalJob(Config):
     model: str = model_option()
-    out: str = option("results.json", help="results.json; per-sample JSONL is written beside it.")
-    compare: str | None = option(None, choices=("paper",), help="paper: print the P²O paper's published figures "
-                                                                "beside yours.")
+    out: str = option("results.json", metavar="PATH", help="results.json; per-sample JSONL is written beside it.")
+    compare: str | None = option(None, choices=("paper",), unset="none",
+                                 help="paper: print the P²O paper's published figures beside yours.")
     eval: EvalConfig = section(EvalConfig)
-    engine: EngineConfig = section(EngineConfig)
+    engine: EngineConfig = section(EngineConfig, exclude=RUN_ONLY)
     reward: RewardConfig = section(RewardConfig)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from ..config import Config, option, section
-from ..engines.config import EngineConfig
+from ..config import MODEL_PANEL, Config, option, section
+from ..engines.config import RUN_ONLY, EngineConfig
 from ..gepa.config import GepaConfig
 from ..gepa.reflectors import ReflectorConfig
 from ..reward.verify import RewardConfig
@@ -19,16 +18,18 @@ from .options import command
 
 @dataclass
 class GepaJob(Config):
-    hard: str = option("", required=True, help="Hard problems JSONL from p2o mine-hard (- = stdin).")
-    model: str | None = option(None, help="The policy whose templates are evolved: model directory or hub id "
-                                          "(default: the model the hard file names).")
-    out: str = option("templates.jsonl", help="templates.jsonl: every kept template with its dev scores.")
-    metrics: str | None = option(None, help="Append per-iteration metrics (JSONL) here.")
-    state: str | None = option(None, help="Search state file (default: OUT.state.json).")
+    hard: str = option("", required=True, metavar="PATH", help="Hard problems JSONL from p2o mine-hard (- = stdin).")
+    model: str | None = option(None, metavar="PATH", panel=MODEL_PANEL, unset="the model the hard file names",
+                               help="The policy whose templates are evolved: model directory or hub id.")
+    out: str = option("templates.jsonl", metavar="PATH", help="templates.jsonl: every kept template with its dev "
+                                                              "scores.")
+    metrics: str | None = option(None, metavar="PATH", unset="none", help="Append per-iteration metrics (JSONL) "
+                                                                          "here.")
+    state: str | None = option(None, metavar="PATH", unset="OUT.state.json", help="Search state file.")
     resume: bool = option(False, help="Continue the search saved in the state file.")
     gepa: GepaConfig = section(GepaConfig)
     reflector: ReflectorConfig = section(ReflectorConfig)
-    engine: EngineConfig = section(EngineConfig)
+    engine: EngineConfig = section(EngineConfig, exclude=RUN_ONLY)
     reward: RewardConfig = section(RewardConfig)
 
 
@@ -41,7 +42,7 @@ def gepa_command(job: GepaJob) -> None:
     from ..files.records import Hard, read_records, write_records
     from ..gepa.reflect import ReflectorError
     from ..gepa.reflectors import ReflectorContext, reflector_from_config
-    from ..gepa.search import GEPA_MAX_NEW_TOKENS, check_budget, run_gepa
+    from ..gepa.search import check_budget, run_gepa
     from ..gepa.view import live_front
     from ..monitor.progress import interactive
     from ..reward.pool import open_scorer
@@ -59,7 +60,7 @@ def gepa_command(job: GepaJob) -> None:
     model = job.model or model_of_hard(problems)
     if model is None:
         raise UsageError(f"{job.hard}: the hard records name no model (written before p2o recorded it); pass --model")
-    cfg = dataclasses.replace(job.gepa, gepa_max_new_tokens=job.gepa.gepa_max_new_tokens or GEPA_MAX_NEW_TOKENS)
+    cfg = job.gepa
     check_budget(len(problems), cfg)  # before any model loads
     thinking = cfg.prompt.enable_thinking
     # An API reflector is built before the model loads, so a missing key fails at once.

@@ -14,8 +14,8 @@ from .options import command
 
 @dataclass
 class MineHardJob(Config):
-    rollouts: str = option("-", help="Rollouts JSONL (- = stdin).")
-    out: str = option("-", help="Hard problems JSONL (- = stdout).")
+    rollouts: str = option("-", metavar="PATH", help="Rollouts JSONL (- = stdin).")
+    out: str = option("-", metavar="PATH", help="Hard problems JSONL (- = stdout).")
     mining: MiningConfig = section(MiningConfig)
 
 

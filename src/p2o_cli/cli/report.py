@@ -16,9 +16,9 @@ from .options import command
 class ReportJob(Config):
     runs: list[str] = option(default_factory=list, required=True, argument=True, metavar="RUN_DIR...",
                              help="Run directories to compare.")
-    out: str = option("report", help="Directory for the PNG plots and report.md.")
-    compare: str | None = option(None, choices=("paper",), help="paper: add the P²O paper's published figures "
-                                                                "beside the runs' last evals.")
+    out: str = option("report", metavar="DIR", help="Directory for the PNG plots and report.md.")
+    compare: str | None = option(None, choices=("paper",), unset="none",
+                                 help="paper: add the P²O paper's published figures beside the runs' last evals.")
     aggregate: bool = option(False, help="Runs that share a name (one per seed, as p2o toy sweep writes them) "
                                          "become one row: mean ± std over seeds, bars with error bars.")
 

@@ -9,7 +9,7 @@ import typer
 
 from ..config import Config, model_option, option, section
 from ..data.problems import DataConfig
-from ..engines.config import EngineConfig
+from ..engines.config import RUN_ONLY, EngineConfig
 from ..reward.verify import RewardConfig
 from ..rollout.generate import RolloutConfig
 from .app import app
@@ -19,15 +19,18 @@ from .options import command
 @dataclass
 class RolloutJob(Config):
     model: str = model_option()
-    data: str = option("", required=True,
+    data: str = option("", required=True, metavar="PATH", panel="Data",
                        help="Problems: JSONL/JSON/parquet file, hub id, or - (problem records on stdin).")
-    out: str = option("-", help="Rollouts JSONL (- = stdout).")
-    assign: str | None = option(None, help="assignments.jsonl from p2o assign (goes with --templates).")
-    templates: str | None = option(None, help="templates.jsonl from p2o gepa (goes with --assign).")
-    policy_version: int | None = option(None, help="Recorded in each rollout (default: the checkpoint's step).")
+    out: str = option("-", metavar="PATH", help="Rollouts JSONL (- = stdout).")
+    assign: str | None = option(None, metavar="PATH", unset="none: no templates",
+                                help="assignments.jsonl from p2o assign (goes with --templates).")
+    templates: str | None = option(None, metavar="PATH", unset="none",
+                                   help="templates.jsonl from p2o gepa (goes with --assign).")
+    policy_version: int | None = option(None, unset="the checkpoint's train step (0 for a base model)",
+                                        help="Recorded in each rollout.")
     rollout: RolloutConfig = section(RolloutConfig)
     problems: DataConfig = section(DataConfig)
-    engine: EngineConfig = section(EngineConfig)
+    engine: EngineConfig = section(EngineConfig, exclude=RUN_ONLY)
     reward: RewardConfig = section(RewardConfig)
 
 

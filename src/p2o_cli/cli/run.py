@@ -11,11 +11,8 @@ from .app import app
 from .options import command
 
 
-def saved_run_config(flags: Mapping[str, Any]) -> dict[str, Any]:
-    """With ``--resume RUN_DIR``: the run's saved options, under any --config file and flags."""
-    resume = flags.get("resume")
-    if not resume:
-        return {}
+def saved_run_config(resume: str) -> dict[str, Any]:
+    """The options a run directory saved (those it left unset, as earlier versions wrote them, left out)."""
     from ..config import flatten
     from ..errors import UsageError
     from ..files.records import read_json_object
@@ -25,10 +22,26 @@ def saved_run_config(flags: Mapping[str, Any]) -> dict[str, Any]:
         raise UsageError(f"{resume}: not a run directory (no config.json)")
     values = flatten(read_json_object(saved), RunConfig, str(saved))
     values.pop("resume", None)
-    return {**values, "out": resume}
+    return {**{k: v for k, v in values.items() if v is not None}, "out": resume}
 
 
-@command(app, "run", RunConfig, base=saved_run_config)
+def run_layers(above: Mapping[str, Any]) -> dict[str, Any]:
+    """Under --config and the flags: with ``--resume RUN_DIR``, the run's saved options; under
+    those, the LR schedule stored in the checkpoint the run starts from (its last checkpoint, or a
+    train-step checkpoint given as --model). The loop sets the schedule's length itself."""
+    from ..loop.rundir import RunDir
+    from .common import stored_schedule
+
+    resume = above.get("resume")
+    saved = saved_run_config(resume) if resume else {}
+    run_dir = RunDir(resume) if resume else None
+    start = run_dir.read_state().checkpoint if run_dir and run_dir.state_path.is_file() else None
+    schedule = stored_schedule(start or above.get("model") or saved.get("model"))
+    schedule.pop("total_steps", None)
+    return {**schedule, **saved}
+
+
+@command(app, "run", RunConfig, base=run_layers)
 def run(cfg: RunConfig) -> None:
     """The whole P²O loop: rollouts, train steps, hard mining, GEPA + assignment, evaluation."""
     from ..files.outputs import check_output_path

@@ -3,7 +3,6 @@ instruction unlocks."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import typer
 
 from ..config import Config, option, seed_option
+from ..toy.pretrain_config import PretrainConfig
 from .app import app
 from .options import command
 
@@ -41,15 +41,15 @@ def check_trigger_strength(spec: str) -> None:
 
 @dataclass
 class ToyInitJob(Config):
-    out: str = option("", required=True,
+    out: str = option("", required=True, metavar="DIR",
                       help="World directory to create (model/, train.jsonl, dev.jsonl, bench/, world.json).")
     seed: int = option(0, help="World seed: trigger phrases, problems, pretraining.")
     n_train: int = option(320, min=1, help="Training problems (20% easy).")
     n_dev: int = option(80, min=1, help="Dev problems (20% easy).")
     n_bench: int = option(128, min=1, help="Problems in each of bench/toy-easy and bench/toy-hard.")
-    pretrain_steps: int | None = option(None, min=1, help="Optimizer steps (default: the tuned budget).")
-    hidden_size: int | None = option(None, min=8, help="Model width (default: the tuned size).")
-    num_layers: int | None = option(None, min=1, help="Model depth (default: the tuned size).")
+    pretrain_steps: int = option(PretrainConfig.steps, min=1, help="Optimizer steps (the tuned budget).")
+    hidden_size: int = option(PretrainConfig.hidden_size, min=8, help="Model width (the tuned size).")
+    num_layers: int = option(PretrainConfig.num_layers, min=1, help="Model depth (the tuned size).")
     trigger_strength: str = trigger_strength_option()
     threads: int = option(1, min=1, help="Torch CPU threads for pretraining: part of the world's recipe "
                           "(another count gives other weights).")
@@ -66,15 +66,13 @@ def toy_init(job: ToyInitJob) -> None:
     from ..files.outputs import check_output_path
     from ..monitor.progress import console
     from ..toy.lexicon import parse_strength
-    from ..toy.pretrain import PretrainConfig
     from ..toy.world import init_world
     from .common import quiet_libraries
 
     check_output_path(job.out, "dir")
     quiet_libraries()
-    given = {"steps": job.pretrain_steps, "hidden_size": job.hidden_size, "num_layers": job.num_layers,
-             "threads": job.threads}
-    cfg = dataclasses.replace(PretrainConfig(seed=job.seed), **{k: v for k, v in given.items() if v is not None})
+    cfg = PretrainConfig(seed=job.seed, steps=job.pretrain_steps, hidden_size=job.hidden_size,
+                         num_layers=job.num_layers, threads=job.threads)
     info = init_world(job.out, seed=job.seed, n_train=job.n_train, n_dev=job.n_dev, n_bench=job.n_bench,
                       trigger_levels=parse_strength(job.trigger_strength), pretrain_config=cfg,
                       measure=job.measure, overwrite=job.force,
@@ -108,7 +106,7 @@ class ToyMeasureJob(Config):
     n: int = option(6, min=1, help="Samples per problem (pass@n).")
     temperature: float = option(1.0, min=0.0, help="Sampling temperature.")
     max_new_tokens: int = option(128, min=1, help="Longest response, in tokens.")
-    limit: int | None = option(None, min=1, help="First N problems of each benchmark.")
+    limit: int | None = option(None, min=1, unset="all", help="First N problems of each benchmark.")
     n_control: int = option(2, min=0, help="Random non-trigger templates measured for contrast.")
     seed: int = seed_option()
     threads: int = option(1, min=1, help="Torch CPU threads (2 can be much slower on a busy machine).")
@@ -148,12 +146,14 @@ def toy_trace(job: ToyTraceJob) -> None:
 
 @dataclass
 class ToySweepJob(Config):
-    out: str = option("", required=True, help="Sweep directory: world-S/, runs-S/VARIANT/, logs/, report/.")
-    seeds: str = option("5,6,7", help="World and run seeds, separated by commas.")
-    variants: str = option("all", help="Comma-separated, or 'all': grpo, p2o (the paper's group baseline), "
-                                       "p2o-plain-baseline, p2o-no-distill, p2o-same-template, p2o-ratio-mask.")
-    run_config: str | None = option(None, help="p2o run config for every variant (default: the toy's, "
-                                               "printed by p2o toy config).")
+    out: str = option("", required=True, metavar="DIR", help="Sweep directory: world-S/, runs-S/VARIANT/, logs/, "
+                                                             "report/.")
+    seeds: str = option("5,6,7", metavar="LIST", help="World and run seeds, separated by commas.")
+    variants: str = option("all", metavar="LIST", help="Comma-separated, or 'all': grpo, p2o (the paper's group "
+                                                       "baseline), p2o-plain-baseline, p2o-no-distill, "
+                                                       "p2o-same-template, p2o-ratio-mask.")
+    run_config: str | None = option(None, metavar="PATH", unset="the toy's (p2o toy config prints it)",
+                                    help="p2o run config for every variant.")
     trigger_strength: str = trigger_strength_option()
     jobs: int = option(2, min=1, help="Runs at once (each gets an equal share of the cores).")
     report_only: bool = option(False, help="Run nothing: write the report from the runs finished so far.")

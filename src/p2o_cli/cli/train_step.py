@@ -3,32 +3,47 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from ..config import Config, model_option, option, section, to_dict
+from ..config import TEMPERATURE, Config, model_option, option, section, to_dict
 from ..monitor.tracking import TrackingConfig
 from ..rl.config import TrainConfig
 from .app import app
-from .options import command, was_given
+from .options import command
 
 
 @dataclass
 class TrainStepJob(Config):
     model: str = model_option("Model or checkpoint directory to continue (Hugging Face layout) or hub id.")
-    rollouts: str = option("", required=True, help="Rollouts JSONL from p2o rollout (- = stdin).")
-    out: str = option("", required=True,
+    rollouts: str = option("", required=True, metavar="PATH", help="Rollouts JSONL from p2o rollout (- = stdin).")
+    out: str = option("", required=True, metavar="DIR",
                       help="Checkpoint directory to write (HF model + optimizer + trainer state).")
-    metrics: str | None = option(None, help="Append one JSON line of metrics to this file.")
-    logging_dir: str | None = option(None, help="Tracker files (default: the --metrics file's directory, else "
-                                                "--out's parent).")
+    metrics: str | None = option(None, metavar="PATH", unset="none", help="Append one JSON line of metrics to this "
+                                                                          "file.")
+    logging_dir: str | None = option(None, metavar="DIR", unset="the --metrics file's directory, else --out's parent",
+                                     help="Tracker files.")
+    # The trainer's temperature (the shared option, declared again to say what unset means here).
+    temperature: float | None = option(None, min=0.0, shared=True,
+                                       unset=f"the rollouts' sampling temperature, else {TEMPERATURE:g}",
+                                       help="Rollout sampling temperature; the trainer divides logits by the same "
+                                            "value.")
     train: TrainConfig = section(TrainConfig)
     tracking: TrackingConfig = section(TrackingConfig, report_to="none")
 
 
-@command(app, "train-step", TrainStepJob)
+def continued_schedule(above: Mapping[str, Any]) -> dict[str, Any]:
+    """Under --config and the flags: the LR schedule stored in the checkpoint --model names."""
+    from .common import stored_schedule
+
+    return stored_schedule(above.get("model"))
+
+
+@command(app, "train-step", TrainStepJob, base=continued_schedule)
 def train_step(job: TrainStepJob) -> None:
     """One GRPO step on a rollout batch with context distillation; writes a chained checkpoint."""
     import time
@@ -44,14 +59,13 @@ def train_step(job: TrainStepJob) -> None:
 
     check_output_path(job.out, "checkpoint")
     records = read_records(job.rollouts, Rollout, allow_empty=False)
-    given = job.train.temperature if was_given("temperature") else None  # else the rollouts' own
-    temperature, temperature_warning = resolve_train_temperature(given, records)
+    temperature, temperature_warning = resolve_train_temperature(job.temperature, records, job.train.temperature)
     cfg = dataclasses.replace(job.train, temperature=temperature)
     quiet_libraries()
     trainer = PolicyTrainer.from_checkpoint(job.model, cfg)
     main = trainer.accelerator.is_main_process
-    notes = [temperature_warning, schedule_warning(trainer.train_steps, int(trainer.cfg.total_steps),
-                                                   lr_at(trainer.cfg, trainer.train_steps))]
+    step, total = trainer.train_steps, trainer.cfg.total_steps
+    notes = [temperature_warning, schedule_warning(step, total, lr_at(trainer.cfg, step))]
     for note in filter(None, notes if main else []):
         warn(note)
     metrics = trainer.step(records)

@@ -22,19 +22,29 @@ from ..reward.verify import last_boxed
 from .selection import MISSING as _MISSING
 from .selection import RowFilter, get_field, parse_filter, sample_indices, select_problems
 
+# The fields a problem's question and gold answer are looked for in, in this order.
+PROBLEM_FIELDS = ("problem", "question", "Question", "input", "prompt")
+ANSWER_FIELDS = ("answer", "final_answer", "reward_model.ground_truth", "solution")
+
 
 @dataclass
 class DataConfig(Config):
     """Where the training problems' fields are and how many to use."""
 
-    problem_field: str | None = option(None, help="Field holding the question (dotted paths allowed).")
-    answer_field: str | None = option(None, help="Field holding the gold answer (dotted paths allowed).")
-    split: str = option("train", help="Split, for a hub dataset.")
-    filter: str | None = option(None, help="Keep rows where FIELD OP VALUE holds, e.g. difficulty>=7 "
-                                           "(OP: == != < <= > >=).")
-    sample: int | None = option(None, min=1, help="Keep a seeded random N of the problems (after --filter).")
+    PANEL = "Data"
+
+    problem_field: str | None = option(None, metavar="FIELD", unset="the first of " + ", ".join(PROBLEM_FIELDS),
+                                       help="Field holding the question (dotted paths allowed).")
+    answer_field: str | None = option(None, metavar="FIELD", unset="the first of " + ", ".join(ANSWER_FIELDS),
+                                      help="Field holding the gold answer (dotted paths allowed).")
+    split: str = option("train", metavar="NAME", help="Split, for a hub dataset.")
+    filter: str | None = option(None, metavar="EXPR", unset="every row",
+                                help="Keep rows where FIELD OP VALUE holds, e.g. difficulty>=7 (OP: == != < <= > >=).")
+    sample: int | None = option(None, min=1, unset="all", help="Keep a seeded random N of the problems "
+                                                               "(after --filter).")
     sample_seed: int = option(0, help="Seed of --sample.")
-    limit: int | None = option(None, min=1, help="Use only the first N problems (after --filter and --sample).")
+    limit: int | None = option(None, min=1, unset="all", help="Use only the first N problems (after --filter and "
+                                                              "--sample).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,8 +66,6 @@ def select_training_problems(problems: list[Problem], cfg: DataConfig) -> list[P
     chosen = select_problems(problems, cfg.row_filter, cfg.sample, cfg.sample_seed)
     return chosen[: cfg.limit] if cfg.limit is not None else chosen
 
-PROBLEM_FIELDS = ("problem", "question", "Question", "input", "prompt")
-ANSWER_FIELDS = ("answer", "final_answer", "reward_model.ground_truth", "solution")
 ID_FIELDS = ("id", "idx", "unique_id")
 # Instructions that dataset builders appended to the question (DeepScaleR's verl script, the
 # Qwen/DeepMath system text). p2o appends its own instruction, so these would be doubled.

@@ -20,10 +20,12 @@ POSITIONS: tuple[str, ...] = ("user-prefix", "user-suffix", "system")
 class PromptConfig(Config):
     """How a problem becomes a chat prompt (the same for x and x̃)."""
 
+    PANEL = "Prompt"
+
     instruction: str = option(DEFAULT_INSTRUCTION, help="Answer-format instruction appended to each question.")
     template_position: str = option("user-prefix", choices=POSITIONS,
                                     help="Where a template goes: user-prefix, user-suffix or system.")
-    system_prompt: str | None = option(None, help="System message (none by default).")
+    system_prompt: str | None = option(None, unset="none", help="System message.")
     # Qwen3's thinking switch; passed to the chat template identically for x and x̃.
     enable_thinking: bool = option(False, help="Qwen3 thinking mode, the same for x and x̃.")
 

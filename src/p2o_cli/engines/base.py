@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ..config import MAX_NEW_TOKENS, TEMPERATURE
+
 if TYPE_CHECKING:  # only for the annotation: importing torch costs seconds at start-up
     import torch
 
@@ -37,9 +39,9 @@ class Engine(Protocol):
         self,
         prompts: Sequence[str],
         n: int = 1,
-        temperature: float = 0.6,
+        temperature: float = TEMPERATURE,
         top_p: float = 1.0,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         seed: int | None = 0,
         progress: ProgressFn | None = None,
     ) -> list[list[Completion]]:

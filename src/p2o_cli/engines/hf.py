@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..config import MAX_NEW_TOKENS, TEMPERATURE
 from .base import Completion, ProgressFn
 
 
@@ -123,9 +124,9 @@ class HFEngine:
         self,
         prompts: Sequence[str],
         n: int = 1,
-        temperature: float = 0.6,
+        temperature: float = TEMPERATURE,
         top_p: float = 1.0,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         seed: int | None = 0,
         progress: ProgressFn | None = None,
     ) -> list[list[Completion]]:

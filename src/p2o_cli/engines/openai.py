@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..config import MAX_NEW_TOKENS, TEMPERATURE
 from ..errors import P2OError
 from .base import Completion, ProgressFn, request_seed
 from .openai_client import make_client, map_bounded, status_of, with_retries
@@ -142,9 +143,9 @@ class OpenAIEngine:
         self,
         prompts: Sequence[str],
         n: int = 1,
-        temperature: float = 0.6,
+        temperature: float = TEMPERATURE,
         top_p: float = 1.0,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         seed: int | None = 0,
         progress: ProgressFn | None = None,
     ) -> list[list[Completion]]:

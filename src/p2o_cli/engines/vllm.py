@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ..config import MAX_NEW_TOKENS, TEMPERATURE
 from .base import Completion, ProgressFn, request_seed
 
 # KV cache reserved on a CPU-only host when neither kv_cache_memory_bytes nor
@@ -188,9 +189,9 @@ class VLLMEngine:
         self,
         prompts: Sequence[str],
         n: int = 1,
-        temperature: float = 0.6,
+        temperature: float = TEMPERATURE,
         top_p: float = 1.0,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         seed: int | None = 0,
         progress: ProgressFn | None = None,
     ) -> list[list[Completion]]:

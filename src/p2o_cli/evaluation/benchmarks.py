@@ -35,9 +35,15 @@ class Benchmark:
     temperature: float
 
 
+# The paper's protocol: sets under SMALL_BENCH problems are sampled SAMPLES times at
+# SAMPLE_TEMPERATURE (avg@16), larger ones once, greedily.
+SMALL_BENCH = 100
+SAMPLES, SAMPLE_TEMPERATURE = 16, 0.6
+
+
 def _avg16(name: str, hub_id: str | None, split: str = "test", **fields: Any) -> Benchmark:
     return Benchmark(name, hub_id, split, f"{name}.jsonl", fields.get("problem"), fields.get("answer"),
-                     fields.get("from_solution", False), "avg@16", 16, 0.6)
+                     fields.get("from_solution", False), f"avg@{SAMPLES}", SAMPLES, SAMPLE_TEMPERATURE)
 
 
 def _greedy(name: str, hub_id: str | None, split: str = "test", **fields: Any) -> Benchmark:
@@ -58,7 +64,6 @@ BENCHMARKS: dict[str, Benchmark] = {
         _greedy("olympiadbench", "math-ai/olympiadbench"),
     )
 }
-SMALL_BENCH = 100  # the paper samples 16 times on sets below this size
 
 
 def resolve_bench_names(names: Sequence[str]) -> list[str]:

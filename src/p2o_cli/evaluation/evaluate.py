@@ -28,7 +28,7 @@ from ..errors import P2OError, RecordError
 from ..files.faults import fault
 from ..files.records import Problem
 from ..reward.verify import GRADERS, check_grader
-from .benchmarks import Benchmark, load_benchmark, resolve_bench_names
+from .benchmarks import SAMPLE_TEMPERATURE, SAMPLES, SMALL_BENCH, Benchmark, load_benchmark, resolve_bench_names
 
 if TYPE_CHECKING:
     from ..reward.pool import RewardScorer
@@ -36,25 +36,28 @@ if TYPE_CHECKING:
 ProgressFactory = Callable[[str, int], AbstractContextManager[ProgressFn]]
 
 
-# The response limit of ``p2o eval`` when --eval-max-new-tokens is not given (p2o run uses its
-# --max-new-tokens instead).
-EVAL_MAX_NEW_TOKENS = 2048
+# The paper's response budget (its training limit: it states no separate one for evaluation).
+PAPER_MAX_NEW_TOKENS = 12_288
 
 
 @dataclass
 class EvalConfig(Config):
     """Benchmark evaluation: which benchmarks, and any override of their protocols."""
 
-    bench: list[str] = option(default_factory=list, help="Benchmark name (repeatable); 'all' = the six.")
-    data_dir: str | None = option(None, envvar="P2O_DATA_DIR",
-                                  help="Local benchmark files (else $P2O_DATA_DIR, else the Hugging Face hub).")
-    eval_n: int | None = option(None, min=1, help="Samples per eval problem (default: the benchmark's protocol).")
-    eval_temperature: float | None = option(None, min=0.0,
-                                            help="Eval temperature (default: the benchmark's protocol).")
+    PANEL = "Evaluation"
+
+    bench: list[str] = option(default_factory=list, metavar="NAME", unset="none",
+                              help="Benchmark name (repeatable); 'all' = the six.")
+    data_dir: str | None = option(None, envvar="P2O_DATA_DIR", metavar="DIR", unset="the Hugging Face hub",
+                                  help="Directory of local benchmark files (NAME.jsonl).")
+    eval_n: int | None = option(None, min=1, help="Samples per eval problem.",
+                                unset=f"the benchmark's: {SAMPLES} under {SMALL_BENCH} problems, else 1")
+    eval_temperature: float | None = option(None, min=0.0, help="Eval temperature.",
+                                            unset=f"the benchmark's: {SAMPLE_TEMPERATURE:g} under {SMALL_BENCH} "
+                                                  "problems, else 0 (greedy)")
     eval_top_p: float = option(1.0, above=0.0, max=1.0, help="Eval nucleus mass (ignored for greedy protocols).")
-    eval_max_new_tokens: int | None = option(None, min=1, help="Eval response limit (default: --max-new-tokens in "
-                                                               f"p2o run, {EVAL_MAX_NEW_TOKENS} in p2o eval).")
-    eval_limit: int | None = option(None, min=1, help="First N problems of each benchmark.")
+    eval_max_new_tokens: int = option(2048, min=1, follows="max_new_tokens", help="Eval response limit.")
+    eval_limit: int | None = option(None, min=1, unset="all", help="First N problems of each benchmark.")
     grader: str = option("strict", choices=GRADERS, help="strict (the last \\boxed{}, the training reward) or qwen "
                                                          "(the Qwen2.5-Math suite's answer extraction).")
     seed: int = seed_option()
@@ -108,7 +111,7 @@ def _score_bench(
         n=n,
         temperature=temperature,
         top_p=top_p,
-        max_new_tokens=cfg.eval_max_new_tokens or EVAL_MAX_NEW_TOKENS,
+        max_new_tokens=cfg.eval_max_new_tokens,
         seed=cfg.seed,
         progress=progress,
     )

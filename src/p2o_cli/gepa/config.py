@@ -5,24 +5,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Config, k_option, option, section, seed_option
+from ..config import MAX_NEW_TOKENS, Config, k_option, option, section, seed_option
 from ..data.prompts import PromptConfig
 from .pareto import SELECTION_FLOOR
 
 
 @dataclass
 class GepaConfig(Config):
+    PANEL = "GEPA"
+
     width: int = option(16, min=1, help="W: parents per GEPA iteration.")
     minibatch: int = option(3, min=1, help="B: hard-train problems per proposal.")
     dev_size: int = option(300, min=1, help="GEPA dev problems (half the hard set when it has fewer than 1.5x this).")
     budget: int = option(11_000, min=0, help="GEPA budget in rollouts (evaluations on minibatches and dev).")
-    max_iterations: int | None = option(None, min=0, help="Stop GEPA after this many iterations.")
+    max_iterations: int | None = option(None, min=0, unset="no limit: the budget decides",
+                                        help="Stop GEPA after this many iterations.")
     # GEPA evaluates the current policy greedily.
     gepa_temperature: float = option(0.0, min=0.0, help="GEPA evaluation temperature; 0 = greedy.")
     gepa_top_p: float = option(1.0, above=0.0, max=1.0, help="GEPA evaluation nucleus mass.")
-    gepa_max_new_tokens: int | None = option(None, min=1, help="Response limit in GEPA evaluations "
-                                                               "(default: --max-new-tokens in p2o run, 1024 in "
-                                                               "p2o gepa).")
+    # As long as the rollouts' responses where the command has them (p2o run), so templates are
+    # measured under the budget the hard problems failed in.
+    gepa_max_new_tokens: int = option(MAX_NEW_TOKENS, min=1, follows="max_new_tokens", help="Response limit in GEPA "
+                                                                                   "evaluations.")
     # An unreachable reflector would otherwise be retried for every proposal of the whole budget.
     max_reflector_failures: int = option(3, min=1, help="Stop (exit 2, search saved) after this many proposals in "
                                                         "a row got no reply from the reflector.")
@@ -34,6 +38,8 @@ class GepaConfig(Config):
 
 @dataclass
 class AssignConfig(Config):
+    PANEL = "GEPA"
+
     k: int = k_option()
     same_template_in_group: bool = option(False, help="Ablation: one template for all K rollouts of a problem.")
     seed: int = seed_option()

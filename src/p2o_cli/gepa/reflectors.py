@@ -25,22 +25,37 @@ from .reflect import (
     _cause,
 )
 
+ReflectorFactory = Callable[[str, "ReflectorConfig", "ReflectorContext"], Reflector]
+# The self reflector's sampling where the options leave it unset (API reflectors: the provider's).
+SELF_TEMPERATURE = 0.7
+SELF_MAX_TOKENS = 1024
+# ``factory(name, cfg, context) -> Reflector`` by name.
+REFLECTORS: Registry[ReflectorFactory] = Registry("reflector", "p2o.reflectors")
+register_reflector = REFLECTORS.register
+known_reflectors = REFLECTORS.names
+
 
 @dataclass
 class ReflectorConfig(Config):
-    reflector: str = option("kimi", help="A registered reflector: kimi, openai, api (any OpenAI-compatible URL), "
-                                         "self (the policy model), or one an installed package offers (toy: the "
-                                         "toy world's).")
-    reflector_url: str | None = option(None, help="Reflector chat-completions base URL (overrides the preset).")
-    reflector_model: str | None = option(None, help="Reflector model name (API), or model directory for self in "
-                                                "p2o gepa (p2o run's self is the initial policy).")
-    reflector_key_env: str | None = option(None, help="Environment variable holding the reflector's API key.")
+    PANEL = "GEPA"
+
+    reflector: str = option("kimi", registry=REFLECTORS,
+                            help="Who proposes templates: kimi or openai (their APIs), api (any OpenAI-compatible "
+                                 "URL), self (the policy model), or one an installed package offers.")
+    reflector_url: str | None = option(None, metavar="URL", unset="the preset's",
+                                       help="Reflector chat-completions base URL.")
+    reflector_model: str | None = option(None, metavar="NAME", unset="the preset's; self: the policy model",
+                                         help="Reflector model name (API), or model directory for self in p2o gepa "
+                                              "(p2o run's self is the initial policy).")
+    reflector_key_env: str | None = option(None, metavar="VAR", unset="the preset's",
+                                           help="Environment variable holding the reflector's API key.")
     reflector_timeout: float = option(300.0, min=1.0, help="Seconds per reflector request.")
     reflector_retries: int = option(6, min=0, help="Reflector retries on 429/5xx/timeouts.")
     reflector_concurrency: int = option(8, min=1, help="Reflector requests in flight.")
-    reflector_temperature: float | None = option(None, min=0.0, help="Reflector sampling temperature "
-                                                                    "(default: the provider's; 0.7 for self).")
-    reflector_max_tokens: int | None = option(None, min=1, help="Longest reflector answer.")
+    reflector_temperature: float | None = option(None, min=0.0, unset=f"the provider's; self: {SELF_TEMPERATURE}",
+                                                 help="Reflector sampling temperature.")
+    reflector_max_tokens: int | None = option(None, min=1, unset=f"the provider's; self: {SELF_MAX_TOKENS}",
+                                              help="Longest reflector answer.")
 
     def check(self) -> None:
         if self.reflector not in REFLECTORS:
@@ -55,13 +70,6 @@ class ReflectorContext:
     enable_thinking: bool = False
     engine: Any = None
     tokenizer: Any = None
-
-
-ReflectorFactory = Callable[[str, ReflectorConfig, ReflectorContext], Reflector]
-# ``factory(name, cfg, context) -> Reflector`` by name.
-REFLECTORS: Registry[ReflectorFactory] = Registry("reflector", "p2o.reflectors")
-register_reflector = REFLECTORS.register
-known_reflectors = REFLECTORS.names
 
 
 @dataclass(frozen=True)
@@ -111,9 +119,11 @@ def api_reflector(name: str, cfg: ReflectorConfig, context: ReflectorContext) ->
 def self_reflector(name: str, cfg: ReflectorConfig, context: ReflectorContext) -> Reflector:
     if context.engine is None or context.tokenizer is None:
         raise ValueError("the self reflector needs the local engine and its tokenizer")
+    temperature = cfg.reflector_temperature
     return SelfReflector(context.engine, context.tokenizer,
-                         temperature=0.7 if cfg.reflector_temperature is None else cfg.reflector_temperature,
-                         max_new_tokens=cfg.reflector_max_tokens or 1024, enable_thinking=context.enable_thinking)
+                         temperature=SELF_TEMPERATURE if temperature is None else temperature,
+                         max_new_tokens=cfg.reflector_max_tokens or SELF_MAX_TOKENS,
+                         enable_thinking=context.enable_thinking)
 
 
 def reflector_from_config(cfg: ReflectorConfig, context: ReflectorContext | None = None) -> Reflector:

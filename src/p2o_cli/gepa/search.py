@@ -54,9 +54,6 @@ if TYPE_CHECKING:
     from ..engines import Engine
     from ..reward.pool import RewardScorer
 
-# The response limit of ``p2o gepa`` when --gepa-max-new-tokens is not given (p2o run uses its
-# --max-new-tokens instead).
-GEPA_MAX_NEW_TOKENS = 1024
 SEED_TEMPLATE_ID = "t0"
 
 
@@ -120,7 +117,7 @@ class _Search:
             n=1,
             temperature=self.cfg.gepa_temperature,
             top_p=self.cfg.gepa_top_p,
-            max_new_tokens=self.cfg.gepa_max_new_tokens or GEPA_MAX_NEW_TOKENS,
+            max_new_tokens=self.cfg.gepa_max_new_tokens,
             seed=seed,
         )
         if len(outputs) != len(prompts):

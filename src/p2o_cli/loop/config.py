@@ -8,7 +8,7 @@ from ..config import Config, model_option, option, section, seed_option
 from ..data.problems import DataConfig
 from ..engines.config import EngineConfig
 from ..errors import ConfigError
-from ..evaluation.evaluate import EvalConfig
+from ..evaluation.evaluate import PAPER_MAX_NEW_TOKENS, EvalConfig
 from ..gepa.config import AssignConfig, GepaConfig
 from ..gepa.reflectors import ReflectorConfig
 from ..monitor.tracking import TrackingConfig
@@ -22,12 +22,15 @@ from ..rollout.mining import MiningConfig
 class RunConfig(Config):
     """Every key of a run. Each option is a ``p2o run`` flag and a config-file key (``[train] lr``)."""
 
+    PANEL = "Run"
+
     model: str = model_option("Initial policy: model directory or hub id.")
-    data: str = option("", required=True, help="Training problems: JSONL/JSON/parquet file or hub id.")
-    out: str = option("runs/p2o", help="Run directory (created).")
-    resume: str | None = option(None, metavar="RUN_DIR", help="Continue the run in RUN_DIR (its saved config, "
-                                                              "then --config, then these flags).")
-    name: str | None = option(None, help="Run name in reports (default: the directory name).")
+    data: str = option("", required=True, metavar="PATH", panel="Data",
+                       help="Training problems: JSONL/JSON/parquet file or hub id.")
+    out: str = option("runs/p2o", metavar="DIR", help="Run directory (created).")
+    resume: str | None = option(None, metavar="RUN_DIR", unset="none: a new run",
+                                help="Continue the run in RUN_DIR (its saved config, then --config, then these flags).")
+    name: str | None = option(None, unset="the run directory's name", help="Run name in reports.")
     epochs: int = option(5, min=1, help="Passes over the training set.")
     batch_size: int = option(128, min=1, help="Problems per train step.")
     no_gepa: bool = option(False, help="Skip the prompt phase: the GRPO baseline.")
@@ -40,7 +43,7 @@ class RunConfig(Config):
                                            "depend on the number of ranks (0 = --gen-batch-size).")
     seed: int = seed_option()
     problems: DataConfig = section(DataConfig)
-    rollout: RolloutConfig = section(RolloutConfig, max_new_tokens=12288)
+    rollout: RolloutConfig = section(RolloutConfig, max_new_tokens=PAPER_MAX_NEW_TOKENS)
     # The loop sets the schedule's length from the epochs and the data.
     train: TrainConfig = section(TrainConfig, exclude=("total_steps",))
     mining: MiningConfig = section(MiningConfig)

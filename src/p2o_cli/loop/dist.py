@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..config import MAX_NEW_TOKENS, TEMPERATURE
 from ..errors import P2OError
 
 T = TypeVar("T")
@@ -203,8 +204,8 @@ class ShardedEngine:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.engine, name)
 
-    def generate(self, prompts: Sequence[str], n: int = 1, temperature: float = 0.6, top_p: float = 1.0,
-                 max_new_tokens: int = 1024, seed: int | None = 0, progress: Any = None) -> list[list[Any]]:
+    def generate(self, prompts: Sequence[str], n: int = 1, temperature: float = TEMPERATURE, top_p: float = 1.0,
+                 max_new_tokens: int = MAX_NEW_TOKENS, seed: int | None = 0, progress: Any = None) -> list[list[Any]]:
         chunks = plan_chunks(len(prompts), n, self.chunk_sequences)
         rank, world = self.dist.rank, self.dist.world_size
 

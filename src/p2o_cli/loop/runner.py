@@ -167,10 +167,8 @@ class P2ORun:
         return self._reflector
 
     def gepa_config(self, epoch: int) -> Any:
-        """This epoch's GEPA settings: a fresh seed each epoch, responses as long as the rollouts'."""
-        gepa = self.cfg.gepa
-        return dataclasses.replace(gepa, seed=self.cfg.seed * 1000 + epoch,
-                                   gepa_max_new_tokens=gepa.gepa_max_new_tokens or self.cfg.rollout.max_new_tokens)
+        """This epoch's GEPA settings: a fresh seed each epoch."""
+        return dataclasses.replace(self.cfg.gepa, seed=self.cfg.seed * 1000 + epoch)
 
     def progress(self, description: str, total: int) -> Any:
         """A transient progress display on rank 0 (it sees its own share of the work); none elsewhere."""
@@ -248,10 +246,7 @@ class P2ORun:
         return hard
 
     def evaluate(self) -> dict[str, float]:
-        cfg = self.cfg
-        eval_cfg = dataclasses.replace(cfg.eval,
-                                       eval_max_new_tokens=cfg.eval.eval_max_new_tokens or cfg.rollout.max_new_tokens)
-        results, _ = evaluate(self.engine, self.tokenizer, eval_cfg, self.scorer, progress_factory=self.progress)
+        results, _ = evaluate(self.engine, self.tokenizer, self.cfg.eval, self.scorer, progress_factory=self.progress)
         scores = {f"eval/{name}/accuracy": r["accuracy"] for name, r in results["benchmarks"].items()}
         self.dir.log({"training/step": self.state.step, "epoch": self.state.epoch, **scores})
         self.say("eval at step {}: {}".format(

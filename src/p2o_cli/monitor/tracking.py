@@ -41,9 +41,12 @@ def tracker_installed(name: str) -> bool:
 
 @dataclass
 class TrackingConfig(Config):
-    report_to: str | None = option(None, help="Experiment trackers besides metrics.jsonl: none, tensorboard, wandb, "
-                                              "trackio, all (installed ones) or a comma list (default in p2o run: "
-                                              "tensorboard when installed, event files in RUN_DIR/tensorboard).")
+    PANEL = "Logging"
+
+    report_to: str | None = option(None, metavar="TRACKERS",
+                                   unset="tensorboard when installed (event files in the run directory's tensorboard/)",
+                                   help="Experiment trackers besides metrics.jsonl: none, tensorboard, wandb, trackio, "
+                                        "all (installed ones) or a comma list.")
 
     def check(self) -> None:
         resolve_report_to(self.report_to)  # a tracker that is not installed fails before any model loads

@@ -36,6 +36,8 @@ _TEXT_MACRO = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*
 
 @dataclass
 class RewardConfig(Config):
+    PANEL = "Reward"
+
     reward_timeout: float = option(5.0, above=0.0, help="Seconds per answer check (a check running longer scores 0).")
     strict_format: bool = option(False, help="Reward only responses with exactly one \\boxed{}.")
 

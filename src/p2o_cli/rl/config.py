@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -10,26 +9,26 @@ from typing import Any
 from ..config import Config, internal, option, seed_option, temperature_option
 from ..errors import ConfigError
 from .attention import PACKING_MODES
+from .registry import ADVANTAGE_ESTIMATORS, KL_PENALTIES, POLICY_LOSSES
 
 DISTILL_MODES = ("original", "none")
 TEMPLATED_BASELINES = ("group", "plain")
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 DEFAULT_RATIO_MASK = (0.01, 10.0)
-# Schedule fields left None continue the checkpoint's schedule, else take these.
-SCHEDULE_DEFAULTS: dict[str, float | int] = {"lr": 1e-6, "warmup_ratio": 0.05, "total_steps": 1000, "min_lr_ratio": 0.0}
+# The LR schedule's options: a checkpoint stores them, and what continues it takes them (see trainer_state).
+SCHEDULE = ("lr", "warmup_ratio", "total_steps", "min_lr_ratio")
 
 
 @dataclass
 class TrainConfig(Config):
+    PANEL = "Training"
+
     # LR schedule, in train steps (rollout batches): linear warmup, then cosine to min_lr_ratio·lr.
-    lr: float | None = option(None, min=0.0, help="Peak learning rate (default: the checkpoint's, else 1e-6).")
-    warmup_ratio: float | None = option(
-        None, min=0.0, max=1.0, help="Linear warmup share of the schedule (default: the checkpoint's, else 0.05)."
-    )
-    total_steps: int | None = option(None, min=1, help="Train steps (rollout batches) the cosine schedule spans "
-                                                       "(default: the checkpoint's, else 1000).")
-    min_lr_ratio: float | None = option(None, min=0.0, max=1.0,
-                                        help="Final LR as a share of --lr (default: the checkpoint's, else 0).")
+    lr: float = option(1e-6, min=0.0, help="Peak learning rate. Where the model is a checkpoint that stores its LR "
+                                           "schedule, the schedule options not given take its values.")
+    warmup_ratio: float = option(0.05, min=0.0, max=1.0, help="Linear warmup share of the schedule.")
+    total_steps: int = option(1000, min=1, help="Train steps (rollout batches) the cosine schedule spans.")
+    min_lr_ratio: float = option(0.0, min=0.0, max=1.0, help="Final LR as a share of --lr.")
     weight_decay: float = option(0.01, min=0.0, help="AdamW weight decay.")
     adam_betas: tuple[float, float] = internal((0.9, 0.999))
     adam_eps: float = option(1e-8, above=0.0, help="AdamW epsilon.")
@@ -54,9 +53,9 @@ class TrainConfig(Config):
         choices=DISTILL_MODES,
         help="Train templated rollouts on: original (x, context distillation) or none (x̃, the ablation).",
     )
-    template_ratio_mask: str = option("0.01,10", help="LOW,HIGH: zero the loss where π(y|x)/π(y|x̃) is outside; "
-                                                      "none = off.")
-    adv_estimator: str = option("grpo", help="Advantage estimator (registered name: grpo, dr_grpo).")
+    template_ratio_mask: str = option("0.01,10", metavar="LOW,HIGH", help="Zero the loss where π(y|x)/π(y|x̃) is "
+                                                                          "outside [LOW, HIGH]; none = off.")
+    adv_estimator: str = option("grpo", registry=ADVANTAGE_ESTIMATORS, help="Advantage estimator.")
     std_norm: bool = option(True, help="Divide GRPO advantages by the group's std (estimators that normalise).")
     # What a templated group's advantages are measured against: "group" (the paper: the K
     # templated rollouts themselves) or "plain" (those K together with the plain rewards that
@@ -66,20 +65,20 @@ class TrainConfig(Config):
     templated_baseline: str = option("group", choices=TEMPLATED_BASELINES,
                                      help="Templated groups' baseline: group (the K templated rollouts) or plain "
                                           "(with the plain rewards that made the problem hard).")
-    policy_loss: str = option("ppo_clip", help="Policy loss (registered name).")
-    clip_low: float = option(0.2, min=0.0, help="PPO ratio clip below 1 (config alias: epsilon).")
-    clip_high: float = option(0.2, min=0.0, help="PPO ratio clip above 1; clip-higher when above --clip-low "
-                                                 "(config alias: epsilon_high).")
+    policy_loss: str = option("ppo_clip", registry=POLICY_LOSSES, help="Policy loss.")
+    clip_low: float = option(0.2, min=0.0, help="PPO ratio clip below 1.")
+    clip_high: float = option(0.2, min=0.0, help="PPO ratio clip above 1; clip-higher when above --clip-low.")
     dual_clip: float = option(3.0, min=0.0, help="Dual-clip bound for negative advantages; 0 = off.")
     loss_agg: str = option("token-mean", choices=LOSS_AGG_MODES, help="How token losses become the batch loss.")
-    kl_coef: float = option(0.0, min=0.0, help="KL(π‖π_ref) loss coefficient; needs --ref-model (config alias: beta).")
-    kl_penalty: str = option("k3", help="Per-token KL estimator (registered name).")
-    ref_model: str | None = option(None, help="Reference model directory for --kl-coef.")
+    kl_coef: float = option(0.0, min=0.0, help="KL(π‖π_ref) loss coefficient; needs --ref-model.")
+    kl_penalty: str = option("k3", registry=KL_PENALTIES, help="Per-token KL estimator.")
+    ref_model: str | None = option(None, metavar="PATH", unset="none", help="Reference model directory for --kl-coef.")
     # Log-probs use logits / temperature, as verl and TRL do: the rollouts' sampling temperature,
     # so the trained distribution is the sampled one.
     temperature: float = temperature_option()
     bf16: bool = option(True, help="bf16 autocast on GPU (CPU always runs fp32).")
-    attn_implementation: str | None = option(None, help="sdpa, eager, flash_attention_2 … (default: the model's).")
+    attn_implementation: str | None = option(None, metavar="NAME", unset="the model's",
+                                             help="Attention kernel: sdpa, eager, flash_attention_2 …")
     log_entropy: bool = option(True, help="Log the policy's token entropy.")
     # Checkpoint format: weights in save_dtype ("auto" = the source model's config dtype when
     # bf16/fp16, else fp32); the optimizer state (and, under bf16, fp32 master weights) only with
@@ -89,9 +88,9 @@ class TrainConfig(Config):
     save_dtype: str = option("auto", choices=("auto", "float32", "bfloat16", "float16"),
                              help="Dtype of the saved model weights: auto (the model config's), float32, bfloat16.")
     lora_r: int = option(0, min=0, help="LoRA rank (0 = full fine-tuning); needs peft.")
-    lora_alpha: float | None = option(None, above=0.0, help="LoRA alpha (default: 2 x --lora-r).")
-    lora_target_modules: str = option("all-linear", help="Modules LoRA adapts: all-linear or a comma list "
-                                                         "(q_proj,v_proj).")
+    lora_alpha: float | None = option(None, min=0.0, follows="lora_r", scale=2.0, help="LoRA alpha.")
+    lora_target_modules: str = option("all-linear", metavar="MODULES", help="Modules LoRA adapts: all-linear or a "
+                                                                           "comma list (q_proj,v_proj).")
     seed: int = seed_option()
 
     def __post_init__(self) -> None:
@@ -113,6 +112,8 @@ class TrainConfig(Config):
             raise ConfigError(f"--dual-clip must be > 1 (0 turns it off), got {self.dual_clip}")
         if self.clip_low >= 1.0:
             raise ConfigError(f"--clip-low must be below 1, got {self.clip_low}")
+        if self.lora_r > 0 and not self.lora_alpha:
+            raise ConfigError(f"--lora-alpha must be greater than 0 with --lora-r, got {self.lora_alpha:g}")
 
     def check(self) -> None:
         """The names of registered functions and LoRA's needs (these imports import torch)."""
@@ -140,16 +141,8 @@ class TrainConfig(Config):
     def dual_clip_bound(self) -> float | None:
         return self.dual_clip if self.dual_clip > 0 else None
 
-    def with_schedule(self, stored: dict[str, Any] | None) -> TrainConfig:
-        """Fill unset schedule fields from a checkpoint's stored schedule, then the defaults."""
-        stored = stored or {}
-        return dataclasses.replace(
-            self,
-            **{k: v if (v := getattr(self, k)) is not None else stored.get(k, d) for k, d in SCHEDULE_DEFAULTS.items()},
-        )
-
     def schedule(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in SCHEDULE_DEFAULTS}
+        return {k: getattr(self, k) for k in SCHEDULE}
 
 
 def parse_ratio_mask(text: str) -> tuple[float, float] | None:
@@ -167,12 +160,16 @@ def format_ratio_mask(bounds: tuple[float, float] | list[float] | None) -> str:
     return "none" if bounds is None else f"{bounds[0]:g},{bounds[1]:g}"
 
 
+def warmup_steps(cfg: TrainConfig) -> int:
+    """The train steps of the schedule's linear warmup."""
+    return int(cfg.warmup_ratio * cfg.total_steps)
+
+
 def lr_at(cfg: TrainConfig, train_step: int) -> float:
     """LR for the ``train_step``-th rollout batch (0-based): warmup reaches full LR on its last step."""
-    lr, total = float(cfg.lr), int(cfg.total_steps)  # type: ignore[arg-type]
-    warmup = int(cfg.warmup_ratio * total)  # type: ignore[operator]
+    lr, total, floor = float(cfg.lr), int(cfg.total_steps), float(cfg.min_lr_ratio)
+    warmup = warmup_steps(cfg)
     if train_step < warmup:
         return lr * (train_step + 1) / (warmup + 1)
     progress = min(1.0, (train_step - warmup) / max(1, total - warmup))
-    floor = float(cfg.min_lr_ratio)  # type: ignore[arg-type]
     return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))

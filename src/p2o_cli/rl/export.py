@@ -55,8 +55,7 @@ def load_policy(model_dir: str | Path, cfg: Any, extra: dict[str, Any]) -> tuple
     if master.is_file():
         model.load_state_dict({k: v.float() for k, v in load_file(str(master)).items()}, strict=False)
     if cfg.lora_r > 0:
-        alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2.0 * cfg.lora_r
-        model = wrap_lora(model, cfg.lora_r, alpha, cfg.lora_target_modules, cfg.seed)
+        model = wrap_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules, cfg.seed)
     return model, source_dtype
 
 

@@ -9,11 +9,12 @@ own through the entry-point group of the table (``p2o.advantage_estimators``, ``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
-
-from torch import Tensor
+from typing import TYPE_CHECKING, Protocol
 
 from ..plugins import Registry
+
+if TYPE_CHECKING:  # annotations only: --help lists these registries' names without importing torch
+    from torch import Tensor
 
 
 class AdvantageEstimator(Protocol):
@@ -30,12 +31,15 @@ class PolicyLoss(Protocol):
         ...
 
 
-KLPenalty = Callable[[Tensor, Tensor], Tensor]
+KLPenalty = Callable[["Tensor", "Tensor"], "Tensor"]
 
-# Built-ins register in core_algos; installed packages add theirs under these entry-point groups.
-ADVANTAGE_ESTIMATORS: Registry[AdvantageEstimator] = Registry("advantage estimator", "p2o.advantage_estimators")
-POLICY_LOSSES: Registry[PolicyLoss] = Registry("policy loss", "p2o.policy_losses")
-KL_PENALTIES: Registry[KLPenalty] = Registry("KL penalty", "p2o.kl_penalties")
+# Built-ins register in core_algos (their names are listed here too, for --help); installed
+# packages add theirs under these entry-point groups.
+ADVANTAGE_ESTIMATORS: Registry[AdvantageEstimator] = Registry(
+    "advantage estimator", "p2o.advantage_estimators", builtin=("grpo", "dr_grpo", "grpo_no_std"))
+POLICY_LOSSES: Registry[PolicyLoss] = Registry("policy loss", "p2o.policy_losses", builtin=("ppo_clip", "vanilla"))
+KL_PENALTIES: Registry[KLPenalty] = Registry("KL penalty", "p2o.kl_penalties",
+                                             builtin=("k1", "kl", "k2", "mse", "k3", "low_var_kl"))
 
 register_advantage_estimator = ADVANTAGE_ESTIMATORS.register
 register_policy_loss = POLICY_LOSSES.register

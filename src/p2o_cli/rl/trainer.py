@@ -89,7 +89,7 @@ class PolicyTrainer:
 
         state = state or {}
         cfg.check()
-        self.cfg = cfg.with_schedule(state.get("schedule"))
+        self.cfg = cfg
         # Precision is ours (bf16 autocast on GPU, fp32 on CPU), whatever `accelerate launch` says.
         # cpu=True on a machine without GPUs is what makes accelerate join `accelerate launch
         # --multi_gpu`'s processes over gloo; without it each process silently trains alone.
@@ -131,7 +131,11 @@ class PolicyTrainer:
 
     @classmethod
     def from_checkpoint(cls, model_dir: str | Path, cfg: TrainConfig, accelerator: Any = None) -> PolicyTrainer:
-        """Load a model directory; continue its optimizer, counters and schedule if it has them."""
+        """Load a model directory; continue its optimizer and counters if it has them.
+
+        The LR schedule is ``cfg``'s: the command line takes a checkpoint's stored one as the
+        layer under the flags (``cli.common.stored_schedule``).
+        """
 
         source = str(model_dir)
         model_dir = Path(model_dir)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config, internal, k_option, option, section, seed_option, temperature_option
+from ..config import MAX_NEW_TOKENS, Config, internal, k_option, option, section, seed_option, temperature_option
 from ..data.prompts import PromptConfig, render
 from ..engines import Engine, ProgressFn
 from ..errors import P2OError
@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class RolloutConfig(Config):
+    PANEL = "Rollout"
+
     k: int = k_option()
     temperature: float = temperature_option()
     top_p: float = option(1.0, above=0.0, max=1.0, help="Nucleus sampling mass.")
-    max_new_tokens: int = option(1024, min=1, help="Longest response, in tokens.")
+    max_new_tokens: int = option(MAX_NEW_TOKENS, min=1, help="Longest response, in tokens.")
     seed: int = seed_option()
     policy_version: int = internal(0)  # recorded in each rollout: the train step that sampled it
     model: str | None = internal(None)  # recorded in each rollout (and from there in hard records)

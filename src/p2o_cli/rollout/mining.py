@@ -15,8 +15,10 @@ DEFAULT_TAU = 0.2
 
 @dataclass
 class MiningConfig(Config):
+    PANEL = "Hard mining"
+
     tau: float = option(DEFAULT_TAU, min=0.0, max=1.0, help="Hard if mean reward < tau (0.2 = at most 1 of 6).")
-    max_failures: int | None = option(None, min=0, help="Failed responses kept per problem (default: all).")
+    max_failures: int | None = option(None, min=0, unset="all", help="Failed responses kept per problem.")
 
 
 def group_rollouts(rollouts: Iterable[Rollout]) -> dict[str, list[Rollout]]:

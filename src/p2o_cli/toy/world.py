@@ -151,7 +151,8 @@ def init_world(
 
     ``trigger_levels``: None draws a graded mix per trigger (see :mod:`.lexicon`); ``[1.0]`` is
     the all-or-nothing world."""
-    from .pretrain import PretrainConfig, pretrain
+    from .pretrain import pretrain
+    from .pretrain_config import PretrainConfig
     from .tiny import char_tokenizer, tiny_qwen3
 
     say = log or (lambda _msg: None)
