@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -144,3 +145,27 @@ def test_bad_flag_values_exit_2(tmp_path, tiny_model_dir, world) -> None:
 def test_sample_must_be_positive() -> None:
     with pytest.raises(ValueError, match="--sample must be at least 1"):
         build(RunConfig, {"model": "m", "data": "d", "sample": 0})
+
+
+@pytest.mark.timeout(300)
+def test_run_log_tells_a_person_where_the_run_is_and_what_to_do_next(tmp_path, tiny_model_dir, world) -> None:
+    """Read as a log file (stderr not a terminal): every step line says step N/M, its seconds and
+    the run's ETA; the summary names the wall time, final checkpoint, metrics file and next command."""
+    out, log = tmp_path / "run", tmp_path / "run.log"
+    with log.open("wb") as stream:
+        result = subprocess.run(run_args(tiny_model_dir, world, out, "--epochs", "1", "--no-gepa"),
+                                stdout=stream, stderr=subprocess.STDOUT, env=ENV, timeout=240)
+    text = log.read_text()
+    assert result.returncode == 0, text[-3000:]
+    step_lines = [line for line in text.splitlines() if re.search(r" step \d+/\d+ \(epoch \d+\): reward", line)]
+    assert [re.search(r"step (\d+)/(\d+)", line).groups() for line in step_lines] == [("1", "2"), ("2", "2")]
+    for line in step_lines:
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line), line  # timestamped, as in any log
+        assert re.search(r" \d+\.\d s/step  ETA \d+:\d\d", line), line
+    assert step_lines[-1].split("ETA ")[1].startswith("0:00")  # the last step leaves nothing to wait for
+    summary = text.split("done: ")[1]
+    assert re.match(r"2 train steps over 1 epochs in \d+:\d\d", summary)
+    checkpoint = re.search(r"final checkpoint: (\S+)", summary).group(1)
+    assert Path(checkpoint) == out / "checkpoints" / "step-2" and Path(checkpoint).is_dir()
+    assert f"metrics: {out / 'metrics.jsonl'}" in summary
+    assert summary.rstrip().splitlines()[-1] == f"next: p2o report {out}"

@@ -63,4 +63,4 @@ def run(cfg: RunConfig) -> None:
     finally:
         runner.close()
     if runner.dist.is_main:  # under accelerate launch/torchrun, rank 0 speaks for the run
-        console.print(format_summary(summary, cfg.out), highlight=False)
+        console.print(format_summary(summary, cfg.out), highlight=False, soft_wrap=True)  # whole lines in logs

@@ -52,9 +52,10 @@ from ..gepa.pareto import dev_coverage
 from ..gepa.reflectors import ReflectorContext, reflector_from_config
 from ..gepa.search import run_gepa
 from ..gepa.view import live_front
-from ..monitor.progress import generation_progress, interactive
+from ..monitor.progress import format_duration, generation_progress, interactive
 from ..monitor.tracking import MetricsLogger, open_metrics_logger
 from ..reward.pool import open_scorer
+from ..rl.metrics import NO_SIGNAL, learning_signal
 from ..rl.trainer import PolicyTrainer
 from ..rollout.generate import generate_rollouts
 from ..rollout.mining import mine_hard
@@ -87,6 +88,8 @@ class P2ORun:
         if not self.problems:
             raise P2OError(f"{cfg.data}: no problems")
         self.batches_per_epoch = -(-len(self.problems) // cfg.batch_size)
+        self.total_steps = cfg.epochs * self.batches_per_epoch
+        self.started, self.steps_at_start = time.perf_counter(), self.state.step
         # A finished run resumed with more --epochs continues; one resumed as it was is only reported.
         self.finished = self.state.done and self.state.epoch >= cfg.epochs
         self.state.done = self.finished
@@ -112,8 +115,8 @@ class P2ORun:
     def _open_models(self) -> None:
         cfg = self.cfg
         start = self.state.checkpoint or cfg.model
-        total = cfg.epochs * self.batches_per_epoch
-        self.trainer = PolicyTrainer.from_checkpoint(start, dataclasses.replace(cfg.train, total_steps=total))
+        train = dataclasses.replace(cfg.train, total_steps=self.total_steps)
+        self.trainer = PolicyTrainer.from_checkpoint(start, train)
         self.tokenizer = self.trainer.tokenizer
         self.engine = ShardedEngine(self._make_engine(), self.dist, cfg.gen_chunk or cfg.engine.gen_batch_size)
         self.scorer = ShardedScorer(open_scorer(cfg.reward, workers=self.dist.scorer_workers()), self.dist)
@@ -238,12 +241,19 @@ class P2ORun:
                "timing/policy_step": time.perf_counter() - t0,
                "perf/gen_tokens_per_s": gen_tokens / max(t1 - t0 - reward_s, 1e-9)}
         self.dir.log(row)
-        self.say(
-            f"epoch {epoch} step {self.state.step}: reward {row['critic/rewards/mean']:.3f} "
-            f"(plain {row['rollout/plain_reward_mean']:.3f}, templated {row['rollout/templated_reward_mean']:.3f}) "
-            f"hard {len(hard)}/{len(batch)}  {row['perf/rollout_tokens_per_s']:,.0f} tok/s"
-        )
+        self.say(self.step_line(epoch, row, len(hard), len(batch)))
         return hard
+
+    def step_line(self, epoch: int, row: dict[str, Any], hard: int, batch: int) -> str:
+        """The step's line in the log: where the run is, what the step saw, its time and the run's ETA."""
+        step, total = self.state.step, self.total_steps
+        # The ETA spreads everything so far (evals and GEPA too) over the steps this process ran.
+        per_step = (time.perf_counter() - self.started) / max(step - self.steps_at_start, 1)
+        silent = "" if learning_signal(row) else f"  {NO_SIGNAL} (every group's rewards equal)"
+        return (f"step {step}/{total} (epoch {epoch}): reward {row['critic/rewards/mean']:.3f} "
+                f"(plain {row['rollout/plain_reward_mean']:.3f}, templated {row['rollout/templated_reward_mean']:.3f}) "
+                f"hard {hard}/{batch}  {row['perf/rollout_tokens_per_s']:,.0f} tok/s  "
+                f"{row['timing/policy_step']:.1f} s/step  ETA {format_duration(per_step * (total - step))}{silent}")
 
     def evaluate(self) -> dict[str, float]:
         results, _ = evaluate(self.engine, self.tokenizer, self.cfg.eval, self.scorer, progress_factory=self.progress)
@@ -346,8 +356,12 @@ class P2ORun:
         return self.dist.on_main(lambda: self._summary(final_eval))
 
     def _summary(self, final_eval: dict[str, float]) -> RunSummary:
-        counts = [row["epoch/hard_count"] for _, row in iter_json_lines(self.dir.metrics) if "epoch/hard_count" in row]
-        return RunSummary(self.state.step, self.cfg.epochs, counts, final_eval)
+        rows = [row for _, row in iter_json_lines(self.dir.metrics)]
+        return RunSummary(self.state.step, self.cfg.epochs, [row["epoch/hard_count"] for row in rows
+                                                              if "epoch/hard_count" in row], final_eval,
+                          wall_s=time.perf_counter() - self.started, checkpoint=self.state.checkpoint,
+                          metrics=str(self.dir.metrics),
+                          no_signal_steps=sum(1 for row in rows if "actor/pg_loss" in row and not learning_signal(row)))
 
     def epoch_hard(self, epoch: int, n_batches: int) -> list[Hard]:
         """The epoch's hard set, from its batches' files (written by rank 0, read there)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -94,3 +94,16 @@ def step_metrics(cfg: TrainConfig, rollouts: Sequence[Any], plan: Plan, adv: Ten
     if torch.cuda.is_available():
         m["perf/max_memory_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return m
+
+
+# How train-step and p2o run name a batch without learning signal.
+NO_SIGNAL = "no learning signal"
+
+
+def learning_signal(metrics: Mapping[str, float]) -> bool:
+    """Whether a step's batch gave the policy loss anything to learn from: not every advantage is 0.
+
+    Under GRPO a group whose K rewards are all equal (all solved or all failed) has advantages
+    of 0; a batch of only such groups has no policy gradient at all.
+    """
+    return metrics["critic/advantages/max"] != 0 or metrics["critic/advantages/min"] != 0
