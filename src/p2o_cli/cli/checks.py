@@ -12,7 +12,7 @@ from typing import Any
 
 from ..config import TEMPERATURE
 from ..errors import P2OError
-from ..files.records import Rollout
+from ..files.records import Hard, Rollout
 
 
 def schedule_warning(train_step: int, total_steps: int, lr: float) -> str | None:
@@ -27,6 +27,19 @@ def schedule_warning(train_step: int, total_steps: int, lr: float) -> str | None
     if lr == 0:
         return f"train step {train_step + 1} runs at LR 0 (warmup start or cosine floor): the weights will not change"
     return None
+
+
+def warmup_warning(train_step: int, warmup: int, total_steps: int, lr: float, peak_lr: float) -> str | None:
+    """A warning when the ``train_step``-th (0-based) step runs in warmup on a schedule left at its default length.
+
+    A chained ``train-step`` without ``--total-steps`` spans the default schedule: its first
+    5% of 1000 steps are warmup, so a short chain never trains at its ``--lr``.
+    """
+    if train_step >= warmup:
+        return None
+    return (f"train step {train_step + 1} is still in the LR warmup (LR {lr:.3g} of --lr {peak_lr:g}; warmup lasts "
+            f"{warmup} steps) because --total-steps was not given: the schedule spans the default {total_steps} "
+            "steps. Pass the chain's length as --total-steps to its first train-step")
 
 
 def sampling_temperature(rollouts: Iterable[Rollout]) -> float | None:
@@ -61,6 +74,33 @@ def resolve_train_temperature(
         return given, (f"--temperature {given:g} differs from the temperature the rollouts were sampled at "
                        f"({sampled:g}); the log-probs will not match the sampling distribution")
     return given, None
+
+
+# p2o gepa warns when its response limit is this many times the one the hard set's rollouts had.
+MUCH_LONGER = 2
+
+
+def gepa_budget_warning(hard: Iterable[Hard], max_new_tokens: int) -> str | None:
+    """A warning when GEPA's response limit is far from the one the hard set's rollouts were sampled under.
+
+    Hard records keep each failed response's length and how it ended. Failures cut at the
+    response limit (finish reason "length") show that limit: when ``--gepa-max-new-tokens`` is at
+    least ``MUCH_LONGER`` times it, problems that failed for lack of tokens may look solved by any
+    template. Failures that ended on their own but ran longer than ``max_new_tokens`` would be cut
+    by GEPA's evaluations. Files written before failures recorded this give no warning.
+    """
+    ended = [(f.n_tokens, f.finish_reason) for h in hard for f in h.failures if f.n_tokens is not None]
+    cut = [n for n, reason in ended if reason == "length"]
+    if cut and max_new_tokens >= MUCH_LONGER * max(cut):
+        return (f"{len(cut)} of the hard set's failed rollouts were cut at {max(cut):,} tokens (their "
+                f"--max-new-tokens), but --gepa-max-new-tokens is {max_new_tokens:,}: problems that failed for lack "
+                "of tokens may look solved by any template; pass the rollouts' --max-new-tokens (p2o run does)")
+    longer = [n for n, reason in ended if reason != "length" and n > max_new_tokens]
+    if longer:
+        return (f"{len(longer)} of the hard set's failed rollouts ended on their own after more than "
+                f"--gepa-max-new-tokens {max_new_tokens:,} tokens (up to {max(longer):,}): GEPA's evaluations will "
+                "cut such responses; pass the rollouts' --max-new-tokens (p2o run does)")
+    return None
 
 
 def model_of_hard(records: Iterable[Any]) -> str | None:

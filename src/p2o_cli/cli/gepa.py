@@ -44,9 +44,9 @@ def gepa_command(job: GepaJob) -> None:
     from ..gepa.reflectors import ReflectorContext, reflector_from_config
     from ..gepa.search import check_budget, run_gepa
     from ..gepa.view import live_front
-    from ..monitor.progress import interactive
+    from ..monitor.progress import interactive, warn
     from ..reward.pool import open_scorer
-    from .checks import model_of_hard
+    from .checks import gepa_budget_warning, model_of_hard
     from .common import quiet_libraries
 
     if job.out == STDIO and job.state is None:
@@ -62,6 +62,9 @@ def gepa_command(job: GepaJob) -> None:
         raise UsageError(f"{job.hard}: the hard records name no model (written before p2o recorded it); pass --model")
     cfg = job.gepa
     check_budget(len(problems), cfg)  # before any model loads
+    budget_warning = gepa_budget_warning(problems, cfg.gepa_max_new_tokens)
+    if budget_warning:
+        warn(budget_warning)
     thinking = cfg.prompt.enable_thinking
     # An API reflector is built before the model loads, so a missing key fails at once.
     context = ReflectorContext(seed=cfg.seed, enable_thinking=thinking)

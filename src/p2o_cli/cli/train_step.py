@@ -14,7 +14,7 @@ from ..config import TEMPERATURE, Config, model_option, option, section, to_dict
 from ..monitor.tracking import TrackingConfig
 from ..rl.config import TrainConfig
 from .app import app
-from .options import command
+from .options import command, was_given
 
 
 @dataclass
@@ -52,9 +52,10 @@ def train_step(job: TrainStepJob) -> None:
     from ..files.records import Rollout, read_records
     from ..monitor.progress import warn
     from ..monitor.tracking import open_metrics_logger
-    from ..rl.config import lr_at
+    from ..rl.config import lr_at, warmup_steps
+    from ..rl.metrics import NO_SIGNAL, learning_signal
     from ..rl.trainer import PolicyTrainer
-    from .checks import resolve_train_temperature, schedule_warning
+    from .checks import resolve_train_temperature, schedule_warning, warmup_warning
     from .common import quiet_libraries
 
     check_output_path(job.out, "checkpoint")
@@ -64,11 +65,18 @@ def train_step(job: TrainStepJob) -> None:
     quiet_libraries()
     trainer = PolicyTrainer.from_checkpoint(job.model, cfg)
     main = trainer.accelerator.is_main_process
-    step, total = trainer.train_steps, trainer.cfg.total_steps
-    notes = [temperature_warning, schedule_warning(step, total, lr_at(trainer.cfg, step))]
-    for note in filter(None, notes if main else []):
+    step, total, lr = trainer.train_steps, trainer.cfg.total_steps, lr_at(trainer.cfg, trainer.train_steps)
+    for note in filter(None, [temperature_warning, schedule_warning(step, total, lr)] if main else []):
         warn(note)
     metrics = trainer.step(records)
+    # What the step did, said once it did it (a failed step says only why it failed).
+    notes = [None if learning_signal(metrics) else
+             f"{NO_SIGNAL}: in each of the batch's {len({r.id for r in records})} groups all rewards are equal "
+             "(all solved or all failed), so every advantage is 0 and the policy loss gave no gradient"]
+    if not was_given("total_steps") and total == TrainConfig.total_steps:  # left at the default
+        notes.append(warmup_warning(step, warmup_steps(trainer.cfg), total, lr, trainer.cfg.lr))
+    for note in filter(None, notes if main else []):
+        warn(note)
     start = time.perf_counter()
     trainer.save(job.out, extra_config={"model": job.model, "rollouts": job.rollouts})
     metrics["timing/save"] = time.perf_counter() - start

@@ -36,8 +36,11 @@ if TYPE_CHECKING:
 ProgressFactory = Callable[[str, int], AbstractContextManager[ProgressFn]]
 
 
-# The paper's response budget (its training limit: it states no separate one for evaluation).
+# The paper's protocol where p2o eval's defaults differ from it: the Qwen suite's answer reading
+# and the paper's response budget (its training limit: it states no separate one for evaluation).
+# Its n and temperature are each benchmark's own protocol (avg@16 at T=0.6 under 100 problems).
 PAPER_MAX_NEW_TOKENS = 12_288
+PAPER_PROTOCOL: dict[str, Any] = {"grader": "qwen", "eval_max_new_tokens": PAPER_MAX_NEW_TOKENS}
 
 
 @dataclass

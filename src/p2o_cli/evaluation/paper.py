@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from ..errors import P2OError
+from .benchmarks import SAMPLE_TEMPERATURE, SAMPLES, SMALL_BENCH
+from .evaluate import PAPER_PROTOCOL, EvalConfig
 
 SOURCE = "P²O (Joint Policy and Prompt Optimization), arXiv 2603.21877, Tables 1 and 2"
 # Column order of the paper's tables, as p2o's benchmark names.
@@ -91,9 +93,29 @@ def comparison_rows(runs: Mapping[str, Mapping[str, float]]) -> tuple[list[str],
     return header, rows
 
 
-def paper_table(runs: Mapping[str, Mapping[str, float]]) -> Table:
+def protocol_differences(cfg: EvalConfig) -> list[str]:
+    """How ``cfg`` evaluates otherwise than the paper did (empty when it follows the paper's protocol)."""
+    paper_sizes = f"paper: {SAMPLES} at T={SAMPLE_TEMPERATURE:g} under {SMALL_BENCH} problems, else greedy"
+    found = []
+    if cfg.grader != PAPER_PROTOCOL["grader"]:
+        found.append(f"--grader {cfg.grader} (paper: {PAPER_PROTOCOL['grader']})")
+    if cfg.eval_max_new_tokens != PAPER_PROTOCOL["eval_max_new_tokens"]:
+        found.append(f"--eval-max-new-tokens {cfg.eval_max_new_tokens:,} "
+                     f"(paper: {PAPER_PROTOCOL['eval_max_new_tokens']:,})")
+    if cfg.eval_n is not None and cfg.eval_n != SAMPLES:
+        found.append(f"--eval-n {cfg.eval_n} ({paper_sizes})")
+    if cfg.eval_temperature is not None:
+        found.append(f"--eval-temperature {cfg.eval_temperature:g} ({paper_sizes})")
+    if cfg.eval_limit is not None:
+        found.append(f"--eval-limit {cfg.eval_limit} (paper: every problem)")
+    return found
+
+
+def paper_table(runs: Mapping[str, Mapping[str, float]], differences: list[str] | None = None) -> Table:
+    """The comparison as a terminal table; ``differences`` (see :func:`protocol_differences`) go in its caption."""
     header, rows = comparison_rows(runs)
-    table = Table(title="beside the paper", caption=SOURCE)
+    caption = SOURCE + (f"\nnot the paper's protocol: {'; '.join(differences)}" if differences else "")
+    table = Table(title="beside the paper", caption=caption)
     for i, name in enumerate(header):
         table.add_column(name, justify="left" if i == 0 else "right")
     for i, row in enumerate(rows):

@@ -75,6 +75,10 @@ class Failure:
     response: str
     pred: str | None
     template_id: str | None = None
+    # How the response ended ("length": cut at the rollouts' response limit) and its length, so
+    # p2o gepa can compare that limit with its own (None in files written before these fields).
+    n_tokens: int | None = None
+    finish_reason: str | None = None
 
 
 @dataclass

@@ -40,7 +40,8 @@ def mine_hard(rollouts: Iterable[Rollout], tau: float = DEFAULT_TAU, max_failure
         first = group[0]
         if first.problem is None or first.answer is None:
             raise P2OError(f"rollouts for {pid!r} carry no problem/answer text; re-run p2o rollout")
-        failures = [Failure(r.response, r.pred, r.template_id) for r in group if r.reward <= 0]
+        failures = [Failure(r.response, r.pred, r.template_id, r.n_tokens, r.finish_reason)
+                    for r in group if r.reward <= 0]
         hard.append(
             Hard(
                 id=pid,
