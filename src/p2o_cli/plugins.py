@@ -13,8 +13,9 @@ only when their name is asked for.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, EntryPoints, entry_points
 from typing import Generic, TypeVar
 
 from .errors import P2OError
@@ -73,5 +74,11 @@ class Registry(Generic[F]):
 
     def _plugins(self) -> dict[str, EntryPoint]:
         if self._entry_points is None:
-            self._entry_points = {ep.name: ep for ep in entry_points(group=self.group)}
+            self._entry_points = {ep.name: ep for ep in _installed().select(group=self.group)}
         return self._entry_points
+
+
+@functools.cache
+def _installed() -> EntryPoints:
+    """Every installed package's entry points, read once (each read scans every package's metadata)."""
+    return entry_points()

@@ -33,6 +33,9 @@ _GIVEN: ContextVar[frozenset[str]] = ContextVar("given", default=frozenset())
 # Every registered command: (typer app name, command name) -> (job config, base layer).
 COMMANDS: dict[tuple[str, str], tuple[type, BaseValues | None]] = {}
 OPTIONS_PANEL = "Options"
+# Options naming a registry's entry, by name: their names are read (installed packages' entry
+# points, some milliseconds) only when --help shows them, not at every start.
+_LISTED: dict[str, Spec] = {}
 
 
 def was_given(name: str) -> bool:
@@ -116,9 +119,11 @@ def typer_parameter(spec: Spec, specs: Mapping[str, tuple[Spec, ...]], panel: st
     if meta.get("argument"):
         info = typer.Argument(help=meta["help"], show_default=False, metavar=meta.get("metavar"))
     else:
+        if meta.get("registry") is not None:
+            _LISTED[spec.name] = spec  # its metavar lists the registry's names when help is shown
         info = typer.Option(*flags(spec), help=help_text(spec, specs), show_default=False, envvar=meta.get("envvar"),
-                            show_envvar=False,
-                            metavar=None if tp is bool else metavar(spec), rich_help_panel=spec.panel or panel)
+                            show_envvar=False, rich_help_panel=spec.panel or panel,
+                            metavar=None if tp is bool else "NAME" if spec.name in _LISTED else metavar(spec))
     # None means "not given", so a value can come from the layers below the flags (see resolve).
     return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[Optional[tp], info])  # noqa: UP045 - typer reads Optional
@@ -156,6 +161,8 @@ class PanelCommand(typer.core.TyperCommand):
         arguments: list[tuple[str, str]] = []
         panels: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
+            if param.name in _LISTED:
+                param.metavar = metavar(_LISTED[param.name])
             record = param.get_help_record(ctx)
             if record is None:
                 continue
