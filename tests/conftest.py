@@ -1,8 +1,9 @@
-"""Shared fixtures: a tiny Qwen3 with a char tokenizer, built once per session, and paths."""
+"""Shared fixtures: a tiny Qwen3 with a char tokenizer, built once per session, paths, loopback servers."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -40,3 +41,20 @@ def world(tmp_path_factory) -> Path:
     (root / "bench").mkdir()
     (root / "bench" / "toy-mini.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows[:4]))
     return root
+
+
+@pytest.fixture
+def loopback() -> Iterator[Callable]:
+    """``loopback(answer)`` starts a real HTTP server on 127.0.0.1 (``helpers.LoopbackServer``);
+    all are closed after the test."""
+    from helpers import LoopbackServer
+
+    servers: list[LoopbackServer] = []
+
+    def start(answer) -> LoopbackServer:
+        servers.append(LoopbackServer(answer))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

@@ -1,13 +1,19 @@
 """Helpers several test modules share: a miniature run's flags, a small rollout batch, scripted
-GEPA stand-ins, TensorBoard read-back. Fixtures live in conftest.py."""
+GEPA stand-ins, TensorBoard read-back, a loopback HTTP server. Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -141,3 +147,133 @@ class BoxScorer:
     def score(self, responses, golds):
         preds = [re.search(r"\\boxed\{(.*)\}", r).group(1) for r in responses]
         return [Result(float(p == g), p) for p, g in zip(preds, golds)]
+
+
+# ---------------------------------------------------------------- a loopback HTTP server
+# For the tests of p2o's HTTP clients (the openai engine, the API reflectors): a test's function
+# answers each request, so the client library under test builds its own requests, responses and
+# errors, whatever its release does inside. The ``loopback`` fixture (conftest.py) starts servers
+# and closes them after the test.
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = b""  # bytes are sent as they are, anything else as JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0  # wait before answering (a server that hangs)
+
+
+Answer = Callable[[Request], Reply]
+
+
+class LoopbackServer:
+    """Serves ``answer(request)`` on 127.0.0.1 (any free port); ``url`` ends in ``/v1``.
+
+    Requests are recorded in ``requests`` and answered one at a time, so a scripted answer sees
+    them in arrival order; the delay of a reply is waited out concurrently.
+    """
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[Request] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server._respond(self)
+
+            def do_POST(self) -> None:
+                server._respond(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def _respond(self, handler: BaseHTTPRequestHandler) -> None:
+        raw = handler.rfile.read(int(handler.headers.get("content-length", 0)))
+        request = Request(handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()}, raw)
+        with self.lock:
+            self.requests.append(request)
+            reply = self.answer(request)
+        time.sleep(reply.delay_s)
+        body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("content-type", "application/json")
+            handler.send_header("content-length", str(len(body)))
+            for key, value in reply.headers.items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> LoopbackServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def chat_completion(content: str | None, choices: bool = True) -> dict:
+    """A /v1/chat/completions reply whose one choice says ``content`` (no choice: ``choices=False``)."""
+    message = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [message] if choices else [],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+class ChatScript:
+    """A chat server's faults, scripted: each POST gets the script's next action, then ``default``.
+
+    Actions: "429" (with Retry-After ``retry_after`` seconds), "500", "401", "hang" (answers only
+    after ``hang_s``), "garbage" (HTML), "badjson" (cut-off JSON), "empty" (no choices), "huge" (a
+    5 MB answer), "ok:<content>", and "ok" (``ok`` as the content). A GET lists the one model "m".
+    """
+
+    def __init__(self, script: list[str], default: str = "ok", ok: str = "", retry_after: int = 0,
+                 hang_s: float = 0.6) -> None:
+        self.script, self.default, self.ok = list(script), default, ok
+        self.retry_after, self.hang_s = retry_after, hang_s
+
+    def __call__(self, request: Request) -> Reply:
+        if request.method == "GET":
+            return Reply(body={"object": "list", "data": [{"id": "m", "object": "model"}]})
+        action = self.script.pop(0) if self.script else self.default
+        errors = {"429": "slow down", "500": "boom", "401": "bad key"}
+        if action in errors:
+            headers = {"retry-after": str(self.retry_after)} if action == "429" else {}
+            return Reply(int(action), {"error": {"message": errors[action]}}, headers)
+        raw = {"garbage": b"<html>this is not json", "badjson": b'{"choices": ['}
+        if action in raw:
+            return Reply(body=raw[action])
+        if action == "empty":
+            return Reply(body=chat_completion(None, choices=False))
+        if action == "huge":
+            return Reply(body=chat_completion("```\n" + "x" * 5_000_000 + "\n```"))
+        content = self.ok if action in ("ok", "hang") else action.removeprefix("ok:")
+        return Reply(body=chat_completion(content), delay_s=self.hang_s if action == "hang" else 0.0)

@@ -1,33 +1,56 @@
-"""The retrying client and the openai engine, against fakes (the real server is in test_vllm.py)."""
+"""The retrying client and the openai engine against a loopback server (a real vLLM one is in test_vllm.py).
+
+The errors are the ones the openai client raises for real HTTP replies, so the tests need nothing
+of the client's insides (its HTTP library changed between releases).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
 
 import openai
 import pytest
 
+from helpers import LoopbackServer, Reply, Request
 from p2o_cli.data.prompts import render
 from p2o_cli.engines import Engine, load_engine, resolve_engine
+from p2o_cli.engines.openai import VLLM_EXTRAS
 from p2o_cli.engines.openai_client import is_retryable, make_client, map_bounded, with_retries
 
 
-def status_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:
-    # A stand-in for the HTTP response (the client's own HTTP library varies across openai releases).
-    response = SimpleNamespace(status_code=status, headers=headers or {}, request=None)
-    cls = {400: openai.BadRequestError, 401: openai.AuthenticationError, 429: openai.RateLimitError}.get(
-        status, openai.InternalServerError if status >= 500 else openai.APIStatusError
-    )
-    return cls(f"HTTP {status}", response=response, body=None)
+def client_error(reply: Reply, timeout: float = 5.0) -> Exception:
+    """What the openai client raises when a server answers ``reply``."""
+    with LoopbackServer(lambda request: reply) as server, make_client(server.url, timeout=timeout) as client:
+        try:
+            client.models.list()
+        except openai.OpenAIError as err:
+            return err
+    raise AssertionError(f"the client accepted {reply}")
+
+
+def error_reply(status: int, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, {"error": {"message": f"HTTP {status}"}}, headers or {})
+
+
+def status_error(status: int, headers: dict[str, str] | None = None) -> Exception:
+    return client_error(error_reply(status, headers))
+
+
+def test_the_client_raises_its_own_typed_errors() -> None:
+    assert type(status_error(400)) is openai.BadRequestError
+    assert type(status_error(401)) is openai.AuthenticationError
+    limited = status_error(429, {"retry-after": "7"})
+    assert type(limited) is openai.RateLimitError and limited.response.headers["retry-after"] == "7"
+    assert type(status_error(503)) is openai.InternalServerError
+    assert type(client_error(Reply(delay_s=1.0), timeout=0.05)) is openai.APITimeoutError
 
 
 # ---------------------------------------------------------------- with_retries, map_bounded
 
 
 def test_retries_transient_errors_with_growing_jittered_delays() -> None:
-    errors = [status_error(429), status_error(503), openai.APITimeoutError(request=None)]
+    errors = [status_error(429), status_error(503), client_error(Reply(delay_s=1.0), timeout=0.05)]
     calls, sleeps = [], []
 
     def flaky() -> str:
@@ -103,52 +126,55 @@ def test_make_client_turns_off_the_clients_own_retries(monkeypatch) -> None:
     assert make_client("http://127.0.0.1:9/v1").api_key == "EMPTY"  # local servers take any key
 
 
-# ---------------------------------------------------------------- the engine, on a fake server
+# ---------------------------------------------------------------- the engine, on a loopback server
 
 
-class FakeCompletions:
-    """Answers like a vLLM server (token ids when asked) or a strict one (400 on vLLM extras)."""
+class CompletionsServer:
+    """Answers like a vLLM server (token ids when asked) or a strict one (400 on vLLM's extra fields).
 
-    def __init__(self, tokenizer, strict: bool = False, fail_first: int = 0):
+    The "model" echoes the prompt's length plus the sample's index; the last of n > 1 samples is
+    cut short. ``calls`` are the JSON bodies sent to /v1/completions, in arrival order.
+    """
+
+    def __init__(self, tokenizer, models=("served-a",), strict: bool = False, fail_first: int = 0):
         self.tokenizer = tokenizer
+        self.models = models
         self.strict = strict
         self.fail_first = fail_first
         self.calls: list[dict] = []
-        self.lock = threading.Lock()
 
-    def create(self, **kwargs):
-        with self.lock:
-            self.calls.append(kwargs)
-            if self.fail_first:
-                self.fail_first -= 1
-                raise status_error(503)
-        extra = kwargs.get("extra_body") or {}
-        if self.strict and extra:
-            raise status_error(400)
+    def __call__(self, request: Request) -> Reply:
+        if request.method == "GET" and request.path.endswith("/models"):
+            return Reply(body={"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "p2o"}
+                                                          for m in self.models]})
+        body = request.json()
+        self.calls.append(body)
+        if self.fail_first:
+            self.fail_first -= 1
+            return error_reply(503)
+        extras = VLLM_EXTRAS.keys() & body.keys()
+        if self.strict and extras:
+            return error_reply(400)
         choices = []
-        for i in range(kwargs["n"]):
-            # Deterministic "model": echo the prompt's last digits; the last sample is cut short.
-            text = f"\\boxed{{{len(kwargs['prompt']) + i}}}"
-            reason = "length" if i == kwargs["n"] - 1 and kwargs["n"] > 1 else "stop"
+        for i in range(body["n"]):
+            text = f"\\boxed{{{len(body['prompt']) + i}}}"
+            reason = "length" if i == body["n"] - 1 and body["n"] > 1 else "stop"
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             ids = ids + [self.tokenizer.eos_token_id] if reason == "stop" else ids
-            choices.append(SimpleNamespace(index=i, text=text, finish_reason=reason, logprobs=None,
-                                           token_ids=ids if extra.get("return_token_ids") else None))
-        usage = SimpleNamespace(completion_tokens=sum(len(self.tokenizer(c.text)["input_ids"]) + 1 for c in choices))
-        return SimpleNamespace(choices=list(reversed(choices)), usage=usage)
+            choice = {"index": i, "text": text, "finish_reason": reason, "logprobs": None}
+            choices.append({**choice, "token_ids": ids} if body.get("return_token_ids") else choice)
+        used = sum(len(self.tokenizer(c["text"])["input_ids"]) + 1 for c in choices)
+        return Reply(body={"id": "cmpl-1", "object": "text_completion", "created": 0, "model": body["model"],
+                           "choices": list(reversed(choices)),
+                           "usage": {"prompt_tokens": 1, "completion_tokens": used, "total_tokens": used + 1}})
 
 
-def fake_client(completions, models=("served-a",)):
-    listing = SimpleNamespace(data=[SimpleNamespace(id=m) for m in models])
-    return SimpleNamespace(completions=completions, models=SimpleNamespace(list=lambda: listing), close=lambda: None)
-
-
-def test_openai_engine_on_a_vllm_like_server(tiny_model_dir) -> None:
+def test_openai_engine_on_a_vllm_like_server(tiny_model_dir, loopback) -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    fake = FakeCompletions(tok)
-    engine = load_engine("openai", str(tiny_model_dir), client=fake_client(fake), max_concurrency=2)
+    fake = CompletionsServer(tok)
+    engine = load_engine("openai", str(tiny_model_dir), base_url=loopback(fake).url, max_concurrency=2)
     assert isinstance(engine, Engine) and engine.served_model == "served-a"  # the only model served
     prompts = [render(engine.tokenizer, f"What is {i}+1?") for i in range(5)]
     seen = []
@@ -164,36 +190,39 @@ def test_openai_engine_on_a_vllm_like_server(tiny_model_dir) -> None:
     sent = sorted(fake.calls, key=lambda c: c["seed"])
     assert [c["seed"] for c in sent] == [4 * 1_000_003 + i for i in range(5)]  # one seed per prompt
     assert all(c["n"] == 3 and c["max_tokens"] == 20 and c["temperature"] == 0.7 and c["top_p"] == 0.9 for c in sent)
-    assert sent[0]["extra_body"]["top_k"] == -1 and sent[0]["model"] == "served-a"
+    assert all(c["prompt"] == p for c, p in zip(sent, prompts))
+    assert {k: sent[0][k] for k in VLLM_EXTRAS} == VLLM_EXTRAS and sent[0]["model"] == "served-a"
     greedy = engine.generate(prompts[:1], n=1, temperature=0.0, top_p=0.5, max_new_tokens=8, seed=None)
     assert greedy[0][0].finish_reason == "stop"
     assert fake.calls[-1]["temperature"] == 0.0 and fake.calls[-1]["top_p"] == 1.0 and "seed" not in fake.calls[-1]
     with pytest.raises(NotImplementedError):
         engine.update_weights({})
+    engine.close()
 
 
-def test_openai_engine_drops_extras_for_a_strict_server_and_retries_503(tiny_model_dir) -> None:
+def test_openai_engine_drops_extras_for_a_strict_server_and_retries_503(tiny_model_dir, loopback) -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    fake = FakeCompletions(tok, strict=True, fail_first=1)
-    engine = load_engine("openai", str(tiny_model_dir), client=fake_client(fake, models=("a", "b")),
-                         served_model="b", base_delay=0.0)
+    fake = CompletionsServer(tok, models=("a", "b"), strict=True, fail_first=1)
+    engine = load_engine("openai", str(tiny_model_dir), base_url=loopback(fake).url, served_model="b",
+                         base_delay=0.0)
     out = engine.generate([render(tok, "hi"), render(tok, "ho")], n=2, max_new_tokens=16)
     assert engine.vllm_extras is False
-    assert [c.get("extra_body") for c in fake.calls[:2]] == [{"top_k": -1, "add_special_tokens": False,
-                                                              "return_token_ids": True}] * 2  # 503, then 400
-    assert all("extra_body" not in c for c in fake.calls[2:])
+    assert [{k: c.get(k) for k in VLLM_EXTRAS} for c in fake.calls[:2]] == [VLLM_EXTRAS] * 2  # 503, then 400
+    assert all(not VLLM_EXTRAS.keys() & c.keys() for c in fake.calls[2:])
+    assert len(fake.calls) == 4 and all(c["model"] == "b" for c in fake.calls)
     # No token ids from a strict server with n=2: counts come from re-tokenizing (+1 for the stop token).
     first = out[0][0]
     assert first.token_ids is None and first.n_tokens == len(tok(first.text)["input_ids"]) + 1
     assert out[0][1].n_tokens == len(tok(out[0][1].text)["input_ids"])  # "length": no stop token
+    engine.close()
 
 
-def test_openai_engine_needs_a_served_model_when_the_server_has_several(tiny_model_dir) -> None:
-    fake = FakeCompletions(None)
+def test_openai_engine_needs_a_served_model_when_the_server_has_several(tiny_model_dir, loopback) -> None:
+    server = loopback(CompletionsServer(None, models=("a", "b")))
     with pytest.raises(ValueError, match="--served-model"):
-        load_engine("openai", str(tiny_model_dir), client=fake_client(fake, models=("a", "b")))
+        load_engine("openai", str(tiny_model_dir), base_url=server.url)
 
 
 # ---------------------------------------------------------------- choosing an engine

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 
 import pytest
 
+from helpers import ChatScript, LoopbackServer
 from p2o_cli.engines import Completion
 from p2o_cli.gepa.reflect import (
     FeedbackRecord,
@@ -41,94 +38,13 @@ def request(parent: str = "", seed: int = 0) -> ReflectionRequest:
 # ---------------------------------------------------------------- the loopback chat server
 
 
-class ScriptedServer:
-    """POST /v1/chat/completions answers from a script: 429, 500, hang, garbage, ok:<content>, 401."""
-
-    def __init__(self, script: list[str], default: str = "garbage", hang_s: float = 0.6):
-        self.script = list(script)
-        self.default = default
-        self.hang_s = hang_s
-        self.bodies: list[dict] = []
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                raw = self.rfile.read(length)
-                with server.lock:
-                    action = server.script.pop(0) if server.script else server.default
-                    server.bodies.append({"path": self.path, "auth": self.headers.get("authorization"),
-                                          "json": json.loads(raw)})
-                try:
-                    if action == "429":
-                        self._send(429, b'{"error": {"message": "slow down"}}', {"retry-after": "0"})
-                    elif action == "500":
-                        self._send(500, b'{"error": {"message": "boom"}}')
-                    elif action == "401":
-                        self._send(401, b'{"error": {"message": "bad key"}}')
-                    elif action == "hang":
-                        time.sleep(server.hang_s)
-                        self._send(200, b"{}")
-                    elif action == "garbage":
-                        self._send(200, b"<html>this is not json")
-                    else:
-                        content = action.removeprefix("ok:")
-                        self._send(200, json.dumps(_completion(content)).encode())
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up on a hang
-
-            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-
-    @property
-    def count(self) -> int:
-        return len(self.bodies)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _completion(content: str) -> dict:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 0,
-        "model": "test-model",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
-
-
 @pytest.fixture
-def serve() -> Iterator:
-    servers: list[ScriptedServer] = []
-
-    def start(script: list[str], **kwargs) -> ScriptedServer:
-        servers.append(ScriptedServer(script, **kwargs))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
+def serve(loopback) -> Callable[..., LoopbackServer]:
+    """``serve(script)``: a chat server answering from ``script``, then with garbage (helpers.ChatScript)."""
+    return lambda script, default="garbage": loopback(ChatScript(script, default))
 
 
-def reflector_for(server: ScriptedServer, retries: int = 5, timeout_s: float = 0.25, **kwargs) -> OpenAIReflector:
+def reflector_for(server: LoopbackServer, retries: int = 5, timeout_s: float = 0.25, **kwargs) -> OpenAIReflector:
     retry = RetryPolicy(max_retries=retries, base_delay=0.005, max_delay=0.02)
     return OpenAIReflector(server.url, "test-model", SECRET, timeout_s=timeout_s, retry=retry, **kwargs)
 
@@ -165,11 +81,12 @@ def test_retries_through_429_500_timeout_and_garbage(serve, caplog) -> None:
         assert reflector.propose([request()]) == [TEMPLATE]
     assert server.count == 5
     assert reflector.stats == {"requests": 5, "retries": 4, "failed": 0, "malformed": 0}
-    body = server.bodies[-1]
-    assert body["path"] == "/v1/chat/completions" and body["json"]["model"] == "test-model"
-    assert body["json"]["messages"] == [{"role": "user", "content": meta_prompt(request())}]
-    assert "temperature" not in body["json"]  # the provider's default unless asked
-    assert body["auth"] == f"Bearer {SECRET}"
+    last = server.requests[-1]
+    body = last.json()
+    assert last.path == "/v1/chat/completions" and body["model"] == "test-model"
+    assert body["messages"] == [{"role": "user", "content": meta_prompt(request())}]
+    assert "temperature" not in body  # the provider's default unless asked
+    assert last.headers["authorization"] == f"Bearer {SECRET}"
     assert SECRET not in caplog.text and SECRET not in repr(reflector)
 
 
@@ -200,7 +117,7 @@ def test_batch_runs_concurrently_in_order(serve) -> None:
     server = serve([], default=f"ok:{GOOD_ANSWER}")
     reflector = reflector_for(server, concurrency=3, temperature=0.5)
     assert reflector.propose([request(f"p{i}") for i in range(4)]) == [TEMPLATE] * 4
-    assert server.count == 4 and all(b["json"]["temperature"] == 0.5 for b in server.bodies)
+    assert server.count == 4 and all(r.json()["temperature"] == 0.5 for r in server.requests)
     assert reflector.propose([]) == []
 
 

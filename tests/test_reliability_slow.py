@@ -19,16 +19,16 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from helpers import ChatScript, LoopbackServer
 
 pytestmark = pytest.mark.slow_reliability
 
@@ -100,84 +100,10 @@ TEMPLATE = "Work the sum digit by digit."
 GOOD = f"```\n{TEMPLATE}\n```"
 
 
-def _completion(content: str | None, choices: bool = True) -> bytes:
-    body = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}]
-            if choices else []}
-    return json.dumps(body).encode()
-
-
-class FaultServer:
-    """Answers POST /chat/completions with the next scripted fault (the default when none is left)."""
-
-    def __init__(self, script: list[str], default: str = "ok") -> None:
-        self.script, self.default = list(script), default
-        self.auth: list[str] = []
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self._send(200, b'{"object": "list", "data": [{"id": "m", "object": "model"}]}')
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                with server.lock:
-                    action = server.script.pop(0) if server.script else server.default
-                    server.auth.append(self.headers.get("authorization", ""))
-                try:
-                    if action == "429":
-                        self._send(429, b'{"error": {"message": "slow"}}', {"retry-after": "1"})
-                    elif action == "500":
-                        self._send(500, b'{"error": {"message": "boom"}}')
-                    elif action == "hang":
-                        time.sleep(5)
-                        self._send(200, _completion(GOOD))
-                    elif action == "badjson":
-                        self._send(200, b'{"choices": [')
-                    elif action == "empty":
-                        self._send(200, _completion(None, choices=False))
-                    elif action == "huge":
-                        self._send(200, _completion("```\n" + "x" * 5_000_000 + "\n```"))
-                    elif action.startswith("say:"):
-                        self._send(200, _completion(action[4:]))
-                    else:
-                        self._send(200, _completion(GOOD))
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def serve() -> Iterator:
-    servers: list[FaultServer] = []
-
-    def start(script: list[str], default: str = "ok") -> FaultServer:
-        servers.append(FaultServer(script, default))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
+def serve(loopback) -> Callable[..., LoopbackServer]:
+    """``serve(script, default)``: a faulty chat server (helpers.ChatScript) whose good answer is GOOD."""
+    return lambda script, default="ok": loopback(ChatScript(script, default, ok=GOOD, retry_after=1, hang_s=5))
 
 
 def refused_url() -> str:
@@ -240,7 +166,7 @@ def test_answer_leaks_are_rejected(serve) -> None:
 
     hard = make_hard(12)
     golds = " ".join(h.answer for h in hard)
-    server = serve([], default=f"say:```\nThe answers are {golds}.\n```")
+    server = serve([], default=f"ok:```\nThe answers are {golds}.\n```")
     result = run_gepa(hard, SkillEngine(hard), ChatTokenizer(), reflector(server.url), BoxScorer(),
                       GepaConfig(width=2, minibatch=2, dev_size=4, budget=60, max_iterations=3))
     assert result.rejected_leaks == result.reflections > 0 and result.kept == 0
@@ -354,7 +280,7 @@ def test_a_planted_api_key_never_reaches_disk_or_logs(tmp_path, tiny_model_dir, 
         capture_output=True, env=env, cwd=tmp_path, timeout=240,
     )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert f"Bearer {secret}" in server.auth  # the key was used ...
+    assert f"Bearer {secret}" in [r.headers.get("authorization") for r in server.requests]  # the key was used ...
     assert secret.encode() not in result.stdout + result.stderr  # ... and never shown
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(written) >= 3
