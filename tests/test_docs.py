@@ -42,7 +42,7 @@ EXTERNAL_OPTIONS = {
 }
 # Files of other projects that the pages name (the Qwen2.5-Math evaluation suite).
 EXTERNAL_FILES = {"evaluation/parser.py", "evaluation/grader.py"}
-REPO_ROOTS = ("src/", "tests/", "examples/", "benchmarks/", "docs/", ".ci/")
+REPO_ROOTS = ("src/", "tests/", "examples/", "benchmarks/", "docs/", ".ci/", "locks/")
 TOP_FILES = ("Makefile", "pyproject.toml", "README.md", "mkdocs.yml", "CHANGELOG.md", "LICENSE")
 
 
