@@ -8,12 +8,12 @@ import orjson
 import pytest
 
 from helpers import CATEGORIES, BoxScorer, ChatTokenizer, SkillEngine, make_hard
-from p2o_cli.files.records import Hard
+from p2o_cli.files.records import MAX_TEMPLATE_CHARS, Hard
 from p2o_cli.gepa.acceptance import leaked_answer
 from p2o_cli.gepa.config import GepaConfig
 from p2o_cli.gepa.reflect import ReflectionRequest
 from p2o_cli.gepa.search import GepaProgress, run_gepa
-from p2o_cli.gepa.state import split_sizes
+from p2o_cli.gepa.state import OUTCOMES, load_state, split_sizes
 
 
 class SkillReflector:
@@ -91,6 +91,42 @@ def test_search_improves_and_records_lineage(tmp_path) -> None:
     for key in ("gepa/parent_scores", "gepa/child_scores", "gepa/kept", "gepa/best_dev_mean", "gepa/dev_coverage"):
         assert key in last
     assert last["gepa/dev_coverage"] >= best / 4
+
+
+def test_every_proposed_child_is_recorded_with_its_outcome(tmp_path) -> None:
+    hard = make_hard()
+    state_path = tmp_path / "state.json"
+    result, _, reflector = run(hard, config(budget=200), state_path=state_path)
+    proposals = load_state(state_path).proposals
+    assert len(proposals) == result.reflections == len(reflector.requests)
+    kept = [p for p in proposals if p.outcome == "kept"]
+    # The kept ones are exactly the templates past the seed, with the scores that let them in.
+    assert [p.template_id for p in kept] == [t.template_id for t in result.templates[1:]]
+    assert [p.text for p in kept] == [t.text for t in result.templates[1:]]
+    assert all(p.child_score > p.parent_score for p in kept)
+    for p, request in zip(proposals, reflector.requests):
+        assert p.parent_id == request.parent_id and p.minibatch == [f.problem_id for f in request.feedback]
+        assert p.outcome in OUTCOMES and 1 <= p.iteration <= result.iterations
+    # Children evaluated and refused did not beat their parent; duplicates were never evaluated.
+    assert all(p.child_score <= p.parent_score for p in proposals if p.outcome == "not_better")
+    assert all(p.child_score is None for p in proposals if p.outcome == "duplicate")
+    assert sum(p.outcome == "duplicate" for p in proposals) == result.duplicates
+
+
+def test_leaking_and_unusable_children_are_recorded_as_such(tmp_path) -> None:
+    state_path = tmp_path / "state.json"
+    result, _, _ = run(make_hard(), config(budget=30), reflector=SkillReflector(leak=True), state_path=state_path)
+    outcomes = [p.outcome for p in load_state(state_path).proposals]
+    assert outcomes == ["leaks_answer"] * result.rejected_leaks and outcomes
+
+    class Rambling:
+        def propose(self, requests):
+            return ["x" * (MAX_TEMPLATE_CHARS + 5) for _ in requests]
+
+    result, _, _ = run(make_hard(), config(budget=20), reflector=Rambling(), state_path=state_path)
+    proposals = load_state(state_path).proposals
+    assert [p.outcome for p in proposals] == ["unusable"] * result.skipped and proposals
+    assert all(len(p.text) == MAX_TEMPLATE_CHARS and p.child_score is None for p in proposals)
 
 
 def test_budget_is_counted_to_the_rollout() -> None:

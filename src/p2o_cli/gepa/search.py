@@ -13,11 +13,14 @@ kept children are scored; dev-score vectors define the Pareto front). One iterat
 5. evaluate the remaining children on their parents' minibatches (one batched call) and keep
    those that beat their parent; score the kept children on all of dev (one batched call).
 
+Every proposed child, kept or not, is recorded with its outcome (``SearchState.proposals``), so
+the search can be inspected afterwards (``p2o report --html``).
+
 Budget: every generated completion is one rollout, counted exactly — |dev| for the seed,
 B per parent evaluation, B per child evaluation, |dev| per kept child. The budget is checked
 before each proposal, so a run overshoots by at most one iteration's worth.
 
-State (templates, spent, iteration, the RNG's state and the minibatch sampler) is written
+State (templates, proposals, spent, iteration, the RNG's state and the minibatch sampler) is written
 atomically after every iteration; ``resume=True`` continues to the same result.
 """
 
@@ -39,6 +42,7 @@ from .config import GepaConfig
 from .pareto import dev_coverage, front_templates, mean_score, select_parents
 from .reflect import FeedbackRecord, ReflectionRequest, Reflector
 from .state import (
+    Proposal,
     SearchState,
     add_solved,
     call_seed,
@@ -46,6 +50,7 @@ from .state import (
     fingerprint,
     load_state,
     next_minibatch,
+    proposal,
     rng_from_json,
     state_to_json,
 )
@@ -146,6 +151,7 @@ class _Iteration:
     child_scores: dict[int, float] = field(default_factory=dict)
     kept: list[Template] = field(default_factory=list)
     leaks: int = 0
+    proposals: dict[int, Proposal] = field(default_factory=dict)  # slot -> what became of its child
 
 
 def run_gepa(
@@ -275,15 +281,22 @@ def _propose(search: _Search, state: SearchState, it: _Iteration, cfg: GepaConfi
     known = {t.text.strip() for t in state.templates}
     for (slot, _), answer in zip(it.requests, answers):
         text = answer.strip() if isinstance(answer, str) else ""
+        parent, batch = it.slots[slot]
         if not text or len(text) > MAX_TEMPLATE_CHARS:  # over-long: refused before any evaluation
             state.counters["skipped"] += 1
+            outcome = "unusable"
         elif text in known:
             state.counters["duplicates"] += 1
-        elif leaked_answer(text, [search.by_id[pid].answer for pid in it.slots[slot][1]]) is not None:
+            outcome = "duplicate"
+        elif leaked_answer(text, [search.by_id[pid].answer for pid in batch]) is not None:
             it.leaks += 1
+            outcome = "leaks_answer"
         else:
             known.add(text)
             it.children.append((slot, text))
+            outcome = "not_better"  # until its minibatch score says otherwise
+        it.proposals[slot] = proposal(it.number, parent, text, outcome, batch)
+        it.proposals[slot].parent_score = it.parent_scores[slot]
     state.counters["rejected_leaks"] += it.leaks
     return streak
 
@@ -298,14 +311,16 @@ def _score_children(search: _Search, state: SearchState, it: _Iteration, cfg: Ge
         parent, batch = it.slots[slot]
         rewards = [r for _, r, _ in results[offset : offset + len(batch)]]
         offset += len(batch)
-        it.child_scores[slot] = sum(rewards)
+        it.child_scores[slot] = it.proposals[slot].child_score = sum(rewards)
         if it.child_scores[slot] > it.parent_scores[slot]:
             child = Template(f"g{it.number}-{slot}", text, parent_id=parent.template_id, iteration=it.number)
             add_solved(child, [pid for pid, r in zip(batch, rewards) if r > 0])
             it.kept.append(child)
+            it.proposals[slot].outcome, it.proposals[slot].template_id = "kept", child.template_id
     search.score_on_dev(it.kept, state.dev_ids, call_seed(cfg.seed, it.number, 3))
     state.spent += len(it.kept) * len(state.dev_ids)
     state.templates.extend(it.kept)
+    state.proposals.extend(it.proposals[slot] for slot in sorted(it.proposals))
     state.counters["kept"] += len(it.kept)
     state.iteration = it.number
 

@@ -12,10 +12,33 @@ from typing import Any
 import orjson
 
 from ..errors import P2OError, shown
-from ..files.records import Hard, Template, from_dict, read_json_object
+from ..files.records import MAX_TEMPLATE_CHARS, Hard, Template, from_dict, read_json_object
 from .config import GepaConfig
 
 STATE_SCHEMA = "gepa-state@1"
+# What became of a proposed child: kept (it beat its parent on the minibatch), or why not.
+OUTCOMES = ("kept", "not_better", "duplicate", "leaks_answer", "unusable")
+
+
+@dataclass
+class Proposal:
+    """A child the reflector proposed at one iteration and what became of it. Kept children are
+    also templates; the others exist only here, so the search can be inspected afterwards."""
+
+    iteration: int
+    parent_id: str
+    text: str  # cut to MAX_TEMPLATE_CHARS when the reflector sent more (then it is "unusable")
+    outcome: str
+    minibatch: list[str] = field(default_factory=list)
+    parent_score: float | None = None  # problems of the minibatch the parent solved
+    child_score: float | None = None  # ... and the child (None: refused before evaluation)
+    template_id: str | None = None  # the kept child's id
+
+
+def proposal(iteration: int, parent: Template, text: str, outcome: str, minibatch: list[str]) -> Proposal:
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    return Proposal(iteration, parent.template_id, text[:MAX_TEMPLATE_CHARS], outcome, list(minibatch))
 
 
 @dataclass
@@ -34,6 +57,8 @@ class SearchState:
             ("proposals", "reflections", "kept", "skipped", "duplicates", "perfect", "rejected_leaks"), 0
         )
     )
+    # Every child proposed so far, kept or not, in order (states saved before it existed load as []).
+    proposals: list[Proposal] = field(default_factory=list)
 
 
 def split_sizes(n: int, dev_size: int) -> int:
