@@ -7,8 +7,10 @@ import orjson
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
-from p2o_cli.report.aggregate import aggregate_table, group_runs, hard_curve, mean_std
+from p2o_cli.report.aggregate import aggregate_table, final_chart, group_runs, hard_curve, mean_std
 from p2o_cli.report.figures import load_run
+from p2o_cli.report.style import assign_styles, paper_style
+from p2o_cli.toy.sweep import NAMES
 
 
 def seed_run(root: Path, name: str, seed: int, start: float, final: float, hard: list[int]) -> Path:
@@ -47,11 +49,35 @@ def test_runs_of_one_name_become_one_row_over_seeds(tmp_path) -> None:
     assert lines[4] == "| grpo | 2 | 51.5 ± 0.7 | 3.0 ± 1.4 | 90 → 88 |"
 
 
-def test_report_aggregate_writes_table_and_plots(tmp_path) -> None:
+def test_report_aggregate_writes_table_and_figures(tmp_path) -> None:
     dirs = [seed_run(tmp_path, "p2o", s, 1.0, 40.0 + s, [100, 50]) for s in (1, 2, 3)]
+    dirs += [seed_run(tmp_path, "grpo", s, 1.0, 2.0 * s, [100, 90 + s]) for s in (1, 2, 3)]
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["report", *map(str, dirs), "--aggregate", "--out", str(out)])
+    result = CliRunner().invoke(app, ["report", *map(str, dirs), "--aggregate", "--out", str(out), "--html"])
     assert result.exit_code == 0, result.output
-    assert "| p2o | 3 | 52.0 ± 1.0 | 42.0 ± 1.0 | 100 → 50 |" in (out / "report.md").read_text()
+    body = (out / "report.md").read_text()
+    # The rows carry the paper's names.
+    assert "| P²O | 3 | 52.0 ± 1.0 | 42.0 ± 1.0 | 100 → 50 |" in body and "| GRPO | 3 |" in body
     for png in ("final_accuracy.png", "hard_count_per_epoch.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert html.count('src="data:image/svg+xml;base64,') == 2 and "<td>P²O</td>" in html
+
+
+def test_final_accuracy_marks_every_seed_and_names_variants(tmp_path) -> None:
+    dirs = [seed_run(tmp_path, name, s, 1.0, final, [100, 50]) for name, s, final in
+            (("grpo", 1, 2.0), ("grpo", 2, 90.0), ("p2o-no-distill", 1, 5.0), ("p2o-no-distill", 2, 80.0))]
+    groups = group_runs([load_run(d) for d in dirs])
+    with paper_style():
+        styles = assign_styles([g.name for g in groups], NAMES, list(NAMES))
+        chart = final_chart(groups, styles)
+    hard_axis = chart.figure.axes[1]
+    assert hard_axis.get_title() == "toy-hard"
+    assert [t.get_text() for t in hard_axis.get_xticklabels()] == ["GRPO", "P²O w/o CD"]
+    # A marker per seed, joined across the variants; bars at the means.
+    seeds = {line.get_label(): list(line.get_ydata()) for line in hard_axis.get_lines()}
+    assert seeds == {"seed 1": [2.0, 5.0], "seed 2": [90.0, 80.0]}
+    assert [bar.get_height() for bar in hard_axis.patches] == [46.0, 42.5]
+    # Nothing is cut: the axis holds every seed (no whisker runs below zero).
+    low, high = hard_axis.get_ylim()
+    assert low == 0.0 and 90.0 < high <= 100.0

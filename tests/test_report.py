@@ -1,14 +1,30 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from xml.etree import ElementTree
 
 import orjson
 import pytest
+from matplotlib.colors import to_hex
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
 from p2o_cli.errors import RecordError
-from p2o_cli.report.figures import comparison_table, load_run, smooth, y_limits
+from p2o_cli.report.figures import comparison_table, load_run, run_charts, smooth
+from p2o_cli.report.style import (
+    PALETTE,
+    assign_styles,
+    data_limits,
+    dodge,
+    flat_note,
+    grid,
+    identical_to,
+    paper_style,
+    render,
+    spacing,
+    thin_ticks,
+)
 
 
 def fake_run(root: Path, name: str, hard: list[int], final_acc: float) -> Path:
@@ -22,7 +38,7 @@ def fake_run(root: Path, name: str, hard: list[int], final_acc: float) -> Path:
                      "actor/pg_clipfrac": 0.01, "actor/entropy": 1.0 - step / 10, "response_length/mean": 20.0 + step,
                      "rollout/truncated_frac": 0.0})
     rows += [{"epoch": e, "training/step": 2 * (e + 1), "epoch/hard_count": h} for e, h in enumerate(hard)]
-    rows.append({"epoch": 0, "training/step": 2, "gepa/dev_coverage": 0.5, "gepa/templates": 3,
+    rows.append({"epoch": 0, "training/step": 2, "gepa/dev_coverage": hard[-1] / 20, "gepa/templates": hard[-1],
                  "gepa/rollouts_spent": 600})
     rows.append({"training/step": 4, "epoch": 1, "eval/toy-hard/accuracy": final_acc})
     (run / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
@@ -39,16 +55,22 @@ def test_table_reports_final_eval_hard_trend_and_reward(tmp_path) -> None:
     assert lines[3] == "| grpo | 12.0 | 10 → 9 | 0.400 |"
 
 
-def test_report_command_writes_plots(tmp_path) -> None:
+def test_report_command_writes_figures_and_notes(tmp_path) -> None:
     a, b = fake_run(tmp_path, "p2o", [10, 4], 62.5), fake_run(tmp_path, "grpo", [10, 9], 12.0)
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["report", str(a), str(b), "--out", str(out)])
     assert result.exit_code == 0, result.output
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["epoch_hard_count.png", "eval_toy-hard_accuracy.png", "gepa_per_epoch.png",
-                    "training_dynamics.png", "training_reward.png"]
+    assert pngs == ["epoch_hard_count.png", "eval_accuracy.png", "gepa_per_epoch.png", "training_dynamics.png",
+                    "training_reward.png"]
     assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
-    assert "| p2o | 62.5 |" in (out / "report.md").read_text()
+    body = (out / "report.md").read_text()
+    # The table and the figures call the variants by the paper's names.
+    assert "| P²O | 62.5 |" in body and "| GRPO | 12.0 |" in body
+    # Panels that never change are named, not drawn; runs on top of each other are named too.
+    assert "Clip fraction: 0.01 at every point of every run (not drawn)" in body
+    assert "Truncated responses: 0 at every point of every run (not drawn)" in body
+    assert "P²O ≡ GRPO" in body or "GRPO ≡ P²O" in body
 
 
 def test_not_a_run_directory(tmp_path) -> None:
@@ -81,35 +103,123 @@ def test_smooth_is_a_debiased_ema() -> None:
     assert smooth([1.0, 5.0], 0.0) == [1.0, 5.0]
 
 
-def test_flat_and_one_point_series_get_an_axis_from_zero() -> None:
-    assert y_limits([0.5]) == (0.0, pytest.approx(0.6))  # one point: not a ±0.04 window
-    assert y_limits([40.0, 40.5], bounded=100.0) == (0.0, 100.0)
-    assert y_limits([0.0, 0.0]) == (0.0, 1.0)
-    assert y_limits([1.0, 5.0]) is None  # a real spread: matplotlib decides
-    assert y_limits([-2.0]) == (pytest.approx(-2.4), 0.0)
-
-
-def test_a_run_keeps_its_colour_in_every_plot(tmp_path, monkeypatch) -> None:
-    import p2o_cli.report.figures as report
-
-    runs = [fake_run(tmp_path, n, [3, 2], 1.0) for n in ("a", "b", "c")]
-    # "b" has no GEPA rows and no eval: with a per-plot colour cycle "c" would take b's colour there.
+def test_a_run_keeps_its_colour_in_every_figure(tmp_path) -> None:
+    runs = [fake_run(tmp_path, n, [3, i], 10.0 * i) for i, n in enumerate(("a", "b", "c"))]
+    # "b" has no GEPA rows and no eval: with a per-figure colour cycle "c" would take b's colour there.
     rows = [orjson.loads(x) for x in (runs[1] / "metrics.jsonl").read_bytes().splitlines()]
     rows = [r for r in rows if not any(k.startswith(("gepa/", "eval/")) for k in r)]
     (runs[1] / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    series = [load_run(r) for r in runs]
+    with paper_style():
+        styles = assign_styles([r.name for r in series])
+        charts = run_charts(series, styles)
+    assert [c.name for c in charts if c.figure is not None] == ["training_reward", "epoch_hard_count",
+                                                                "eval_accuracy", "training_dynamics", "gepa_per_epoch"]
     colours: dict[str, set[str]] = {}
-    real_save = report.save_figure
-
-    def spy(fig, path, **kw):
-        for ax in fig.axes:
-            for line in ax.get_lines():
-                label = line.get_label().split(" (")[0]
-                if not label.startswith("_"):
-                    colours.setdefault(label, set()).add(str(line.get_color()))
-        return real_save(fig, path, **kw)
-
-    monkeypatch.setattr(report, "save_figure", spy)
-    report.write_report(runs, tmp_path / "out")
+    for chart in charts:
+        for ax in chart.figure.axes:
+            for artist in [*ax.get_lines(), *ax.patches]:
+                if artist.get_label() in {"a", "b", "c"}:
+                    colour = artist.get_color() if hasattr(artist, "get_marker") else to_hex(artist.get_facecolor())
+                    colours.setdefault(artist.get_label(), set()).add(to_hex(colour))
     assert set(colours) == {"a", "b", "c"}
     assert all(len(c) == 1 for c in colours.values()), colours
     assert len({next(iter(c)) for c in colours.values()}) == 3
+
+
+def test_a_variant_keeps_its_colour_whichever_variants_ran() -> None:
+    canonical = ["grpo", "p2o", "p2o-no-distill"]
+    every = assign_styles(canonical, {"p2o-no-distill": "P²O w/o CD"}, canonical)
+    some = assign_styles(["p2o-no-distill", "mine"], {}, canonical)
+    assert some["p2o-no-distill"].color == PALETTE[0] and some["mine"].color == PALETTE[1]
+    assert every["p2o-no-distill"].color == PALETTE[2] and every["p2o-no-distill"].label == "P²O w/o CD"
+    assert len({s.marker for s in every.values()}) == 3
+
+
+def test_legends_sit_outside_the_panels_and_ticks_where_the_data_is(tmp_path) -> None:
+    runs = [load_run(fake_run(tmp_path, n, [10, h], 62.5)) for n, h in (("p2o", 4), ("grpo", 9))]
+    with paper_style():
+        styles = assign_styles([r.name for r in runs])
+        charts = {c.name: c for c in run_charts(runs, styles)}
+        assert all(chart.figure is not None for chart in charts.values()) and len(charts) == 5
+        for chart in charts.values():
+            fig = chart.figure
+            render(fig, "png", 100)  # lays the figure out
+            assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+            legend = fig.legends[0].get_window_extent()
+            assert not any(legend.overlaps(ax.get_window_extent()) for ax in fig.axes), chart.name
+    # The evals ran at steps 0 and 4: the ticks are there, not every 0.5 steps.
+    [ax] = charts["eval_accuracy"].figure.axes
+    assert list(ax.get_xticks()) == [0, 4]
+    # Two runs with the same eval values are shifted apart and named as identical.
+    xs = [tuple(line.get_xdata()) for line in ax.get_lines() if line.get_label() in ("p2o", "grpo")]
+    assert len(set(xs)) == 2
+    assert charts["eval_accuracy"].notes == ["toy-hard: grpo ≡ p2o (identical values; drawn dashed on top)"]
+
+
+def test_the_gepa_figure_draws_the_budget(tmp_path) -> None:
+    run = fake_run(tmp_path, "p2o", [10, 4], 62.5)
+    config = {"name": "p2o", "gepa": {"budget": 500}}
+    (run / "config.json").write_bytes(orjson.dumps(config))
+    with paper_style():
+        series = [load_run(run)]
+        [chart] = [c for c in run_charts(series, assign_styles(["p2o"])) if c.name == "gepa_per_epoch"]
+    spent = chart.figure.axes[2]
+    assert spent.get_title() == "rollouts spent"
+    assert [tuple(line.get_ydata()) for line in spent.get_lines()] == [(500, 500)]
+    assert spent.get_ylim()[1] > 600  # the bar (600 spent) and the line both fit
+
+
+@pytest.mark.parametrize("fmt", ["svg", "pdf"])
+def test_svg_and_pdf_figures_are_valid_files(tmp_path, fmt) -> None:
+    run = fake_run(tmp_path, "p2o", [10, 4], 62.5)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(out), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    files = sorted(out.glob(f"*.{fmt}"))
+    assert len(files) == 5 and not list(out.glob("*.png"))
+    assert f"(training_reward.{fmt})" in (out / "report.md").read_text()
+    for path in files:
+        data = path.read_bytes()
+        if fmt == "svg":
+            root = ElementTree.fromstring(data)
+            assert root.tag == "{http://www.w3.org/2000/svg}svg" and float(root.get("width").rstrip("pt")) > 100
+        else:
+            check_pdf(data)
+
+
+def check_pdf(data: bytes) -> None:
+    """A PDF's frame: header, the cross-reference table where startxref says, every object it
+    lists at its offset, a catalog with pages, and the end marker."""
+    assert data.startswith(b"%PDF-1.") and data.rstrip().endswith(b"%%EOF")
+    start = int(re.search(rb"startxref\s+(\d+)\s+%%EOF\s*$", data).group(1))
+    assert data[start:start + 4] == b"xref"
+    header = re.match(rb"xref\s+0 (\d+)\s+", data[start:])
+    count, table = int(header.group(1)), data[start + header.end():]
+    entries = re.findall(rb"(\d{10}) (\d{5}) ([nf])", table[: 20 * count])
+    assert len(entries) == count
+    for number, (offset, _, kind) in enumerate(entries):
+        if kind == b"n":
+            assert re.match(rb"%d 0 obj" % number, data[int(offset):]), number
+    assert re.search(rb"/Type /Catalog", data) and re.search(rb"/Type /Pages", data)
+
+
+def test_pure_helpers_by_hand() -> None:
+    # Data limits: a margin of 8% of the spread, from zero when the low end is near it, inside the bound.
+    assert data_limits([40.0, 50.0]) == (pytest.approx(39.2), pytest.approx(50.8))
+    assert data_limits([1.0, 10.0]) == (0.0, pytest.approx(10.72))
+    assert data_limits([0.98, 1.0], bound=(0.0, 1.0)) == (pytest.approx(0.9784), 1.0)
+    assert data_limits([5.0]) == (0.0, pytest.approx(5.4))
+    assert data_limits([]) is None
+    assert thin_ticks([0, 10, 20]) == [0, 10, 20]
+    assert thin_ticks(list(range(0, 50, 2)), most=5) == [0, 12, 24, 36, 48]
+    assert thin_ticks(list(range(0, 23)), most=5) == [0, 6, 12, 18, 22]
+    assert spacing([0, 10, 20, 25]) == 5 and spacing([3]) == 1.0
+    assert dodge(0, 1, 10.0) == 0.0
+    assert [dodge(i, 3, 10.0) for i in range(3)] == [pytest.approx(-0.8), 0.0, pytest.approx(0.8)]
+    assert identical_to({"a": ([1, 2], [0.5, 0.6]), "b": ([1, 2], [0.5, 0.6]), "c": ([1, 2], [0.5, 0.7]),
+                         "d": ([], [])}) == {"b": "a"}
+    assert flat_note("clip", [0.0, 0.0, 0.0]) == "clip: 0 at every point of every run (not drawn)"
+    assert flat_note("clip", [0.0]) is not None and flat_note("templates", [3.0]) is None
+    assert flat_note("kl", [0.1, 0.2]) is None and "no data" in flat_note("kl", [])
+    assert grid(2) == (2, 1) and grid(4) == (2, 2) and grid(5) == (3, 2)

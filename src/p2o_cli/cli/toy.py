@@ -169,6 +169,7 @@ def toy_sweep(job: ToySweepJob) -> None:
     from ..report.aggregate import write_aggregate_report
     from ..toy.sweep import (
         LABELS,
+        NAMES,
         SweepPlan,
         parse_seeds,
         parse_variants,
@@ -190,7 +191,7 @@ def toy_sweep(job: ToySweepJob) -> None:
                + "\nGreedy accuracy (%) without templates at the end, mean ± std over seeds:\n\n")
     appendix = ("\nPlain rollouts of hard problems that open with a step line (`p2o toy trace`), "
                 "mean over seeds:\n\n" + step_share_table(plan))
-    write_aggregate_report(sweep_run_dirs(plan), report, LABELS, preface, appendix)
+    write_aggregate_report(sweep_run_dirs(plan), report, LABELS, preface, appendix, names=NAMES)
     typer.echo((report / "report.md").read_text())
     typer.echo(f"report written to {report}", err=True)
 

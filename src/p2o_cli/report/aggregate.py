@@ -14,8 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files.outputs import atomic_path
-from .figures import EVAL_PREFIX, EVAL_SUFFIX, RunSeries, load_run, save_figure
+from .figures import EVAL_PREFIX, EVAL_SUFFIX, RunSeries, load_run
+from .style import Chart, Style, assign_styles, dodge, finish_axis, legend_outside, new_figure, paper_style, set_x_ticks
+from .writer import DPI, write_files
+
+SEED_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -84,58 +87,71 @@ def aggregate_table(groups: Sequence[Group], labels: Mapping[str, str] | None = 
     return "\n".join(lines) + "\n"
 
 
-def plot_final_bars(groups: Sequence[Group], out: Path) -> Path:
-    """One panel per benchmark: a bar per variant at its mean, error bar ± std, seeds as dots."""
-    import matplotlib.pyplot as plt
-
+def final_chart(groups: Sequence[Group], styles: Mapping[str, Style]) -> Chart | None:
+    """Per benchmark, a bar per variant at its mean over seeds, each seed a marker on it, the same
+    seed joined across variants (a world's difficulty moves all its variants together)."""
     benches = sorted({b for g in groups for b in g.final})
-    fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), 4), squeeze=False)
-    for ax, bench in zip(axes[0], benches):
+    if not benches:
+        return None
+    seeds = list(dict.fromkeys(s for g in groups for s in g.seeds))
+    fig, axes = new_figure(len(benches), width=0.42 * len(groups) + 1.0, height=2.5)
+    for ax, bench in zip(axes, benches):
+        values: list[float] = []
         for i, g in enumerate(groups):
-            values = g.final.get(bench, [])
-            mean, std = mean_std(values)
-            ax.bar(i, mean, yerr=std, capsize=4, color=f"C{i % 10}")
-            ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
-        ax.set_xticks(range(len(groups)), [g.name for g in groups], rotation=30, ha="right", fontsize=8)
-        ax.set_ylim(0, 100)
-        ax.set_title(f"{bench}: final accuracy (mean ± std over seeds)")
-        ax.set_ylabel("accuracy %")
-    return save_figure(fig, out / "final_accuracy.png")
+            scores = g.final.get(bench, [])
+            if scores:
+                ax.bar(i, mean_std(scores)[0], 0.7, color=styles[g.name].color, alpha=0.85, zorder=2)
+                values += scores
+        for j, seed in enumerate(seeds):
+            points = [(i, g.final[bench][g.seeds.index(seed)]) for i, g in enumerate(groups)
+                      if seed in g.seeds and len(g.final.get(bench, [])) == len(g.seeds)]
+            ax.plot([x for x, _ in points], [y for _, y in points], color="0.25", linewidth=0.6, alpha=0.6,
+                    marker=SEED_MARKERS[j % len(SEED_MARKERS)], markersize=3.5, markerfacecolor="white", zorder=3,
+                    label=f"seed {seed}")
+        ax.set_xticks(range(len(groups)), [styles[g.name].label for g in groups], rotation=35, ha="right")
+        ax.grid(axis="x", visible=False)
+        finish_axis(ax, bench, "", "accuracy (%)", [0.0, *values], bound=(0.0, 100.0))
+    legend_outside(fig, axes)
+    return Chart("final_accuracy", fig, "Final greedy accuracy without templates: bars at the mean over seeds, "
+                 "a marker per seed, thin lines joining one seed's variants (mean ± std in the table).")
 
 
-def plot_hard_curves(groups: Sequence[Group], out: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, g in enumerate(groups):
-        curve = hard_curve(g.hard)
-        if not curve:
-            continue
-        xs = list(range(len(curve)))
-        means = [m for m, _ in curve]
-        ax.plot(xs, means, marker="o", color=f"C{i % 10}", label=g.name)
-        ax.fill_between(xs, [m - s for m, s in curve], [m + s for m, s in curve], color=f"C{i % 10}", alpha=0.15)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("hard problems")
-    ax.set_title("Hard problems per epoch (mean ± std over seeds)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=8)
-    return save_figure(fig, out / "hard_count_per_epoch.png")
+def hard_chart(groups: Sequence[Group], styles: Mapping[str, Style]) -> Chart | None:
+    curves = {g.name: hard_curve(g.hard) for g in groups}
+    if not any(curves.values()):
+        return None
+    fig, axes = new_figure(1, width=3.6, height=2.5)
+    ax = axes[0]
+    values: list[float] = []
+    for g in groups:
+        curve, style = curves[g.name], styles[g.name]
+        xs = [e + dodge(style.order, len(styles), 1.0) for e in range(len(curve))]
+        means, stds = [m for m, _ in curve], [s for _, s in curve]
+        ax.errorbar(xs, means, yerr=stds, color=style.color, marker=style.marker, markerfacecolor="white",
+                    linestyle=style.dash, capsize=2, elinewidth=0.8, label=style.label)
+        values += [m - s for m, s in curve] + [m + s for m, s in curve]
+    epochs = range(max(len(c) for c in curves.values()))
+    set_x_ticks(ax, list(epochs), [str(e) for e in epochs])
+    finish_axis(ax, "Hard problems per epoch", "epoch", "hard problems (mean ± std)", values, integer=True)
+    legend_outside(fig, [ax])
+    return Chart("hard_count_per_epoch", fig, "Hard problems at the end of each epoch, mean ± std over seeds "
+                 "(variants shifted sideways a little so their error bars stay apart).")
 
 
 def write_aggregate_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
                            labels: Mapping[str, str] | None = None, preface: str = "",
-                           appendix: str = "") -> list[Path]:
-    """report.md (the mean ± std table) and two plots; return the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    groups = group_runs([load_run(d) for d in run_dirs])
+                           appendix: str = "", names: Mapping[str, str] | None = None, fmt: str = "png",
+                           dpi: int = DPI, html: bool = False) -> list[Path]:
+    """report.md (the mean ± std table) and two figures (report.html too with ``html``); the files
+    written. ``labels`` name the table's rows, ``names`` the figures' variants (default: ``labels``)."""
+    runs = [load_run(d) for d in run_dirs]
+    groups = group_runs(runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plots = [plot_final_bars(groups, out), plot_hard_curves(groups, out)]
-    body = ("# p2o report: mean ± std over seeds\n\n" + preface + aggregate_table(groups, labels) + "\n"
-            + "".join(f"![{p.stem}]({p.name})\n" for p in plots) + appendix)
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(body)
-    return [*plots, out / "report.md"]
+    names = names if names is not None else labels or {}
+    with paper_style():
+        styles = assign_styles([g.name for g in groups], names, canonical=list(names))
+        charts = [c for c in (final_chart(groups, styles), hard_chart(groups, styles)) if c is not None]
+        head = "# p2o report: mean ± std over seeds\n\n" + preface + aggregate_table(groups, labels) + "\n"
+        configs = {f"{styles[run.name].label} (seed {run.config.get('seed')})": run.config for run in runs}
+        return write_files(out, charts, head, appendix, fmt, dpi, html, "p2o report: mean ± std over seeds", configs)

@@ -1,16 +1,16 @@
-"""`p2o report`: plots and a comparison table from one or more run directories.
+"""`p2o report`: a run directory's metrics as series, the comparison table, and the per-run figures.
 
-Plots a researcher keeps: each run has one colour (and marker) in every plot, epoch axes
-have integer ticks, the training reward is smoothed and split into plain and templated
-rollouts, the training dynamics (KL, clip fraction, entropy, response length, truncation)
-share one figure, and GEPA gets a per-epoch figure (templates kept, dev coverage, budget
-spent). A series with one point or no spread gets an axis that starts at zero instead of a
-±0.04 window around its value.
+Figures (each built by one function, all runs overlaid, each run in its own colour and marker):
+the training reward of plain and of templated rollouts, the hard problems per epoch, eval
+accuracy per benchmark, the training dynamics (KL, clip fraction, entropy, response length,
+truncation) and GEPA per epoch (templates kept, dev coverage, rollouts spent against the budget).
+Steps are drawn with the epoch boundaries, where the prompt phase runs; a panel whose metric is
+the same at every point of every run is left out and named in the figure's notes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,27 +18,41 @@ from typing import Any
 import orjson
 
 from ..errors import RecordError
-from ..files.outputs import atomic_path
 from ..files.records import iter_json_lines
+from .style import (
+    Chart,
+    Style,
+    dodge,
+    epoch_lines,
+    finish_axis,
+    flat_note,
+    grid,
+    identical_to,
+    legend_outside,
+    new_figure,
+    set_x_ticks,
+    spacing,
+)
 
 EVAL_PREFIX = "eval/"
 EVAL_SUFFIX = "/accuracy"
 PER_EPOCH = ("epoch/", "gepa/")
-# (metric key, panel title, bounded to [0, 1]?) for the training-dynamics figure.
-DYNAMICS: tuple[tuple[str, str, bool], ...] = (
-    ("actor/ppo_kl", "PPO KL (old → new)", False),
-    ("actor/pg_clipfrac", "clip fraction", True),
-    ("actor/entropy", "entropy (nats/token)", False),
-    ("response_length/mean", "response length (tokens)", False),
-    ("rollout/truncated_frac", "truncated responses", True),
+# (metric key, panel title, y label) for the training-dynamics figure.
+DYNAMICS: tuple[tuple[str, str, str], ...] = (
+    ("actor/ppo_kl", "PPO KL (old → new)", "nats / token"),
+    ("actor/pg_clipfrac", "clip fraction", "fraction of tokens"),
+    ("actor/entropy", "entropy", "nats / token"),
+    ("response_length/mean", "response length", "tokens (mean)"),
+    ("rollout/truncated_frac", "truncated responses", "fraction of rollouts"),
 )
-# (metric key, panel title) for the per-epoch GEPA figure.
-GEPA_PANELS: tuple[tuple[str, str], ...] = (
-    ("gepa/templates", "templates kept (seed included)"),
-    ("gepa/dev_coverage", "dev coverage"),
-    ("gepa/rollouts_spent", "budget spent (rollouts)"),
+# (metric key, panel title, y label) for the per-epoch GEPA figure.
+GEPA_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("gepa/templates", "templates kept", "templates (seed included)"),
+    ("gepa/dev_coverage", "dev coverage", "dev problems solved by ≥ 1"),
+    ("gepa/rollouts_spent", "rollouts spent", "rollouts"),
 )
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+SMOOTHING = 0.8  # the training reward's EMA weight
+DENSE = 15  # a series with more points than this gets a marker every few points only
 
 
 @dataclass
@@ -46,6 +60,7 @@ class RunSeries:
     name: str
     rows: list[dict[str, Any]]
     config: dict[str, Any]
+    path: Path | None = None
 
     def series(self, key: str, where: str | None = None) -> tuple[list[float], list[float]]:
         """(x, y) for one metric; x is the training step, or the epoch for per-epoch metrics.
@@ -72,6 +87,18 @@ class RunSeries:
         scores = {key[len(EVAL_PREFIX) : -len(EVAL_SUFFIX)]: self.last(key) for key in self.eval_keys()}
         return {name: value for name, value in scores.items() if value is not None}
 
+    def epoch_ends(self) -> list[float]:
+        """The training step at which each epoch ended (where its prompt phase ran)."""
+        return [float(row["training/step"]) for row in self.rows
+                if "epoch/hard_count" in row and "training/step" in row]
+
+    def setting(self, *path: str) -> Any:
+        """A value of the run's config.json (None if it is not there)."""
+        node: Any = self.config
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
 
 def load_run(run_dir: str | Path) -> RunSeries:
     run = Path(run_dir)
@@ -81,11 +108,12 @@ def load_run(run_dir: str | Path) -> RunSeries:
     rows = [obj for _, obj in iter_json_lines(metrics)]
     config_path = run / "config.json"
     config = orjson.loads(config_path.read_bytes()) if config_path.is_file() else {}
-    return RunSeries(name=config.get("name") or run.name, rows=rows, config=config)
+    return RunSeries(name=config.get("name") or run.name, rows=rows, config=config, path=run)
 
 
-def comparison_table(runs: Sequence[RunSeries]) -> str:
+def comparison_table(runs: Sequence[RunSeries], labels: Mapping[str, str] | None = None) -> str:
     """Markdown: final eval accuracy per benchmark, first/last hard count, final train reward."""
+    labels = labels or {}
     benches = sorted({k for run in runs for k in run.eval_keys()})
     header = [
         "run",
@@ -95,7 +123,7 @@ def comparison_table(runs: Sequence[RunSeries]) -> str:
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
-        cells = [run.name]
+        cells = [labels.get(run.name, run.name)]
         for key in benches:
             value = run.last(key)
             cells.append("–" if value is None else f"{value:.1f}")
@@ -105,9 +133,6 @@ def comparison_table(runs: Sequence[RunSeries]) -> str:
         cells.append("–" if reward is None else f"{reward:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- pure helpers
 
 
 def smooth(values: Sequence[float], weight: float) -> list[float]:
@@ -120,178 +145,192 @@ def smooth(values: Sequence[float], weight: float) -> list[float]:
     return out
 
 
-def y_limits(values: Sequence[float], bounded: float | None = None) -> tuple[float, float] | None:
-    """Axis limits for a flat or one-point series (None: let matplotlib choose).
+# ---------------------------------------------------------------- drawing runs
 
-    A series whose spread is under 5% of its size would get a window of ±4% around its value,
-    which reads as noise; it gets an axis from zero (or the bound) instead.
+
+Series = dict[str, tuple[list[float], list[float]]]
+
+
+def draw_runs(ax: Any, series: Series, styles: Mapping[str, Style], smoothing: float = 0.0,
+              shift: bool = False) -> list[str]:
+    """Each run's line in its style; returns notes on runs drawn exactly on top of another.
+
+    A run identical to an earlier one is drawn dashed over it and named in the panel's corner;
+    ``shift`` moves each run's points a little sideways (sparse series: evals, epochs), so equal
+    values sit side by side instead of on top of each other.
     """
-    if not values:
-        return None
-    low, high = min(values), max(values)
-    size = max(abs(low), abs(high))
-    if high - low > 0.05 * size and len(values) > 1:
-        return None
-    if bounded is not None:
-        return 0.0, bounded
-    if size == 0:
-        return 0.0, 1.0
-    return (min(0.0, low * 1.2), max(0.0, high * 1.2))
+    present = {name: xy for name, xy in series.items() if xy[0]}
+    twins = identical_to(present)
+    gap = spacing([x for xs, _ in present.values() for x in xs])
+    for name, (xs, ys) in present.items():
+        style = styles[name]
+        if shift:
+            xs = [x + dodge(style.order, len(styles), gap) for x in xs]
+        if smoothing:
+            ax.plot(xs, ys, color=style.color, alpha=0.18, linewidth=0.7, linestyle=style.dash)
+            ys = smooth(ys, smoothing)
+        every = max(1, len(xs) // 8) if len(xs) > DENSE else 1
+        ax.plot(xs, ys, color=style.color, marker=style.marker, markevery=(style.order % every, every),
+                markerfacecolor="white", linestyle=(0, (3, 2)) if name in twins else style.dash, label=style.label,
+                zorder=3 + (name in twins))
+    notes = [f"{styles[name].label} ≡ {styles[other].label}" for name, other in twins.items()]
+    if notes:
+        ax.text(0.99, 0.02, "\n".join(notes), transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5,
+                color="0.3")
+    return [f"{note} (identical values; drawn dashed on top)" for note in notes]
 
 
-def run_styles(runs: Sequence[RunSeries]) -> dict[str, dict[str, Any]]:
-    """One colour and marker per run, fixed by its position in the command line, in every plot."""
-    import matplotlib
+def step_axis(ax: Any, runs: Sequence[RunSeries], xs: Sequence[float]) -> None:
+    """Epoch boundaries as faint lines, ticks at the given steps (those where the data is)."""
+    ends = sorted({x for run in runs for x in run.epoch_ends()})
+    epoch_lines(ax, ends[:-1])
+    set_x_ticks(ax, xs)
 
-    palette = matplotlib.colormaps["tab10"].colors
-    return {run.name: {"color": palette[i % len(palette)], "marker": MARKERS[i % len(MARKERS)],
-                       "linewidth": max(3.2 - 0.7 * i, 1.0), "markersize": max(7.0 - 1.2 * i, 3.0)}
-            for i, run in enumerate(runs)}
+
+def dense_ticks(runs: Sequence[RunSeries], series: Series) -> list[float]:
+    """Ticks for a metric logged at every step: its first step and each epoch's last."""
+    xs = [x for xs, _ in series.values() for x in xs]
+    if not xs:
+        return [0.0]
+    return [min(xs), *sorted({x for run in runs for x in run.epoch_ends() if x > min(xs)} or {max(xs)})]
+
+
+def epoch_axis_ticks(ax: Any, epochs: Sequence[float]) -> None:
+    ticks = sorted({int(e) for e in epochs})
+    set_x_ticks(ax, ticks, [str(e) for e in ticks])
 
 
 # ---------------------------------------------------------------- figures
 
 
-def _axis(ax: Any, title: str, xlabel: str, values: Sequence[float], bounded: float | None = None) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.grid(alpha=0.3)
-    # Steps and epochs are counts: integer ticks, and a lone point gets a window of ±1, not ±0.05.
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    xs = [x for line in ax.get_lines() for x in line.get_xdata()]
-    if xs and max(xs) - min(xs) < 2:
-        ax.set_xlim(min(xs) - 1, max(xs) + 1)
-    if bounded is None and values and all(float(v).is_integer() for v in values):
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 1.2 templates
-    limits = y_limits(values, bounded)
-    if limits is not None:
-        ax.set_ylim(*limits)
-    elif bounded is not None:
-        ax.set_ylim(0.0, bounded)
-    elif values and min(values) >= 0 and all(float(v).is_integer() for v in values):
-        ax.set_ylim(bottom=0)  # a count from 2 to 1 is not a collapse
+def panels(runs: Sequence[RunSeries], specs: Sequence[tuple[str, str, str]], where: Mapping[str, str] | None = None,
+           ) -> tuple[list[tuple[str, str, str, Series]], list[str]]:
+    """The (key, title, y label, series) worth a panel, and notes on those left out."""
+    where = where or {}
+    kept, notes = [], []
+    for key, title, ylabel in specs:
+        series = {run.name: run.series(key, where=where.get(key)) for run in runs}
+        note = flat_note(title, [y for _, ys in series.values() for y in ys])
+        if note is None:
+            kept.append((key, title, ylabel, series))
+        else:
+            notes.append(note)
+    return kept, notes
 
 
-def _plot(ax: Any, xs: list[float], ys: list[float], style: dict[str, Any], label: str | None, **kw: Any) -> None:
-    # Earlier runs are drawn wider with larger hollow markers, so a run that lies exactly on
-    # another still shows around it.
-    ax.plot(xs, ys, color=style["color"], marker=style["marker"], markersize=style["markersize"],
-            markerfacecolor="none", linewidth=style["linewidth"], label=label, **kw)
+def undrawn(name: str, notes: list[str]) -> Chart | None:
+    """A figure with no panel worth drawing: its notes alone, or nothing if there was no data."""
+    said = [n for n in notes if "no data" not in n]
+    return Chart(name, None, "", said) if said else None
 
 
-def save_figure(fig: Any, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout(rect=rect)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
-
-
-def plot_training_reward(runs: Sequence[RunSeries], styles: dict[str, dict[str, Any]], out: Path) -> Path | None:
-    """Smoothed reward of plain (solid) and templated (dashed) rollouts; raw values faint."""
-    import matplotlib.pyplot as plt
-
-    if not any(run.series("rollout/plain_reward_mean")[0] for run in runs):
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    values: list[float] = []
-    for run in runs:
-        style = styles[run.name]
-        for key, kind, dash in (("rollout/plain_reward_mean", "plain", "-"),
-                                ("rollout/templated_reward_mean", "templated", "--")):
-            xs, ys = run.series(key, where="rollout/templated_frac" if kind == "templated" else None)
-            if not xs:
-                continue
-            ax.plot(xs, ys, color=style["color"], alpha=0.2, linewidth=0.8, linestyle=dash)
-            ax.plot(xs, smooth(ys, 0.8), color=style["color"], linestyle=dash, linewidth=style["linewidth"],
-                    label=f"{run.name} ({kind})")
-            values += ys
-    _axis(ax, "Training reward (EMA 0.8; raw faint)", "training step", values, bounded=1.0)
-    ax.set_ylabel("mean reward")
-    ax.legend(fontsize=7, ncol=2)
-    return save_figure(fig, out / "training_reward.png")
+def reward_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Chart | None:
+    """Training reward of plain and of templated rollouts, side by side (EMA; raw values faint)."""
+    specs = (("rollout/plain_reward_mean", "plain prompt", "reward (fraction correct)"),
+             ("rollout/templated_reward_mean", "with a GEPA template", "reward (fraction correct)"))
+    drawn, notes = panels(runs, specs, where={specs[1][0]: "rollout/templated_frac"})
+    if not drawn:
+        return undrawn("training_reward", notes)
+    fig, axes = new_figure(len(drawn), sharey=True)
+    ticks = dense_ticks(runs, {run.name: run.series(specs[0][0]) for run in runs})  # both panels alike
+    values = [y for *_, series in drawn for _, ys in series.values() for y in ys]
+    for ax, (_, title, ylabel, series) in zip(axes, drawn):
+        notes += draw_runs(ax, series, styles, smoothing=SMOOTHING)
+        step_axis(ax, runs, ticks)
+        finish_axis(ax, title, "training step", ylabel if ax is axes[0] else "", values, bound=(0.0, 1.0))
+    missing = [styles[name].label for name, (xs, _) in drawn[-1][3].items() if not xs]
+    if len(drawn) == 2 and missing:
+        notes.append(f"no templated rollouts: {', '.join(missing)}")
+    legend_outside(fig, axes)
+    return Chart("training_reward", fig, f"Training reward per step (EMA {SMOOTHING}, raw values faint); dotted "
+                 "lines: epoch ends, where GEPA runs and templated rollouts start.", notes)
 
 
-def plot_panels(runs: Sequence[RunSeries], styles: dict[str, dict[str, Any]], panels: Sequence[tuple[str, str, bool]],
-                title: str, path: Path, smoothing: float = 0.0) -> Path | None:
-    """One panel per metric, all runs in each; the legend once."""
-    import matplotlib.pyplot as plt
+def hard_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Chart | None:
+    drawn, notes = panels(runs, [("epoch/hard_count", "Hard problems per epoch", "hard problems")])
+    if not drawn:
+        return undrawn("epoch_hard_count", notes)
+    _, title, ylabel, series = drawn[0]
+    tau = next((t for run in runs if (t := run.setting("mining", "tau")) is not None), None)
+    fig, axes = new_figure(1, width=3.4, height=2.3)
+    notes += draw_runs(axes[0], series, styles, shift=True)
+    epoch_axis_ticks(axes[0], [x for xs, _ in series.values() for x in xs])
+    finish_axis(axes[0], title, "epoch", ylabel, [y for _, ys in series.values() for y in ys], integer=True)
+    legend_outside(fig, axes)
+    rule = f"mean reward of the K rollouts below τ = {tau}" if tau is not None else "mean reward below τ"
+    return Chart("epoch_hard_count", fig, f"Hard problems at the end of each epoch ({rule}).", notes)
 
-    present = [p for p in panels if any(run.series(p[0])[0] for run in runs)]
-    if not present:
-        return None
-    cols = min(3, len(present))
-    rows = -(-len(present) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows + 0.5), dpi=110, squeeze=False)
-    for ax, (key, panel_title, bounded) in zip(axes.flat, present):
+
+def eval_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Chart | None:
+    keys = sorted({k for run in runs for k in run.eval_keys()})
+    drawn, notes = panels(runs, [(k, k[len(EVAL_PREFIX) : -len(EVAL_SUFFIX)], "accuracy (%)") for k in keys])
+    if not drawn:
+        return undrawn("eval_accuracy", notes)
+    fig, axes = new_figure(*grid(len(drawn)), used=len(drawn))
+    for ax, (_, bench, ylabel, series) in zip(axes, drawn):
+        notes += [f"{bench}: {note}" for note in draw_runs(ax, series, styles, shift=True)]
+        step_axis(ax, runs, [x for xs, _ in series.values() for x in xs])
+        finish_axis(ax, bench, "training step", ylabel, [y for _, ys in series.values() for y in ys],
+                    bound=(0.0, 100.0))
+    legend_outside(fig, axes)
+    return Chart("eval_accuracy", fig, "Eval accuracy without templates, at the steps where the run evaluated "
+                 "(points of equal value are shifted sideways to stay visible).", notes)
+
+
+def dynamics_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Chart | None:
+    """One panel per training metric that varies; the ones that never change are named in a note."""
+    drawn, notes = panels(runs, DYNAMICS)
+    notes = [n for n in notes if "no data" not in n]  # an engine or trainer that does not log it
+    if not drawn:
+        return undrawn("training_dynamics", notes)
+    fig, axes = new_figure(*grid(len(drawn)), used=len(drawn))
+    for ax, (_, title, ylabel, series) in zip(axes, drawn):
+        notes += [f"{title}: {note}" for note in draw_runs(ax, series, styles, smoothing=0.6)]
+        step_axis(ax, runs, dense_ticks(runs, series))
+        finish_axis(ax, title, "training step", ylabel, [y for _, ys in series.values() for y in ys])
+    legend_outside(fig, axes)
+    return Chart("training_dynamics", fig, "Training dynamics per step (EMA 0.6, raw values faint).", notes)
+
+
+def gepa_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Chart | None:
+    """GEPA per epoch as grouped bars (one bar per run), the rollout budget as a line."""
+    searched = [run for run in runs if run.series("gepa/templates")[0]]
+    drawn, notes = panels(searched, GEPA_PANELS)
+    if not drawn:
+        return undrawn("gepa_per_epoch", notes)
+    epochs = sorted({int(e) for run in searched for e in run.series("gepa/templates")[0]})
+    fig, axes = new_figure(len(drawn), width=2.3)
+    width = 0.8 / len(searched)
+    for ax, (key, title, ylabel, series) in zip(axes, drawn):
         values: list[float] = []
-        for run in runs:
-            xs, ys = run.series(key)
-            if xs:
-                _plot(ax, xs, smooth(ys, smoothing) if smoothing else ys, styles[run.name], run.name)
-                values += ys
-        _axis(ax, panel_title, "epoch" if key.startswith(PER_EPOCH) else "training step", values,
-              1.0 if bounded else None)
-    for ax in list(axes.flat)[len(present):]:
-        ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=11, y=0.995, x=0.01, ha="left")
-    return save_figure(fig, path, rect=(0, 0, 1, 1 - 0.3 / (3.2 * rows + 0.5)))
-
-
-def plot_single(runs: Sequence[RunSeries], styles: dict[str, dict[str, Any]], key: str, title: str, ylabel: str,
-                path: Path, bounded: float | None = None) -> Path | None:
-    import matplotlib.pyplot as plt
-
-    if not any(run.series(key)[0] for run in runs):
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
-    values: list[float] = []
-    for run in runs:
-        xs, ys = run.series(key)
-        if xs:
-            _plot(ax, xs, ys, styles[run.name], run.name)
+        for i, run in enumerate(searched):
+            xs, ys = series[run.name]
+            style = styles[run.name]
+            ax.bar([x + (i - (len(searched) - 1) / 2) * width for x in xs], ys, width * 0.92, color=style.color,
+                   label=style.label, zorder=2)
             values += ys
-    _axis(ax, title, "epoch" if key.startswith(PER_EPOCH) else "training step", values, bounded)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+        if key == "gepa/rollouts_spent":
+            values += budget_lines(ax, searched)
+        epoch_axis_ticks(ax, epochs)
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        bound = (0.0, 1.0) if key == "gepa/dev_coverage" else None
+        finish_axis(ax, title, "epoch", ylabel, [0.0, *values], bound=bound, integer=key != "gepa/dev_coverage")
+    legend_outside(fig, axes)
+    return Chart("gepa_per_epoch", fig, "GEPA at each epoch's end: templates it kept, the share of its dev problems "
+                 "some template solves, and the rollouts it spent. The search stops at the first iteration that "
+                 "reaches the budget, so it can pass it by up to one iteration's rollouts.", notes)
 
 
-def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, compare_paper: bool = False) -> list[Path]:
-    """Write the PNG plots (all runs overlaid) and report.md; return the files written.
+def budget_lines(ax: Any, runs: Sequence[RunSeries]) -> list[float]:
+    budgets = sorted({b for run in runs if (b := run.setting("gepa", "budget")) is not None})
+    for budget in budgets:
+        ax.axhline(budget, color="0.25", linestyle="--", linewidth=0.9, zorder=3)
+        ax.annotate(f"budget {budget:,}", (0.01, budget), xycoords=("axes fraction", "data"), xytext=(0, 2),
+                    textcoords="offset points", fontsize=6.5, color="0.25")
+    return [float(b) for b in budgets]
 
-    ``compare_paper`` adds the P²O paper's published figures beside each run's last eval."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    runs = [load_run(d) for d in run_dirs]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    styles = run_styles(runs)
-    eval_keys = sorted({k for run in runs for k in run.eval_keys()})
-    written = [
-        plot_training_reward(runs, styles, out),
-        plot_single(runs, styles, "epoch/hard_count", "Hard problems per epoch", "hard problems",
-                    out / "epoch_hard_count.png"),
-        *[plot_single(runs, styles, key, f"Eval accuracy: {key[len(EVAL_PREFIX):-len(EVAL_SUFFIX)]}", "accuracy %",
-                      out / (key.replace("/", "_") + ".png"), bounded=100.0) for key in eval_keys],
-        plot_panels(runs, styles, DYNAMICS, "Training dynamics (EMA 0.6)", out / "training_dynamics.png", 0.6),
-        plot_panels(runs, styles, [(k, t, k == "gepa/dev_coverage") for k, t in GEPA_PANELS],
-                    "GEPA per epoch", out / "gepa_per_epoch.png"),
-    ]
-    files = [p for p in written if p is not None]
-    table = comparison_table(runs)
-    body = "# p2o report\n\n" + table + "\n" + "".join(f"![{p.stem}]({p.name})\n" for p in files)
-    if compare_paper:
-        from ..evaluation.paper import paper_markdown
-
-        body += "\n## Beside the paper\n\n" + paper_markdown({run.name: run.last_eval() for run in runs})
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(body)
-    return [*files, out / "report.md"]
+def run_charts(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> list[Chart]:
+    built = (reward_chart(runs, styles), hard_chart(runs, styles), eval_chart(runs, styles),
+             dynamics_chart(runs, styles), gepa_chart(runs, styles))
+    return [chart for chart in built if chart is not None]

@@ -39,6 +39,16 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "p2o-same-template": ("--same-template-in-group",),
     "p2o-ratio-mask": ("--template-ratio-mask", "0.01,10"),
 }
+# The paper's names for the variants, as figures and p2o report call them (the one place they live).
+NAMES: dict[str, str] = {
+    "grpo": "GRPO",
+    "p2o": "P²O",
+    "p2o-plain-baseline": "P²O, plain baseline",
+    "p2o-no-distill": "P²O w/o CD",
+    "p2o-same-template": "P²O, same template",
+    "p2o-ratio-mask": "P²O + ratio mask",
+}
+# The sweep tables' row names: the variant and the flags that make it.
 LABELS: dict[str, str] = {
     "grpo": "GRPO (`--no-gepa`)",
     "p2o": "P²O, paper's group baseline",
