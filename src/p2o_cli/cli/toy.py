@@ -157,6 +157,7 @@ class ToySweepJob(Config):
     trigger_strength: str = trigger_strength_option()
     jobs: int = option(2, min=1, help="Runs at once (each gets an equal share of the cores).")
     report_only: bool = option(False, help="Run nothing: write the report from the runs finished so far.")
+    report_out: str | None = option(None, help="Directory for the report (default: OUT/report).")
 
     def check(self) -> None:
         check_trigger_strength(self.trigger_strength)
@@ -186,7 +187,7 @@ def toy_sweep(job: ToySweepJob) -> None:
                      world_args=("--trigger-strength", job.trigger_strength))
     if not job.report_only:
         run_sweep(plan, say=lambda msg: console.print(msg, highlight=False))
-    report = plan.out / "report"
+    report = Path(job.report_out) if job.report_out else plan.out / "report"
     preface = ("Worlds (`p2o toy measure`, T=1; strengths in %):\n\n" + world_table(plan)
                + "\nGreedy accuracy (%) without templates at the end, mean ± std over seeds:\n\n")
     appendix = ("\nPlain rollouts of hard problems that open with a step line (`p2o toy trace`), "

@@ -15,10 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .figures import EVAL_PREFIX, EVAL_SUFFIX, RunSeries, load_run
-from .style import Chart, Style, assign_styles, dodge, finish_axis, legend_outside, new_figure, paper_style, set_x_ticks
+from .style import (
+    MARKERS,
+    Chart,
+    Style,
+    assign_styles,
+    dodge,
+    finish_axis,
+    legend_outside,
+    new_figure,
+    paper_style,
+    set_x_ticks,
+)
 from .writer import DPI, write_files
-
-SEED_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -106,7 +115,7 @@ def final_chart(groups: Sequence[Group], styles: Mapping[str, Style]) -> Chart |
             points = [(i, g.final[bench][g.seeds.index(seed)]) for i, g in enumerate(groups)
                       if seed in g.seeds and len(g.final.get(bench, [])) == len(g.seeds)]
             ax.plot([x for x, _ in points], [y for _, y in points], color="0.25", linewidth=0.6, alpha=0.6,
-                    marker=SEED_MARKERS[j % len(SEED_MARKERS)], markersize=3.5, markerfacecolor="white", zorder=3,
+                    marker=MARKERS[j % len(MARKERS)], markersize=3.5, markerfacecolor="white", zorder=3,
                     label=f"seed {seed}")
         ax.set_xticks(range(len(groups)), [styles[g.name].label for g in groups], rotation=35, ha="right")
         ax.grid(axis="x", visible=False)

@@ -117,7 +117,10 @@ def rollout_samples(root: Path, searched: Iterable[dict[str, Any]], count: int, 
     first = next(iter(searched), None)
     if first is None or count <= 0:
         return {"epochs": [], "problems": []}
-    candidates = sorted({pid for t in first["templates"] for pid in t["assigned"]})
+    # Problems given a real template (not only the empty seed) show what the templates did.
+    assigned = [sorted({pid for t in first["templates"] for pid in t["assigned"] if t["text"] or not real})
+                for real in (True, False)]
+    candidates = assigned[0] or assigned[1]
     chosen = sorted(random.Random(seed).sample(candidates, min(count, len(candidates))))
     shown = sorted({e for e in (first["epoch"], first["epoch"] + 1, max(epochs)) if e in epochs})
     per_epoch = {e: _rollouts(epochs[e], set(chosen)) for e in shown}

@@ -20,6 +20,7 @@ import orjson
 from ..errors import RecordError
 from ..files.records import iter_json_lines
 from .style import (
+    DASHES,
     Chart,
     Style,
     dodge,
@@ -48,7 +49,7 @@ DYNAMICS: tuple[tuple[str, str, str], ...] = (
 # (metric key, panel title, y label) for the per-epoch GEPA figure.
 GEPA_PANELS: tuple[tuple[str, str, str], ...] = (
     ("gepa/templates", "templates kept", "templates (seed included)"),
-    ("gepa/dev_coverage", "dev coverage", "dev problems solved by ≥ 1"),
+    ("gepa/dev_coverage", "dev coverage", "share of dev problems solved"),
     ("gepa/rollouts_spent", "rollouts spent", "rollouts"),
 )
 SMOOTHING = 0.8  # the training reward's EMA weight
@@ -153,11 +154,10 @@ Series = dict[str, tuple[list[float], list[float]]]
 
 def draw_runs(ax: Any, series: Series, styles: Mapping[str, Style], smoothing: float = 0.0,
               shift: bool = False) -> list[str]:
-    """Each run's line in its style; returns notes on runs drawn exactly on top of another.
+    """Each run's line in its style; returns "B ≡ A" for each run B whose points are exactly A's.
 
-    A run identical to an earlier one is drawn dashed over it and named in the panel's corner;
-    ``shift`` moves each run's points a little sideways (sparse series: evals, epochs), so equal
-    values sit side by side instead of on top of each other.
+    Such a run is drawn dashed over A (both colours show); ``shift`` moves each run's points a
+    little sideways (sparse series: evals, epochs), so equal values sit side by side.
     """
     present = {name: xy for name, xy in series.items() if xy[0]}
     twins = identical_to(present)
@@ -173,11 +173,16 @@ def draw_runs(ax: Any, series: Series, styles: Mapping[str, Style], smoothing: f
         ax.plot(xs, ys, color=style.color, marker=style.marker, markevery=(style.order % every, every),
                 markerfacecolor="white", linestyle=(0, (3, 2)) if name in twins else style.dash, label=style.label,
                 zorder=3 + (name in twins))
-    notes = [f"{styles[name].label} ≡ {styles[other].label}" for name, other in twins.items()]
-    if notes:
-        ax.text(0.99, 0.02, "\n".join(notes), transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5,
-                color="0.3")
-    return [f"{note} (identical values; drawn dashed on top)" for note in notes]
+    return [f"{styles[name].label} ≡ {styles[other].label}" for name, other in twins.items()]
+
+
+def twin_notes(per_panel: Mapping[str, list[str]]) -> tuple[list[str], list[str]]:
+    """(footnotes for the figure, sentences for the caption) from each panel's "B ≡ A" pairs: a
+    pair found in every panel is said once, the others with their panel."""
+    pairs = list(dict.fromkeys(pair for found in per_panel.values() for pair in found))
+    short = [pair if all(pair in found for found in per_panel.values()) else
+             f"{pair} ({', '.join(t for t, found in per_panel.items() if pair in found)})" for pair in pairs]
+    return short, [f"{line}: identical values, drawn dashed on top" for line in short]
 
 
 def step_axis(ax: Any, runs: Sequence[RunSeries], xs: Sequence[float]) -> None:
@@ -234,14 +239,17 @@ def reward_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Char
     fig, axes = new_figure(len(drawn), sharey=True)
     ticks = dense_ticks(runs, {run.name: run.series(specs[0][0]) for run in runs})  # both panels alike
     values = [y for *_, series in drawn for _, ys in series.values() for y in ys]
+    twins = {}
     for ax, (_, title, ylabel, series) in zip(axes, drawn):
-        notes += draw_runs(ax, series, styles, smoothing=SMOOTHING)
+        twins[title] = draw_runs(ax, series, styles, smoothing=SMOOTHING)
         step_axis(ax, runs, ticks)
         finish_axis(ax, title, "training step", ylabel if ax is axes[0] else "", values, bound=(0.0, 1.0))
     missing = [styles[name].label for name, (xs, _) in drawn[-1][3].items() if not xs]
     if len(drawn) == 2 and missing:
         notes.append(f"no templated rollouts: {', '.join(missing)}")
-    legend_outside(fig, axes)
+    footnotes, said = twin_notes(twins)
+    legend_outside(fig, axes, footnotes)
+    notes += said
     return Chart("training_reward", fig, f"Training reward per step (EMA {SMOOTHING}, raw values faint); dotted "
                  "lines: epoch ends, where GEPA runs and templated rollouts start.", notes)
 
@@ -253,10 +261,11 @@ def hard_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Chart 
     _, title, ylabel, series = drawn[0]
     tau = next((t for run in runs if (t := run.setting("mining", "tau")) is not None), None)
     fig, axes = new_figure(1, width=3.4, height=2.3)
-    notes += draw_runs(axes[0], series, styles, shift=True)
+    footnotes, said = twin_notes({title: draw_runs(axes[0], series, styles, shift=True)})
     epoch_axis_ticks(axes[0], [x for xs, _ in series.values() for x in xs])
     finish_axis(axes[0], title, "epoch", ylabel, [y for _, ys in series.values() for y in ys], integer=True)
-    legend_outside(fig, axes)
+    legend_outside(fig, axes, footnotes)
+    notes += said
     rule = f"mean reward of the K rollouts below τ = {tau}" if tau is not None else "mean reward below τ"
     return Chart("epoch_hard_count", fig, f"Hard problems at the end of each epoch ({rule}).", notes)
 
@@ -267,12 +276,15 @@ def eval_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Chart 
     if not drawn:
         return undrawn("eval_accuracy", notes)
     fig, axes = new_figure(*grid(len(drawn)), used=len(drawn))
+    twins = {}
     for ax, (_, bench, ylabel, series) in zip(axes, drawn):
-        notes += [f"{bench}: {note}" for note in draw_runs(ax, series, styles, shift=True)]
+        twins[bench] = draw_runs(ax, series, styles, shift=True)
         step_axis(ax, runs, [x for xs, _ in series.values() for x in xs])
         finish_axis(ax, bench, "training step", ylabel, [y for _, ys in series.values() for y in ys],
                     bound=(0.0, 100.0))
-    legend_outside(fig, axes)
+    footnotes, said = twin_notes(twins)
+    legend_outside(fig, axes, footnotes)
+    notes += said
     return Chart("eval_accuracy", fig, "Eval accuracy without templates, at the steps where the run evaluated "
                  "(points of equal value are shifted sideways to stay visible).", notes)
 
@@ -284,11 +296,14 @@ def dynamics_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Ch
     if not drawn:
         return undrawn("training_dynamics", notes)
     fig, axes = new_figure(*grid(len(drawn)), used=len(drawn))
+    twins = {}
     for ax, (_, title, ylabel, series) in zip(axes, drawn):
-        notes += [f"{title}: {note}" for note in draw_runs(ax, series, styles, smoothing=0.6)]
+        twins[title] = draw_runs(ax, series, styles, smoothing=0.6)
         step_axis(ax, runs, dense_ticks(runs, series))
         finish_axis(ax, title, "training step", ylabel, [y for _, ys in series.values() for y in ys])
-    legend_outside(fig, axes)
+    footnotes, said = twin_notes(twins)
+    legend_outside(fig, axes, footnotes)
+    notes += said
     return Chart("training_dynamics", fig, "Training dynamics per step (EMA 0.6, raw values faint).", notes)
 
 
@@ -322,11 +337,10 @@ def gepa_chart(runs: Sequence[RunSeries], styles: Mapping[str, Style]) -> Chart 
 
 
 def budget_lines(ax: Any, runs: Sequence[RunSeries]) -> list[float]:
+    """GEPA's rollout budget of each run (one dashed line per distinct budget), named in the legend."""
     budgets = sorted({b for run in runs if (b := run.setting("gepa", "budget")) is not None})
-    for budget in budgets:
-        ax.axhline(budget, color="0.25", linestyle="--", linewidth=0.9, zorder=3)
-        ax.annotate(f"budget {budget:,}", (0.01, budget), xycoords=("axes fraction", "data"), xytext=(0, 2),
-                    textcoords="offset points", fontsize=6.5, color="0.25")
+    for budget, dash in zip(budgets, DASHES[1:] * len(budgets)):
+        ax.axhline(budget, color="0.25", linestyle=dash, linewidth=0.9, zorder=3, label=f"GEPA budget ({budget:,})")
     return [float(b) for b in budgets]
 
 

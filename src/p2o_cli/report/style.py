@@ -121,21 +121,26 @@ def spacing(xs: Iterable[float]) -> float:
     return min(gaps) if gaps else 1.0
 
 
-def data_limits(values: Sequence[float], bound: tuple[float, float] | None = None,
-                pad: float = 0.08) -> tuple[float, float] | None:
+def data_limits(values: Sequence[float], bound: tuple[float, float] | None = None, pad: float = 0.08,
+                least: float = 0.1) -> tuple[float, float] | None:
     """y limits that fit the data with a margin, kept inside ``bound`` (e.g. 0–100 for a percentage).
 
-    Counts and fractions near zero start at zero (a fall from 10 to 5 is not drawn as a collapse
-    to nothing); a single value or a flat series gets a window around it rather than ±0.05.
+    The window spans at least ``least`` of the values' size, so 294 → 293 is not drawn as a
+    plunge; counts and fractions near zero start at zero (a fall from 10 to 5 is not a collapse
+    to nothing); a single value or a flat series gets an axis from zero rather than ±0.05.
     """
     if not values:
         return None
     low, high = min(values), max(values)
-    flat = high == low
-    span = (abs(high) or 1.0) if flat else high - low
-    lower, upper = low - pad * span, high + pad * span
-    if low >= 0 and (flat or low <= 0.35 * high):
-        lower = 0.0
+    size = max(abs(low), abs(high)) or 1.0
+    if high == low:
+        lower, upper = (0.0 if low >= 0 else low - pad * size), high + pad * size
+    else:
+        span = max(high - low, least * size)
+        centre = (high + low) / 2
+        lower, upper = centre - (0.5 + pad) * span, centre + (0.5 + pad) * span
+        if low >= 0 and (low <= 0.35 * high or lower < 0):
+            lower = 0.0
     if bound is not None:
         lower, upper = max(lower, bound[0]), min(upper, bound[1])
     return lower, upper
@@ -184,14 +189,18 @@ def new_figure(columns: int, rows: int = 1, width: float = 2.6, height: float = 
     return fig, axes[:used]
 
 
-def legend_outside(fig: Figure, axes: Iterable[Any]) -> None:
-    """One legend for the figure, right of the panels, with each run once."""
+def legend_outside(fig: Figure, axes: Iterable[Any], footnotes: Sequence[str] = ()) -> None:
+    """One legend for the figure, right of the panels, with each entry once; ``footnotes`` (runs
+    drawn on top of each other) in a second block below it."""
     entries: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
         fig.legend(list(entries.values()), list(entries), loc="outside right upper")
+    if footnotes:
+        fig.legend([], [], loc="outside right lower", title="identical values:\n" + "\n".join(footnotes),
+                   title_fontsize=6.5, alignment="left")
 
 
 def set_x_ticks(ax: Any, positions: Sequence[float], labels: Sequence[str] | None = None) -> None:

@@ -14,7 +14,7 @@
     unusable: "refused: empty or too long"
   };
   var REFUSED_FILL = { not_better: "#aeb5bd", duplicate: "#d9dde2", leaks_answer: "#CC79A7", unusable: "#444" };
-  var COL = 78, ROW = 34, PAD = 26;
+  var ROW = 30, PAD = 18, INDENT = 26, SQUARE = 11, PER_LINE = 24;
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -137,74 +137,84 @@
         document.createTextNode("on the Pareto front")]),
       el("span", {}, [swatch(svgEl("rect", { x: 3, y: 3, width: 10, height: 10, fill: REFUSED_FILL.not_better })),
         document.createTextNode("refused child (pink: leaked an answer)")]),
-      el("span", { text: "x: GEPA iteration" })
+      el("span", { text: "indented under its parent; it = the GEPA iteration that made it" })
     ]);
   };
 
-  EpochView.prototype.nodes = function () {
-    var e = this.epoch, out = [];
-    e.templates.forEach(function (t) { out.push({ key: "t:" + t.id, parent: t.parent, iteration: t.iteration, t: t }); });
-    if (this.showRefused) {
-      e.proposals.forEach(function (p, i) {
-        if (p.outcome !== "kept") out.push({ key: "p:" + i, parent: p.parent, iteration: p.iteration, p: p });
-      });
-    }
+  // Kept templates in tree order (a parent before its children), each with its depth.
+  EpochView.prototype.treeOrder = function () {
+    var e = this.epoch, kids = {}, ids = {}, out = [];
+    e.templates.forEach(function (t) { ids[t.id] = true; });
+    e.templates.forEach(function (t) {
+      var parent = t.parent && ids[t.parent] ? t.parent : "";
+      (kids[parent] = kids[parent] || []).push(t);
+    });
+    (function walk(parent, depth) {
+      (kids[parent] || []).forEach(function (t) { out.push({ t: t, depth: depth }); walk(t.id, depth + 1); });
+    })("", 0);
     return out;
   };
 
+  /* The lineage as an indented tree: one row per kept template (indented under its parent,
+     joined to it by an elbow), its refused children as small squares under its row. */
   EpochView.prototype.drawGraph = function () {
-    var self = this, nodes = this.nodes(), columns = {}, pos = {};
-    nodes.forEach(function (n) { (columns[n.iteration] = columns[n.iteration] || []).push(n); });
-    var its = Object.keys(columns).map(Number).sort(function (a, b) { return a - b; });
-    var height = 0;
-    its.forEach(function (it, ci) {
-      var col = columns[it];
-      // Children near their parents: kept ones first, each group in its parents' order.
-      col.sort(function (a, b) {
-        var pa = pos["t:" + a.parent], pb = pos["t:" + b.parent];
-        return (a.t ? 0 : 1) - (b.t ? 0 : 1) || ((pa ? pa.y : 0) - (pb ? pb.y : 0));
+    var self = this, e = this.epoch, rows = this.treeOrder(), pos = {}, y = PAD;
+    var refusedOf = {};
+    if (this.showRefused) {
+      e.proposals.forEach(function (p, i) {
+        if (p.outcome !== "kept") (refusedOf[p.parent] = refusedOf[p.parent] || []).push(i);
       });
-      col.forEach(function (n, r) {
-        pos[n.key] = { x: PAD + 10 + ci * COL, y: PAD + r * ROW };
-        height = Math.max(height, PAD + r * ROW);
-      });
+    }
+    var layout = rows.map(function (row) {
+      var x = PAD + row.depth * INDENT, item = { row: row, x: x, y: y, refused: refusedOf[row.t.id] || [] };
+      pos[row.t.id] = item;
+      y += ROW + Math.ceil(item.refused.length / PER_LINE) * SQUARE;
+      return item;
     });
-    var width = PAD * 2 + 20 + Math.max(0, its.length - 1) * COL;
-    var svg = svgEl("svg", { width: width, height: height + PAD + 18, role: "img",
-      "aria-label": "template lineage, epoch " + this.epoch.epoch });
-    its.forEach(function (it, ci) {
-      var label = svgEl("text", { x: PAD + 10 + ci * COL, y: 12, "text-anchor": "middle", fill: "#5b6470" });
-      label.textContent = "it " + it;
-      svg.appendChild(label);
-    });
-    nodes.forEach(function (n) {
-      var from = pos["t:" + n.parent], to = pos[n.key];
-      if (!from || !to) return;
-      var mid = (from.x + to.x) / 2;
-      svg.appendChild(svgEl("path", { class: "edge" + (n.p ? " refused" : ""),
-        d: "M" + from.x + "," + from.y + " C" + mid + "," + from.y + " " + mid + "," + to.y + " " + to.x + "," + to.y }));
-    });
-    nodes.forEach(function (n) {
-      var p = pos[n.key], g = svgEl("g", { class: "node", "data-key": n.key, transform: "translate(" + p.x + "," + p.y + ")" });
-      var title = svgEl("title", {});
-      if (n.t) {
-        g.appendChild(svgEl("circle", { r: 8, fill: scoreColour(n.t.dev_mean), stroke: n.t.front ? "#D55E00" : "#555",
-          "stroke-width": n.t.front ? 3 : 1 }));
-        var label = svgEl("text", { x: 0, y: 20, "text-anchor": "middle" });
-        label.textContent = n.t.id;
-        g.appendChild(label);
-        title.textContent = n.t.id + ": " + devText(n.t, self.epoch) + " — " + preview(n.t.text, 120);
-      } else {
-        g.appendChild(svgEl("rect", { x: -5, y: -5, width: 10, height: 10, fill: REFUSED_FILL[n.p.outcome] || "#aaa" }));
-        title.textContent = OUTCOMES[n.p.outcome] + " — " + preview(n.p.text, 120);
+    var width = Math.max(560, PAD * 2 + (maxDepth(rows) + 1) * INDENT + 420);
+    var svg = svgEl("svg", { width: width, height: y + PAD / 2, role: "img",
+      "aria-label": "template lineage, epoch " + e.epoch });
+    layout.forEach(function (item) {
+      var parent = pos[item.row.t.parent];
+      if (parent) {
+        svg.appendChild(svgEl("path", { class: "edge",
+          d: "M" + parent.x + "," + (parent.y + 9) + " V" + item.y + " H" + (item.x - 9) }));
       }
-      g.appendChild(title);
-      g.addEventListener("click", function () { self.select(n.key); });
-      svg.appendChild(g);
     });
+    layout.forEach(function (item) { self.drawTemplate(svg, item); });
     this.graph.textContent = "";
     this.graph.appendChild(svg);
     if (this.selected) this.highlight(this.selected);
+  };
+
+  function maxDepth(rows) {
+    return rows.reduce(function (m, r) { return Math.max(m, r.depth); }, 0);
+  }
+
+  EpochView.prototype.drawTemplate = function (svg, item) {
+    var self = this, t = item.row.t, e = this.epoch;
+    var g = svgEl("g", { class: "node", "data-key": "t:" + t.id, transform: "translate(" + item.x + "," + item.y + ")" });
+    g.appendChild(svgEl("circle", { r: 8, fill: scoreColour(t.dev_mean), stroke: t.front ? "#D55E00" : "#555",
+      "stroke-width": t.front ? 3 : 1 }));
+    var label = svgEl("text", { x: 14, y: 4 });
+    label.textContent = t.id + "  ·  " + devText(t, e) + "  ·  it " + t.iteration + "  ·  " + preview(t.text, 60);
+    g.appendChild(label);
+    var title = svgEl("title", {});
+    title.textContent = t.id + ": " + devText(t, e) + " — " + preview(t.text, 200);
+    g.appendChild(title);
+    g.addEventListener("click", function () { self.select("t:" + t.id); });
+    svg.appendChild(g);
+    item.refused.forEach(function (index, n) {
+      var p = e.proposals[index];
+      var sx = item.x + INDENT + (n % PER_LINE) * SQUARE, sy = item.y + ROW - 8 + Math.floor(n / PER_LINE) * SQUARE;
+      var q = svgEl("g", { class: "node refused", "data-key": "p:" + index, transform: "translate(" + sx + "," + sy + ")" });
+      q.appendChild(svgEl("rect", { x: -4, y: -4, width: 8, height: 8, fill: REFUSED_FILL[p.outcome] || "#aaa" }));
+      var tip = svgEl("title", {});
+      tip.textContent = "iteration " + p.iteration + ", " + OUTCOMES[p.outcome] + " — " + preview(p.text, 120);
+      q.appendChild(tip);
+      q.addEventListener("click", function () { self.select("p:" + index); });
+      svg.appendChild(q);
+    });
   };
 
   EpochView.prototype.highlight = function (key) {
@@ -322,10 +332,17 @@
     wrap.appendChild(el("p", { class: "lead", text: "A sample of the problems that were hard at epoch " + first +
       " and got templates: their rollouts there (all plain), at the first epoch with templates, and at the last " +
       "epoch, where the plain prompt shows what context distillation carried over. Hover a template id for its text." }));
-    s.problems.forEach(function (item) {
+    s.problems.forEach(function (item, index) {
       var p = run.problems[item.id] || { problem: "", answer: "" };
-      var box = el("div", { class: "problem", "data-id": item.id }, [
-        el("h4", {}, [el("code", { text: item.id }), document.createTextNode("  gold answer: " + p.answer)]),
+      // One line per problem when closed: how many rollouts were correct at each epoch shown.
+      var tally = s.epochs.map(function (epoch) {
+        var rs = item.rollouts[String(epoch)] || [];
+        return "epoch " + epoch + ": " + rs.filter(function (r) { return r.reward > 0; }).length + "/" + rs.length;
+      }).join(" · ");
+      var box = el("details", index < 3 ? { class: "problem", "data-id": item.id, open: "" }
+        : { class: "problem", "data-id": item.id }, [
+        el("summary", {}, [el("code", { text: item.id }),
+          document.createTextNode("  gold answer " + p.answer + "  —  correct " + tally)]),
         el("pre", { text: p.problem })
       ]);
       s.epochs.forEach(function (epoch) {
