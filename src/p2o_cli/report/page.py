@@ -19,6 +19,7 @@ import orjson
 
 from .style import FORMATS, Chart, render
 
+SCREEN_DPI = 150
 IMAGE_LINE = re.compile(r"^!\[[^\]]*\]\(([^)]+)\)$")
 
 
@@ -43,7 +44,8 @@ def table_html(lines: Sequence[str]) -> str:
 def figure_html(chart: Chart, svg: bytes) -> str:
     data = base64.b64encode(svg).decode("ascii")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in chart.notes)
-    return (f'<figure id="fig-{chart.name}"><img alt="{html.escape(chart.name)}" '
+    width = round(chart.figure.get_figwidth() * SCREEN_DPI)  # the page shows figures larger than print
+    return (f'<figure id="fig-{chart.name}"><img alt="{html.escape(chart.name)}" style="width: {width}px" '
             f'src="data:image/svg+xml;base64,{data}"><figcaption>{html.escape(chart.caption)}'
             + (f"<ul>{notes}</ul>" if notes else "") + "</figcaption></figure>")
 
@@ -89,6 +91,12 @@ def explorer_html(explorers: Sequence[dict[str, Any]]) -> str:
             f'<script type="application/json" id="explorer-data">{data}</script></section>')
 
 
+def nav(explorer: bool) -> str:
+    links = [("#explorer", "GEPA explorer")] if explorer else []
+    links.append(("#configuration", "run configuration"))
+    return '<nav class="toc">' + " · ".join(f'<a href="{href}">{text}</a>' for href, text in links) + "</nav>"
+
+
 def page(title: str, body_md: str, charts: Sequence[Chart], dpi: int, configs: Mapping[str, dict[str, Any]],
          explorers: Sequence[dict[str, Any]]) -> str:
     """The whole HTML document. Figures are rendered here as SVG, whatever format the files took."""
@@ -103,6 +111,7 @@ def page(title: str, body_md: str, charts: Sequence[Chart], dpi: int, configs: M
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<link rel="icon" href="data:,"><title>{html.escape(title)}</title><style>{asset("report.css")}</style>'
-        f"</head><body><main>{markdown_html(body_md, figures)}{explorer_html(explorers)}{config_html(configs)}"
+        f"</head><body><main>{nav(bool(explorers))}{markdown_html(body_md, figures)}{explorer_html(explorers)}"
+        f"{config_html(configs)}"
         f"</main>{script}</body></html>\n"
     )

@@ -208,7 +208,8 @@ def set_x_ticks(ax: Any, positions: Sequence[float], labels: Sequence[str] | Non
     ax.set_xticks(ticks, labels if labels is not None and len(labels) == len(ticks) else None)
     ax.set_xticks([], minor=True)
     low, high = min(ticks), max(ticks)
-    margin = spacing(ticks) * 0.5 if high == low else (high - low) * 0.04
+    # Room for the sideways shift of equal points (see dodge) at both ends.
+    margin = spacing(positions) * 0.5 if high == low else max((high - low) * 0.04, spacing(positions) * 0.15)
     ax.set_xlim(low - margin, high + margin)
 
 
