@@ -5,7 +5,7 @@ Debian's ``chromium`` package (or ``$P2O_CHROMIUM``).
 
 As a script it writes a page's screenshot::
 
-    python tests/browser.py report.html shot.png [CSS selector of the part to shoot]
+    python tests/browser.py report.html shot.png [CSS selector of the part to shoot [its top N pixels]]
 """
 
 from __future__ import annotations
@@ -140,14 +140,18 @@ class Browser:
     def non_local_requests(self) -> list[str]:
         return [url for url in self.requests if not url.startswith(LOCAL)]
 
-    def screenshot(self, path: str | Path, selector: str | None = None) -> Path:
-        """A PNG of the element ``selector`` (its whole height), or of the visible window."""
+    def screenshot(self, path: str | Path, selector: str | None = None, max_height: float | None = None) -> Path:
+        """A PNG of the element ``selector`` (its whole height, or its top ``max_height`` pixels),
+        or of the visible window."""
         params: dict[str, Any] = {"format": "png"}
         if selector is not None:
             box = self.evaluate(f"(() => {{ const r = document.querySelector({orjson.dumps(selector).decode()})"
                                 ".getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, "
                                 "r.height]; })()")
-            params.update(clip={"x": box[0], "y": box[1], "width": box[2], "height": box[3], "scale": 1},
+            height = box[3] if max_height is None else min(box[3], max_height)
+            # A few pixels around the element, so a border on its edge is not cut by rounding.
+            params.update(clip={"x": box[0] - 4, "y": box[1] - 4, "width": box[2] + 8, "height": height + 8,
+                                "scale": 1},
                           captureBeyondViewport=True)
         data = self.call("Page.captureScreenshot", params, session=True)["data"]
         Path(path).write_bytes(base64.b64decode(data))
@@ -175,12 +179,12 @@ class Browser:
 
 
 if __name__ == "__main__":
-    page, shot, *selector = sys.argv[1:]
+    page, shot, *part = sys.argv[1:]
     executable = find_chromium()
     if executable is None:
         sys.exit("no chromium on PATH (apt-get install chromium)")
     with Browser(executable) as browser:
         browser.open(Path(page).resolve().as_uri())
-        browser.screenshot(shot, selector[0] if selector else None)
+        browser.screenshot(shot, part[0] if part else None, float(part[1]) if len(part) > 1 else None)
         for problem in browser.problems:
             print(problem, file=sys.stderr)

@@ -7,6 +7,7 @@ from xml.etree import ElementTree
 import orjson
 import pytest
 from matplotlib.colors import to_hex
+from matplotlib.legend import Legend
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
@@ -27,7 +28,8 @@ from p2o_cli.report.style import (
 )
 
 
-def fake_run(root: Path, name: str, hard: list[int], final_acc: float) -> Path:
+def fake_run(root: Path, name: str, hard: list[int], final_acc: float, varied: bool = False) -> Path:
+    """Two epochs of two steps; ``varied``: clip fraction and truncation change from step to step."""
     run = root / name
     run.mkdir()
     rows = [{"training/step": 0, "epoch": 0, "eval/toy-hard/accuracy": 1.0}]
@@ -37,6 +39,8 @@ def fake_run(root: Path, name: str, hard: list[int], final_acc: float) -> Path:
                      "rollout/templated_frac": 0.0 if step < 3 else 0.25, "actor/ppo_kl": 0.001 * step,
                      "actor/pg_clipfrac": 0.01, "actor/entropy": 1.0 - step / 10, "response_length/mean": 20.0 + step,
                      "rollout/truncated_frac": 0.0})
+        if varied:
+            rows[-1].update({"actor/pg_clipfrac": 0.01 * step, "rollout/truncated_frac": 0.1 / step})
     rows += [{"epoch": e, "training/step": 2 * (e + 1), "epoch/hard_count": h} for e, h in enumerate(hard)]
     rows.append({"epoch": 0, "training/step": 2, "gepa/dev_coverage": hard[-1] / 20, "gepa/templates": hard[-1],
                  "gepa/rollouts_spent": 600})
@@ -130,14 +134,17 @@ def test_a_run_keeps_its_colour_in_every_figure(tmp_path) -> None:
 def test_a_variant_keeps_its_colour_whichever_variants_ran() -> None:
     canonical = ["grpo", "p2o", "p2o-no-distill"]
     every = assign_styles(canonical, {"p2o-no-distill": "P²O w/o CD"}, canonical)
-    some = assign_styles(["p2o-no-distill", "mine"], {}, canonical)
-    assert some["p2o-no-distill"].color == PALETTE[0] and some["mine"].color == PALETTE[1]
-    assert every["p2o-no-distill"].color == PALETTE[2] and every["p2o-no-distill"].label == "P²O w/o CD"
+    some = assign_styles(["p2o-no-distill", "mine", "yours"], {}, canonical)
+    assert every["p2o-no-distill"].color == some["p2o-no-distill"].color == PALETTE[2]
+    assert every["p2o-no-distill"].label == "P²O w/o CD" and some["p2o-no-distill"].label == "p2o-no-distill"
+    # Other runs take the colours the variants present leave free; the order is the report's.
+    assert (some["mine"].color, some["yours"].color) == (PALETTE[0], PALETTE[1])
+    assert [s.order for s in some.values()] == [0, 1, 2]
     assert len({s.marker for s in every.values()}) == 3
 
 
 def test_legends_sit_outside_the_panels_and_ticks_where_the_data_is(tmp_path) -> None:
-    runs = [load_run(fake_run(tmp_path, n, [10, h], 62.5)) for n, h in (("p2o", 4), ("grpo", 9))]
+    runs = [load_run(fake_run(tmp_path, n, [10, h], 62.5, varied=True)) for n, h in (("p2o", 4), ("grpo", 9))]
     with paper_style():
         styles = assign_styles([r.name for r in runs])
         charts = {c.name: c for c in run_charts(runs, styles)}
@@ -145,10 +152,17 @@ def test_legends_sit_outside_the_panels_and_ticks_where_the_data_is(tmp_path) ->
         for chart in charts.values():
             fig = chart.figure
             render(fig, "png", 100)  # lays the figure out
-            assert all(ax.get_legend() is None for ax in fig.axes) and fig.legends
-            for legend in fig.legends:  # the runs, and the note on identical runs where there is one
+            panels = [ax for ax in fig.axes if ax.axison]
+            # The legends (the runs; the note on identical runs where there is one) stand beside
+            # the panels or in a spare cell of the grid, never over a panel.
+            legends = [*fig.legends, *(a for ax in fig.axes for a in ax.get_children() if isinstance(a, Legend))]
+            assert legends and all(ax.get_legend() is None for ax in panels)
+            for legend in legends:
                 box = legend.get_window_extent()
-                assert not any(box.overlaps(ax.get_window_extent()) for ax in fig.axes), chart.name
+                assert not any(box.overlaps(ax.get_window_extent()) for ax in panels), chart.name
+    # Five dynamics panels on a 3 × 2 grid: the sixth cell holds the legend, no empty frame.
+    dynamics = charts["training_dynamics"].figure
+    assert sum(ax.axison for ax in dynamics.axes) == 5 and len(dynamics.axes) == 6 and not dynamics.legends
     # The evals ran at steps 0 and 4: the ticks are there, not every 0.5 steps.
     [ax] = charts["eval_accuracy"].figure.axes
     assert list(ax.get_xticks()) == [0, 4]

@@ -109,7 +109,7 @@ def final_chart(groups: Sequence[Group], styles: Mapping[str, Style]) -> Chart |
         for i, g in enumerate(groups):
             scores = g.final.get(bench, [])
             if scores:
-                ax.bar(i, mean_std(scores)[0], 0.7, color=styles[g.name].color, alpha=0.85, zorder=2)
+                ax.bar(i, mean_std(scores)[0], 0.7, color=styles[g.name].color, zorder=2)
                 values += scores
         for j, seed in enumerate(seeds):
             points = [(i, g.final[bench][g.seeds.index(seed)]) for i, g in enumerate(groups)

@@ -10,6 +10,7 @@ sideways shift of their markers, so no run hides behind another.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,19 +49,23 @@ class Style:
     color: str
     marker: str
     dash: str
-    order: int  # position among the runs: the sideways shift and the marker phase
+    order: int  # position among the report's runs: the sideways shift and the marker phase
 
 
 def assign_styles(names: Sequence[str], labels: Mapping[str, str] | None = None,
                   canonical: Sequence[str] = ()) -> dict[str, Style]:
-    """A style per run name. A name in ``canonical`` keeps its place there (so GRPO has the same
-    colour in the per-run and the per-seed report, whichever variants a sweep ran); other names
-    follow in their order. ``labels`` maps names to what the legend says (the paper's names)."""
+    """A style per run name. A name in ``canonical`` takes the colour of its place there (so GRPO
+    has the same colour in every report, whichever variants it holds); other names take the
+    colours no such name holds, in their order. ``labels`` maps names to what the legend says
+    (the paper's names)."""
     labels = labels or {}
-    known = [n for n in canonical if n in names]
-    slots = {name: i for i, name in enumerate([*known, *[n for n in dict.fromkeys(names) if n not in known]])}
-    return {name: Style(labels.get(name, name), PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)],
-                        DASHES[(i // len(PALETTE)) % len(DASHES)], i) for name, i in slots.items()}
+    unique = list(dict.fromkeys(names))
+    slots = {name: list(canonical).index(name) for name in unique if name in canonical}
+    free = (i for i in itertools.count() if i not in slots.values())
+    slots.update({name: next(free) for name in unique if name not in slots})
+    return {name: Style(labels.get(name, name), PALETTE[slots[name] % len(PALETTE)],
+                        MARKERS[slots[name] % len(MARKERS)], DASHES[(slots[name] // len(PALETTE)) % len(DASHES)],
+                        order) for order, name in enumerate(unique)}
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -175,32 +180,48 @@ def paper_style() -> Any:
         yield
 
 
+LEGEND_CELL = "legend"  # the label of a spare grid cell that holds the legend
+
+
 def new_figure(columns: int, rows: int = 1, width: float = 2.6, height: float = 2.1,
                legend_width: float = 1.5, used: int | None = None, **kw: Any) -> tuple[Figure, list[Any]]:
-    """A grid of panels plus room on the right for a legend outside them (inches); the first
-    ``used`` panels (default all), the others removed so no empty frame is left.
+    """A grid of panels and the first ``used`` of them (default all). The legend goes in the
+    first spare cell if the grid has one (others are removed: no empty frame is left), else in
+    ``legend_width`` inches of room right of the panels.
 
     A bare ``Figure``, not pyplot's: no backend, no window, nothing global to close."""
-    fig = Figure(figsize=(width * columns + legend_width, height * rows))
+    spare = used is not None and used < rows * columns
+    fig = Figure(figsize=(width * columns + (0 if spare else legend_width), height * rows))
     axes = list(fig.subplots(rows, columns, squeeze=False, **kw).flat)
     used = len(axes) if used is None else used
-    for ax in axes[used:]:
-        ax.remove()
+    for i, ax in enumerate(axes[used:]):
+        if i == 0:
+            ax.set_axis_off()
+            ax.set_label(LEGEND_CELL)
+        else:
+            ax.remove()
     return fig, axes[:used]
 
 
 def legend_outside(fig: Figure, axes: Iterable[Any], footnotes: Sequence[str] = ()) -> None:
-    """One legend for the figure, right of the panels, with each entry once; ``footnotes`` (runs
-    drawn on top of each other) in a second block below it."""
+    """One legend for the figure with each entry once, in the spare cell of the grid or right of
+    the panels; ``footnotes`` (runs drawn on top of each other) in a second block below it."""
     entries: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
+    cell = next((ax for ax in fig.axes if ax.get_label() == LEGEND_CELL), None)
+    title = "identical values:\n" + "\n".join(footnotes)
+    if cell is not None:
+        if entries:
+            cell.add_artist(cell.legend(list(entries.values()), list(entries), loc="upper left"))
+        if footnotes:
+            cell.legend([], [], loc="lower left", title=title, title_fontsize=6.5, alignment="left")
+        return
     if entries:
         fig.legend(list(entries.values()), list(entries), loc="outside right upper")
     if footnotes:
-        fig.legend([], [], loc="outside right lower", title="identical values:\n" + "\n".join(footnotes),
-                   title_fontsize=6.5, alignment="left")
+        fig.legend([], [], loc="outside right lower", title=title, title_fontsize=6.5, alignment="left")
 
 
 def set_x_ticks(ax: Any, positions: Sequence[float], labels: Sequence[str] | None = None) -> None:
