@@ -157,7 +157,7 @@ class ToySweepJob(Config):
     trigger_strength: str = trigger_strength_option()
     jobs: int = option(2, min=1, help="Runs at once (each gets an equal share of the cores).")
     report_only: bool = option(False, help="Run nothing: write the report from the runs finished so far.")
-    report_out: str | None = option(None, help="Directory for the report (default: OUT/report).")
+    report_out: str | None = option(None, metavar="DIR", unset="OUT/report", help="Directory for the report.")
 
     def check(self) -> None:
         check_trigger_strength(self.trigger_strength)
