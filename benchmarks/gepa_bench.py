@@ -79,8 +79,8 @@ def prepare() -> dict[str, Any]:
 def _setup() -> tuple[list[Any], Any, Any]:
     from p2o_cli.engines import EngineConfig, open_engine
     from p2o_cli.files.records import Hard, read_records
+    from p2o_cli.reward.config import RewardConfig
     from p2o_cli.reward.pool import open_scorer
-    from p2o_cli.reward.verify import RewardConfig
 
     hard = read_records(OUT / "hard.jsonl", Hard)
     engine = open_engine(str(world_dir() / "model"), EngineConfig(engine="hf", device="cpu", gen_batch_size=192))

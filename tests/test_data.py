@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -11,6 +13,7 @@ from p2o_cli.data.problems import load_problems
 from p2o_cli.errors import RecordError
 from p2o_cli.evaluation import benchmarks
 from p2o_cli.evaluation.benchmarks import BENCHMARKS, load_benchmark, resolve_bench_names
+from p2o_cli.files.records import write_records
 from p2o_cli.reward.verify import last_boxed
 
 SUFFIX = " Let's think step by step and output the final answer within \\boxed{}."
@@ -277,3 +280,24 @@ def test_known_bench_without_data_dir_uses_the_hub(monkeypatch: pytest.MonkeyPat
     assert problems == [] and bench.local_file == "aime24.jsonl"
     assert calls == [("HuggingFaceH4/aime_2024", {"problem_field": "problem", "answer_field": "answer",
                                                   "split": "train", "answer_from_solution": False})]
+
+
+def test_every_other_field_of_a_row_reaches_meta(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [
+        {"id": "c1", "question": "Pick one", "answer": "B", "options": ["x", "y"], "source": "mc", "schema": "x@1"},
+        {"id": "c2", "problem": "Code", "answer": "def f(): ...", "tests": ["assert f() is None"],
+         "meta": {"level": 3}},
+        {"idx": 7, "problem": "Plain", "answer": "1", "data_source": "math"},
+    ]
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    problems = load_problems(str(path))
+    assert [p.meta for p in problems] == [{"options": ["x", "y"]}, {"level": 3, "tests": ["assert f() is None"]},
+                                          None]
+    assert [p.source for p in problems] == ["mc", None, "math"]
+    assert load_problems(str(path), keep_fields=())[0].meta is None  # only the fields asked for
+    # Problem records on stdin read the same way (``p2o rollout --data -``), written ones round-trip.
+    written = tmp_path / "written.jsonl"
+    write_records(written, problems)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(written.read_bytes())))
+    assert load_problems("-") == problems

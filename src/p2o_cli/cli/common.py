@@ -42,3 +42,9 @@ def samples_path(results_path: str) -> str:
     """Where ``p2o eval`` writes per-sample records beside ``results.json``."""
     path = Path(results_path)
     return str(path.with_name(path.stem + ".samples.jsonl"))
+
+
+def reward_note(counters: dict[str, int]) -> str:
+    """``"; reward errors 2, timeouts 1"`` for a summary line, or "" when every response was judged."""
+    shown = [f"{key.split('/')[-1]} {value}" for key, value in counters.items() if value]
+    return f"; reward {', '.join(shown)}" if shown else ""

@@ -9,7 +9,7 @@ from typing import Any
 from ..config import Config, model_option, option, section
 from ..engines.config import RUN_ONLY, EngineConfig
 from ..evaluation.evaluate import PAPER_MAX_NEW_TOKENS, PAPER_PROTOCOL, EvalConfig
-from ..reward.verify import RewardConfig
+from ..reward.config import RewardConfig
 from .app import app
 from .options import command
 
@@ -46,7 +46,7 @@ def eval_command(job: EvalJob) -> None:
     from ..files.records import write_json, write_records
     from ..monitor.progress import console, generation_progress, warn
     from ..reward.pool import open_scorer
-    from .common import quiet_libraries, samples_path
+    from .common import quiet_libraries, reward_note, samples_path
     from .display import results_table
 
     if not job.eval.bench:
@@ -60,9 +60,12 @@ def eval_command(job: EvalJob) -> None:
         results, samples = evaluate(engine, engine.tokenizer, job.eval, scorer, progress_factory=generation_progress,
                                     loaded=loaded)
     results["model"] = job.model
+    results["reward"] = {"rewards": job.reward.reward, "weights": job.reward.weights(), **scorer.counters()}
     write_records(samples_path(job.out), samples)
     write_json(job.out, results)
     console.print(results_table(results))
+    if note := reward_note(scorer.counters()):
+        console.print(note.removeprefix("; "), highlight=False)
     if job.compare:
         differences = protocol_differences(job.eval)
         if differences:

@@ -11,7 +11,7 @@ from ..config import MODEL_PANEL, Config, option, section
 from ..engines.config import RUN_ONLY, EngineConfig
 from ..gepa.config import GepaConfig
 from ..gepa.reflectors import ReflectorConfig
-from ..reward.verify import RewardConfig
+from ..reward.config import RewardConfig
 from .app import app
 from .options import command
 
@@ -47,7 +47,7 @@ def gepa_command(job: GepaJob) -> None:
     from ..monitor.progress import interactive, warn
     from ..reward.pool import open_scorer
     from .checks import gepa_budget_warning, model_of_hard
-    from .common import quiet_libraries
+    from .common import quiet_libraries, reward_note
 
     if job.out == STDIO and job.state is None:
         raise UsageError("--out - needs an explicit --state file")
@@ -88,6 +88,7 @@ def gepa_command(job: GepaJob) -> None:
         f"{len(result.templates)} templates after {result.iterations} iterations "
         f"({result.kept} kept of {result.reflections} proposals; {result.rejected_leaks} rejected for "
         f"leaking answers, {result.skipped} unusable, {result.duplicates} duplicates); "
-        f"spent {result.spent:,} of {cfg.budget:,} rollouts; best dev mean {best:.3f}, front {len(result.front)}",
+        f"spent {result.spent:,} of {cfg.budget:,} rollouts; best dev mean {best:.3f}, front {len(result.front)}"
+        f"{reward_note(scorer.counters())}",
         err=True,
     )

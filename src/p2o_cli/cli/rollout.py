@@ -10,7 +10,7 @@ import typer
 from ..config import Config, model_option, option, section
 from ..data.problems import DataConfig
 from ..engines.config import RUN_ONLY, EngineConfig
-from ..reward.verify import RewardConfig
+from ..reward.config import RewardConfig
 from ..rollout.generate import RolloutConfig
 from .app import app
 from .options import command
@@ -37,15 +37,15 @@ class RolloutJob(Config):
 @command(app, "rollout", RolloutJob)
 def rollout(job: RolloutJob) -> None:
     """K rollouts per problem, scored; assigned problems get one template per rollout."""
-    from ..data.problems import load_training_problems, select_training_problems
+    from ..data.problems import load_training_problems
     from ..engines import open_engine
     from ..errors import UsageError
-    from ..files.outputs import STDIO, check_output_path
-    from ..files.records import Assignment, Problem, Template, read_records, write_records
+    from ..files.outputs import check_output_path
+    from ..files.records import Assignment, Template, read_records, write_records
     from ..monitor.progress import generation_progress
     from ..reward.pool import open_scorer
     from ..rollout.generate import check_assignments, generate_rollouts
-    from .common import policy_version_of, quiet_libraries
+    from .common import policy_version_of, quiet_libraries, reward_note
 
     if (job.assign is None) != (job.templates is None):
         raise UsageError("--assign and --templates go together")
@@ -54,10 +54,7 @@ def rollout(job: RolloutJob) -> None:
     cfg = dataclasses.replace(job.rollout, policy_version=version, model=job.model)
     # Assignments are checked against every selected problem, before --limit cuts the list.
     selection = dataclasses.replace(job.problems, limit=None)
-    if job.data == STDIO:
-        problems = select_training_problems(read_records(STDIO, Problem, allow_empty=False), selection)
-    else:
-        problems = load_training_problems(job.data, selection)
+    problems = load_training_problems(job.data, selection)
     if not problems:  # an empty input must not replace the last output with nothing
         raise UsageError(f"{job.data}: no problems")
     assignments = {a.id: a for a in read_records(job.assign, Assignment)} if job.assign else {}
@@ -70,4 +67,5 @@ def rollout(job: RolloutJob) -> None:
         rollouts = generate_rollouts(engine, engine.tokenizer, problems, cfg, scorer, assignments, templates, progress)
     write_records(job.out, rollouts)
     mean = sum(r.reward for r in rollouts) / max(len(rollouts), 1)
-    typer.echo(f"{len(rollouts)} rollouts for {len(problems)} problems, mean reward {mean:.3f}", err=True)
+    typer.echo(f"{len(rollouts)} rollouts for {len(problems)} problems, mean reward {mean:.3f}"
+               f"{reward_note(scorer.counters())}", err=True)

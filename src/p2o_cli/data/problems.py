@@ -1,9 +1,11 @@
 """Training problems from a file or the hub, and the options that choose them.
 
-A problem source is a local ``.jsonl`` / ``.json`` / ``.parquet`` file or a Hugging Face
-dataset id. Field names differ between sources (MATH, DeepScaleR, Qwen's eval files, verl
-parquet), so the question, gold answer and id are found by trying the usual names, unless
-given explicitly (dotted paths reach into nested objects: ``reward_model.ground_truth``).
+A problem source is a local ``.jsonl`` / ``.json`` / ``.parquet`` file, ``-`` (JSON lines on
+stdin) or a Hugging Face dataset id. Field names differ between sources (MATH, DeepScaleR,
+Qwen's eval files, verl parquet), so the question, gold answer and id are found by trying the
+usual names, unless given explicitly (dotted paths reach into nested objects:
+``reward_model.ground_truth``). Every other field of a row is kept in the problem's ``meta``,
+where rewards find it (a code task's ``tests``, a choice task's ``options``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import orjson
 
 from ..config import Config, option
 from ..errors import P2OError, RecordError
+from ..files.outputs import STDIO
 from ..files.records import Problem, from_dict, iter_json_lines
 from ..reward.verify import last_boxed
 from .selection import MISSING as _MISSING
-from .selection import RowFilter, get_field, parse_filter, sample_indices, select_problems
+from .selection import RowFilter, get_field, parse_filter, sample_indices
 
 # The fields a problem's question and gold answer are looked for in, in this order.
 PROBLEM_FIELDS = ("problem", "question", "Question", "input", "prompt")
@@ -60,11 +63,6 @@ def load_training_problems(source: str, cfg: DataConfig) -> list[Problem]:
     return load_problems(source, problem_field=cfg.problem_field, answer_field=cfg.answer_field, split=cfg.split,
                          limit=cfg.limit, row_filter=cfg.row_filter, sample=cfg.sample, sample_seed=cfg.sample_seed)
 
-
-def select_training_problems(problems: list[Problem], cfg: DataConfig) -> list[Problem]:
-    """The same selection on problems already loaded (from stdin)."""
-    chosen = select_problems(problems, cfg.row_filter, cfg.sample, cfg.sample_seed)
-    return chosen[: cfg.limit] if cfg.limit is not None else chosen
 
 ID_FIELDS = ("id", "idx", "unique_id")
 # Instructions that dataset builders appended to the question (DeepScaleR's verl script, the
@@ -145,7 +143,7 @@ def _find(row: dict[str, Any], given: str | None, options: Sequence[str], what: 
 def _iter_rows(source: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line or 1-based row, row)`` from a local file or a hub dataset."""
     suffix = Path(source).suffix.lower()
-    if suffix == ".jsonl":
+    if suffix == ".jsonl" or source == STDIO:
         yield from iter_json_lines(source)
     elif suffix == ".json":
         yield from _json_rows(source)
@@ -207,7 +205,7 @@ def load_problems(
     row_filter: RowFilter | None = None,
     sample: int | None = None,
     sample_seed: int = 0,
-    keep_fields: Sequence[str] = (),
+    keep_fields: Sequence[str] | None = None,
 ) -> list[Problem]:
     """Problems from a local .jsonl/.json/.parquet file or a Hugging Face dataset id.
 
@@ -215,14 +213,18 @@ def load_problems(
     to ``{stem}-{row}`` (0-based row of the source). ``answer_from_solution`` takes the gold from
     the last ``\\boxed{}`` of ``solution`` where a row has one (the Qwen suite's rule for Minerva).
     Rows that fail ``row_filter`` (tested on the source row) are skipped; then ``sample`` keeps a
-    seeded random subset; then ``limit`` the first N. ``keep_fields`` are copied into ``meta``.
-    Bad rows raise RecordError with the line (JSONL) or 1-based row number.
+    seeded random subset; then ``limit`` the first N. ``meta`` holds every field of the row not
+    read as the id, question, answer or source (a ``meta`` object of the row is merged in), or
+    only ``keep_fields`` where they are given. Bad rows raise RecordError with the line (JSONL)
+    or 1-based row number.
     """
+    stdin = source == STDIO
     local = Path(source).suffix.lower() in LOCAL_SUFFIXES
     if local and not Path(source).is_file():
         raise RecordError(source, None, "no such file")
-    stem = Path(source).stem if local else source.rstrip("/").split("/")[-1]
-    unit = "line" if source.endswith(".jsonl") else "row"
+    stem = "stdin" if stdin else Path(source).stem if local else source.rstrip("/").split("/")[-1]
+    unit = "line" if stdin or source.endswith(".jsonl") else "row"
+    shown = "<stdin>" if stdin else source
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for index, (where, row) in enumerate(_iter_rows(source, split)):
@@ -231,37 +233,58 @@ def load_problems(
         try:
             if row_filter is not None and not row_filter.matches(row):
                 continue
-            pfield, pvalue = _find(row, problem_field, PROBLEM_FIELDS, "problem")
-            afield, avalue = _find(row, answer_field, ANSWER_FIELDS, "answer")
-            solution = row.get("solution")
-            if answer_from_solution and answer_field is None and isinstance(solution, str) and last_boxed(solution):
-                afield, avalue = "solution", solution
-            try:
-                ifield, ivalue = _find(row, id_field, ID_FIELDS, "id")
-            except ValueError:
-                if id_field is not None:
-                    raise
-                ifield, ivalue = "id", f"{stem}-{index}"
-            if isinstance(ivalue, bool) or not isinstance(ivalue, (str, int)):
-                raise P2OError(f"field {ifield!r} must be a string or an integer")
-            source_name = row.get("source", row.get("data_source"))
-            record = {
-                "id": str(ivalue),
-                "problem": _problem_text(pfield, pvalue),
-                "answer": _answer_text(afield, avalue),
-                "source": source_name if isinstance(source_name, str) else None,
-            }
-            if keep_fields:
-                record["meta"] = {name: _kept(row, name) for name in keep_fields}
+            record = _record(row, f"{stem}-{index}", problem_field, answer_field, id_field, answer_from_solution,
+                             keep_fields)
             problem = from_dict(Problem, record)
         except ValueError as err:
-            raise RecordError(source, where, str(err)) from None
+            raise RecordError(shown, where, str(err)) from None
         if problem.id in seen:
-            raise RecordError(source, where, f"duplicate id {problem.id!r} (first at {unit} {seen[problem.id]})")
+            raise RecordError(shown, where, f"duplicate id {problem.id!r} (first at {unit} {seen[problem.id]})")
         seen[problem.id] = where
         problems.append(problem)
     chosen = [problems[i] for i in sample_indices(len(problems), sample, sample_seed)]
     return chosen[:limit] if limit is not None else chosen
+
+
+def _record(row: dict[str, Any], default_id: str, problem_field: str | None, answer_field: str | None,
+            id_field: str | None, answer_from_solution: bool, keep_fields: Sequence[str] | None) -> dict[str, Any]:
+    """A problem record's fields from one source row (P2OError naming the field that is wrong)."""
+    pfield, pvalue = _find(row, problem_field, PROBLEM_FIELDS, "problem")
+    afield, avalue = _find(row, answer_field, ANSWER_FIELDS, "answer")
+    solution = row.get("solution")
+    if answer_from_solution and answer_field is None and isinstance(solution, str) and last_boxed(solution):
+        afield, avalue = "solution", solution
+    try:
+        ifield, ivalue = _find(row, id_field, ID_FIELDS, "id")
+    except ValueError:
+        if id_field is not None:
+            raise
+        ifield, ivalue = "id", default_id
+    if isinstance(ivalue, bool) or not isinstance(ivalue, (str, int)):
+        raise P2OError(f"field {ifield!r} must be a string or an integer")
+    sfield = "source" if "source" in row else "data_source"
+    source_name = row.get(sfield)
+    read_source = source_name is None or isinstance(source_name, str)
+    record = {
+        "id": str(ivalue),
+        "problem": _problem_text(pfield, pvalue),
+        "answer": _answer_text(afield, avalue),
+        "source": source_name if isinstance(source_name, str) else None,
+    }
+    if keep_fields is not None:
+        meta = {name: _kept(row, name) for name in keep_fields}
+    else:
+        meta = _other_fields(row, (pfield, afield, ifield, sfield if read_source else ""))
+    if meta:
+        record["meta"] = meta
+    return record
+
+
+def _other_fields(row: dict[str, Any], taken: Sequence[str]) -> dict[str, Any]:
+    """The row's fields besides those read into the record (a nested ``meta`` object merged in)."""
+    own = row.get("meta")
+    other = {k: v for k, v in row.items() if k not in ("schema", "meta", *taken)}
+    return {**own, **other} if isinstance(own, dict) else other
 
 
 def _kept(row: dict[str, Any], name: str) -> Any:

@@ -12,7 +12,7 @@ from ..evaluation.evaluate import PAPER_MAX_NEW_TOKENS, EvalConfig
 from ..gepa.config import AssignConfig, GepaConfig
 from ..gepa.reflectors import ReflectorConfig
 from ..monitor.tracking import TrackingConfig
-from ..reward.verify import RewardConfig
+from ..reward.config import RewardConfig
 from ..rl.config import TrainConfig
 from ..rollout.generate import RolloutConfig
 from ..rollout.mining import MiningConfig

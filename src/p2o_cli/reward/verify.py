@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ..config import Config, option
 from ..errors import P2OError
 from .normalize import normalize_numbers, small_numbers_differ, tidy_gold
 
@@ -34,18 +33,11 @@ _MATCH_CACHE = 65_536
 _TEXT_MACRO = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 
 
-@dataclass
-class RewardConfig(Config):
-    PANEL = "Reward"
-
-    reward_timeout: float = option(5.0, above=0.0, help="Seconds per answer check (a check running longer scores 0).")
-    strict_format: bool = option(False, help="Reward only responses with exactly one \\boxed{}.")
-
-
 @dataclass(frozen=True)
 class RewardResult:
     reward: float
     pred: str | None
+    components: dict[str, float] | None = None  # each reward's value, when several make up ``reward``
 
 
 def extract_boxed(text: str) -> list[str]:
