@@ -144,9 +144,12 @@ class Result:
 
 
 class BoxScorer:
-    def score(self, responses, golds):
+    def score(self, responses, problems):
         preds = [re.search(r"\\boxed\{(.*)\}", r).group(1) for r in responses]
-        return [Result(float(p == g), p) for p, g in zip(preds, golds)]
+        return [Result(float(p == problem["answer"]), p) for p, problem in zip(preds, problems)]
+
+    def leaks(self, problem):
+        return [problem["answer"]]
 
 
 # ---------------------------------------------------------------- a loopback HTTP server

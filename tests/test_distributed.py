@@ -183,17 +183,24 @@ def test_sharded_scorer_splits_contiguously_and_keeps_order() -> None:
     class Echo:
         def __init__(self) -> None:
             self.seen: list[str] = []
+            self.errors = 0
 
         def score(self, responses, answers, **options):
             self.seen.extend(responses)
+            self.errors += sum(r in ("b", "d") for r in responses)  # as if the reward failed on these
             return [(r, a, options.get("grader")) for r, a in zip(responses, answers)]
+
+        def counters(self):
+            return {"reward/errors": self.errors}
 
     shares: dict = {}
     first, second = Echo(), Echo()
     responses, answers = ["a", "b", "c", "d", "e"], ["1", "2", "3", "4", "5"]
     ShardedScorer(second, _TwoRanks(1, shares)).score(responses, answers, grader="qwen")
-    on_rank0 = ShardedScorer(first, _TwoRanks(0, shares)).score(responses, answers, grader="qwen")
+    rank0 = ShardedScorer(first, _TwoRanks(0, shares))
+    on_rank0 = rank0.score(responses, answers, grader="qwen")
     assert first.seen == ["a", "b"] and second.seen == ["c", "d", "e"]
+    assert rank0.counters() == {"reward/errors": 2}  # one on each rank's share, counted on both
     second.seen = []
     on_rank1 = ShardedScorer(second, _TwoRanks(1, shares)).score(responses, answers, grader="qwen")
     assert on_rank0 == on_rank1 == [(r, a, "qwen") for r, a in zip(responses, answers)]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from p2o_cli.files.records import (
     Problem,
     Rollout,
     Template,
+    problem_fields,
     read_records,
     to_dict,
     write_records,
@@ -25,9 +27,9 @@ SAMPLES = [
     Problem(id="p1", problem="1+1?", answer="2", source="toy", meta={"level": 1}),
     Rollout(id="p1", k=0, prompt="x~", response="\\boxed{2}", reward=1.0, pred="2", finish_reason="stop",
             n_tokens=9, template_id="t1", template="Think.", policy_version=3, original_prompt="x",
-            problem="1+1?", answer="2"),
+            problem="1+1?", answer="2", rewards={"math": 1.0, "brevity": 1.0}, meta={"level": 1}, source="toy"),
     Hard(id="p1", problem="1+1?", answer="2", rewards=[0.0, 1.0], mean_reward=0.5,
-         failures=[Failure(response="3", pred="3", template_id=None)]),
+         failures=[Failure(response="3", pred="3", template_id=None)], meta={"tests": ["assert True"]}),
     Template(template_id="t1", text="Think.", parent_id=None, iteration=2, dev_ids=["a", "b"],
              dev_scores=[1.0, 0.0], train_solved=["c"]),
     Assignment(id="p1", template_ids=["t1", "t1", "t2"]),
@@ -126,3 +128,33 @@ def test_stdin_and_stdout() -> None:
     data = GOOD + b"\n"
     result = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True)
     assert orjson.loads(result.stdout) == orjson.loads(GOOD)
+
+
+def test_records_written_before_reward_components_still_read(tmp_path: Path) -> None:
+    """rollout@1 and hard@1 lines without ``rewards``/``meta``/``source`` (older files) read as before."""
+    old_rollout = {"schema": "rollout@1", "id": "p1", "k": 0, "prompt": "x", "response": "r", "reward": 0.0,
+                   "pred": None, "finish_reason": "stop", "n_tokens": 1}
+    old_hard = {"schema": "hard@1", "id": "p1", "problem": "q", "answer": "2", "rewards": [0.0], "mean_reward": 0.0}
+    (tmp_path / "r.jsonl").write_bytes(orjson.dumps(old_rollout) + b"\n")
+    (tmp_path / "h.jsonl").write_bytes(orjson.dumps(old_hard) + b"\n")
+    [rollout] = read_records(tmp_path / "r.jsonl", Rollout)
+    [hard] = read_records(tmp_path / "h.jsonl", Hard)
+    assert rollout.rewards is None and rollout.meta is None and hard.meta is None and hard.source is None
+
+
+def test_reward_components_must_lie_in_the_unit_interval(tmp_path: Path) -> None:
+    line = to_dict(SAMPLES[1])
+    for value, message in [(7, "rewards.brevity[0] is 7.0; rewards lie in [0, 1]"),
+                           ("x", "field 'rewards.brevity' must be a number")]:
+        line["rewards"] = {"math": 1.0, "brevity": value}
+        (tmp_path / "r.jsonl").write_bytes(orjson.dumps(line) + b"\n")
+        with pytest.raises(RecordError, match=re.escape(message)):
+            read_records(tmp_path / "r.jsonl", Rollout)
+
+
+def test_problem_fields_are_what_a_reward_sees() -> None:
+    problem = Problem(id="p1", problem="q", answer="B", source="mmlu", meta={"options": ["x", "y"], "id": "shadow"})
+    assert problem_fields(problem) == {"options": ["x", "y"], "id": "p1", "problem": "q", "answer": "B",
+                                       "source": "mmlu"}
+    rollout = dataclasses.replace(SAMPLES[1], meta=problem.meta, source="mmlu", problem="q", answer="B")
+    assert problem_fields(rollout) == problem_fields(problem)

@@ -15,13 +15,14 @@ from p2o_cli.rollout.generate import RolloutConfig, check_assignments, generate_
 class Result:
     reward: float
     pred: str | None
+    components: dict | None = None
 
 
 class ExactScorer:
     """Reward 1 when the response is the gold answer in a box (stands in for math-verify here)."""
 
-    def score(self, responses, golds):
-        return [Result(float(r == f"\\boxed{{{g}}}"), r) for r, g in zip(responses, golds)]
+    def score(self, responses, problems):
+        return [Result(float(r == f"\\boxed{{{p['answer']}}}"), r) for r, p in zip(responses, problems)]
 
 
 class EchoEngine:

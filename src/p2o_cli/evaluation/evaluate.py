@@ -26,7 +26,8 @@ from ..data.prompts import PromptConfig, render
 from ..engines import Engine, ProgressFn
 from ..errors import P2OError, RecordError
 from ..files.faults import fault
-from ..files.records import Problem
+from ..files.records import Problem, problem_fields
+from ..reward.values import solved
 from ..reward.verify import GRADERS, check_grader
 from .benchmarks import SAMPLE_TEMPERATURE, SAMPLES, SMALL_BENCH, Benchmark, load_benchmark, resolve_bench_names
 
@@ -120,7 +121,8 @@ def _score_bench(
     )
     fault("eval")  # reliability tests: killed mid-eval
     flat = [(p, prompt, j, c) for p, prompt, row in zip(problems, prompts, outputs) for j, c in enumerate(row)]
-    scores = scorer.score([c.text for _, _, _, c in flat], [p.answer for p, _, _, _ in flat],
+    fields = {p.id: problem_fields(p) for p in problems}
+    scores = scorer.score([c.text for _, _, _, c in flat], [fields[p.id] for p, _, _, _ in flat],
                           grader=cfg.grader, bench=bench.name)
     samples = [
         {
@@ -133,16 +135,17 @@ def _score_bench(
             "pred": s.pred,
             "answer": p.answer,
             "reward": s.reward,
+            **({"rewards": s.components} if s.components else {}),
             "grader": cfg.grader,
             "n_tokens": c.n_tokens,
             "finish_reason": c.finish_reason,
         }
         for (p, prompt, j, c), s in zip(flat, scores)
     ]
-    # Binary reward: 1 = the grader's answer verified equal to the gold.
+    # Correct = full marks: for math, the grader's answer verified equal to the gold.
     correct: dict[str, list[bool]] = {p.id: [] for p in problems}
     for sample in samples:
-        correct[sample["id"]].append(sample["reward"] > 0)
+        correct[sample["id"]].append(solved(sample["reward"]))
     accuracy, pass_k = sample_metrics(list(correct.values()))
     n_samples = max(len(samples), 1)
     result = {

@@ -36,6 +36,8 @@ class Problem:
     problem: str
     answer: str
     source: str | None = None
+    # Every other field of the problem's row (a code task's tests, a choice task's options):
+    # rewards read them, and rollout and hard records carry them on.
     meta: dict[str, Any] | None = None
 
 
@@ -68,6 +70,11 @@ class Rollout:
     # --model (None in files written before these fields existed).
     temperature: float | None = None
     model: str | None = None
+    # Each reward's value when several make up ``reward`` (--reward … --reward-weights).
+    rewards: dict[str, float] | None = None
+    # The problem's other fields and source, so mine-hard and gepa can hand them to the reward.
+    meta: dict[str, Any] | None = None
+    source: str | None = None
 
 
 @dataclass
@@ -90,6 +97,15 @@ class Hard:
     mean_reward: float
     failures: list[Failure] = field(default_factory=list)
     model: str | None = None  # the model whose rollouts made it hard (gepa's default --model)
+    meta: dict[str, Any] | None = None  # the problem's other fields, for the reward (Problem.meta)
+    source: str | None = None
+
+
+def problem_fields(record: Problem | Rollout | Hard) -> dict[str, Any]:
+    """The problem as a reward function sees it: every field of its row, with ``id``, ``problem``,
+    ``answer`` and ``source`` as p2o read them."""
+    return {**(record.meta or {}), "id": record.id, "problem": record.problem, "answer": record.answer,
+            "source": record.source}
 
 
 @dataclass
@@ -240,6 +256,8 @@ def check_record(record: Any) -> None:
 
 def _check_rollout(record: Rollout) -> None:
     _check_rewards("reward", [record.reward])
+    for name, value in (record.rewards or {}).items():
+        _check_rewards(f"rewards.{name}", [check_type(value, float, f"rewards.{name}")])
     _check_rewards("plain_rewards", record.plain_rewards or [])
     _check_text("template", record.template, MAX_TEMPLATE_CHARS)
     for name in ("k", "n_tokens", "policy_version"):

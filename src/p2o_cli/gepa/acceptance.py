@@ -15,7 +15,8 @@ def _normalize(text: str) -> str:
 
 
 def leaked_answer(text: str, golds: Iterable[str]) -> str | None:
-    """The first gold answer that appears in ``text`` as a whole token, else None.
+    """The first of ``golds`` (what would leak: the rewards' ``leaks`` hooks) that appears in
+    ``text`` as a whole token, else None.
 
     "Whole token" keeps a gold of 12 from matching 120, 3.12 or x12, while still catching
     "the answer is 12" or "=12."; thousands separators are ignored on both sides.

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ..errors import P2OError
 from ..files.records import Assignment, Template
+from ..reward.values import solved
 from .pareto import SELECTION_FLOOR, mean_score, unique_by_text, weighted_sample
 
 
@@ -32,7 +33,7 @@ class AssignResult:
 
 
 def dev_solved(template: Template) -> set[str]:
-    return {pid for pid, score in zip(template.dev_ids, template.dev_scores) if score > 0}
+    return {pid for pid, score in zip(template.dev_ids, template.dev_scores) if solved(score)}
 
 
 def solved_by(template: Template) -> set[str]:

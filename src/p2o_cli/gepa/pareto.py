@@ -1,6 +1,6 @@
 """Pure functions over dev-score vectors: the Pareto front and parent selection.
 
-A template's dev-score vector z holds its 0/1 reward on each dev problem. z_j dominates z_i
+A template's dev-score vector z holds its reward (in [0, 1]) on each dev problem. z_j dominates z_i
 iff z_j ≥ z_i everywhere and > somewhere (strict domination), so templates that solve
 *different* problems all stay on the front even when none beats the others on average —
 that diversity is what lets the set cover later give each hard problem its own template.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from ..errors import P2OError
 from ..files.records import Template
+from ..reward.values import solved
 
 # Weight of an all-zero template when sampling parents: small, but not zero, so the empty
 # seed template (often all zeros on a hard dev set) can still be drawn and improved on.
@@ -104,9 +105,9 @@ def select_parents(
 
 def dev_coverage(templates: Sequence[Template]) -> float:
     """Fraction of dev problems solved by at least one template."""
-    solved: set[str] = set()
+    covered: set[str] = set()
     dev: set[str] = set()
     for template in templates:
         dev.update(template.dev_ids)
-        solved.update(i for i, s in zip(template.dev_ids, template.dev_scores) if s > 0)
-    return len(solved) / len(dev) if dev else 0.0
+        covered.update(i for i, s in zip(template.dev_ids, template.dev_scores) if solved(s))
+    return len(covered) / len(dev) if dev else 0.0

@@ -8,8 +8,9 @@ kept children are scored; dev-score vectors define the Pareto front). One iterat
    batched engine call (W·B prompts) — the engine is far faster on one big batch;
 3. ask the reflector for W children at once (feedback = the parent's responses, extracted
    answers, correctness and the gold answers);
-4. drop children that are malformed, duplicates, or that contain a gold answer of their
-   minibatch (that would leak answers into training prompts);
+4. drop children that are malformed, duplicates, or that would leak an answer of their
+   minibatch into training prompts (what leaks is each reward's ``leaks`` hook: the gold
+   answer for math, exact and choice, the expected outputs for code);
 5. evaluate the remaining children on their parents' minibatches (one batched call) and keep
    those that beat their parent; score the kept children on all of dev (one batched call).
 
@@ -36,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 from ..data.prompts import render
 from ..errors import P2OError
 from ..files.faults import fault
-from ..files.records import MAX_TEMPLATE_CHARS, Hard, Template, append_jsonl, write_json
+from ..files.records import MAX_TEMPLATE_CHARS, Hard, Template, append_jsonl, problem_fields, write_json
+from ..reward.values import solved
 from .acceptance import failed_proposals, failure_streak, leaked_answer
 from .config import GepaConfig
 from .pareto import dev_coverage, front_templates, mean_score, select_parents
@@ -67,7 +69,7 @@ class GepaResult:
     templates: list[Template]  # the seed template first, then every kept child in order
     spent: int  # rollouts generated, exactly
     iterations: int
-    rejected_leaks: int  # children refused for containing a gold answer of their minibatch
+    rejected_leaks: int  # children refused for giving away an answer of their minibatch
     proposals: int  # parent minibatch evaluations
     reflections: int  # children asked of the reflector
     kept: int
@@ -110,6 +112,7 @@ class _Search:
         self.by_id = {h.id: h for h in hard}
         if len(self.by_id) != len(hard):
             raise P2OError("hard problems have duplicate ids")
+        self.fields = {h.id: problem_fields(h) for h in hard}  # what the reward reads of each problem
         self.engine, self.tokenizer, self.reflector, self.scorer, self.cfg = engine, tokenizer, reflector, scorer, cfg
 
     def evaluate(self, jobs: Sequence[tuple[str, str]], seed: int) -> list[tuple[str, float, str | None]]:
@@ -128,7 +131,7 @@ class _Search:
         if len(outputs) != len(prompts):
             raise RuntimeError(f"engine returned {len(outputs)} results for {len(prompts)} prompts")
         responses = [out[0].text for out in outputs]
-        results = self.scorer.score(responses, [self.by_id[pid].answer for _, pid in jobs])
+        results = self.scorer.score(responses, [self.fields[pid] for _, pid in jobs])
         return [(resp, float(r.reward), r.pred) for resp, r in zip(responses, results)]
 
     def score_on_dev(self, templates: Sequence[Template], dev_ids: list[str], seed: int) -> None:
@@ -254,13 +257,13 @@ def _score_parents(search: _Search, state: SearchState, it: _Iteration, cfg: Gep
         offset += len(batch)
         rewards = [r for _, r, _ in mine]
         it.parent_scores.append(sum(rewards))
-        add_solved(parent, [pid for pid, r in zip(batch, rewards) if r > 0])
-        if all(r > 0 for r in rewards):
+        add_solved(parent, [pid for pid, r in zip(batch, rewards) if solved(r)])
+        if all(solved(r) for r in rewards):
             # Nothing failed, and a child cannot beat a perfect score: save the reflection.
             state.counters["perfect"] += 1
             continue
         feedback = [
-            FeedbackRecord(pid, search.by_id[pid].problem, resp, pred, reward > 0, search.by_id[pid].answer)
+            FeedbackRecord(pid, search.by_id[pid].problem, resp, pred, solved(reward), search.by_id[pid].answer)
             for pid, (resp, reward, pred) in zip(batch, mine)
         ]
         seed = call_seed(cfg.seed, it.number, 10 + slot)
@@ -288,7 +291,7 @@ def _propose(search: _Search, state: SearchState, it: _Iteration, cfg: GepaConfi
         elif text in known:
             state.counters["duplicates"] += 1
             outcome = "duplicate"
-        elif leaked_answer(text, [search.by_id[pid].answer for pid in batch]) is not None:
+        elif leaked_answer(text, [s for pid in batch for s in search.scorer.leaks(search.fields[pid])]):
             it.leaks += 1
             outcome = "leaks_answer"
         else:
@@ -314,7 +317,7 @@ def _score_children(search: _Search, state: SearchState, it: _Iteration, cfg: Ge
         it.child_scores[slot] = it.proposals[slot].child_score = sum(rewards)
         if it.child_scores[slot] > it.parent_scores[slot]:
             child = Template(f"g{it.number}-{slot}", text, parent_id=parent.template_id, iteration=it.number)
-            add_solved(child, [pid for pid, r in zip(batch, rewards) if r > 0])
+            add_solved(child, [pid for pid, r in zip(batch, rewards) if solved(r)])
             it.kept.append(child)
             it.proposals[slot].outcome, it.proposals[slot].template_id = "kept", child.template_id
     search.score_on_dev(it.kept, state.dev_ids, call_seed(cfg.seed, it.number, 3))

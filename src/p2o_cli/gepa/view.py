@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..monitor.progress import console, format_duration, say
+from ..reward.values import solved
 from .pareto import mean_score
 from .search import GepaProgress
 
@@ -33,7 +34,7 @@ def front_table(progress: GepaProgress, max_rows: int = 16) -> Group:
         preview = " ".join(t.text.split())
         preview = (preview[:90] + "…") if len(preview) > 90 else (preview or "(empty)")
         table.add_row(t.template_id, t.parent_id or "", str(t.iteration), f"{mean_score(t):.3f}",
-                      str(int(sum(s > 0 for s in t.dev_scores))), preview)
+                      str(int(sum(solved(s) for s in t.dev_scores))), preview)
     if len(ranked) > max_rows:
         table.add_row("…", "", "", "", "", f"{len(ranked) - max_rows} more on the front")
     return Group(header, table)

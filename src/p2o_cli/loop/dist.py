@@ -227,20 +227,36 @@ class ShardedEngine:
 
 
 class ShardedScorer:
-    """A reward scorer whose ``score`` calls are split into one contiguous share per rank."""
+    """A reward scorer whose ``score`` calls are split into one contiguous share per rank.
+
+    Its ``counters()`` (reward errors, timeouts, unjudged) add up every rank's.
+    """
 
     def __init__(self, scorer: Any, dist: Dist):
         self.scorer, self.dist = scorer, dist
+        self._counts: dict[str, int] = dict.fromkeys(scorer.counters(), 0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.scorer, name)
 
-    def score(self, responses: Sequence[str], answers: Sequence[str], **options: Any) -> list[Any]:
+    def score(self, responses: Sequence[str], problems: Sequence[Any], **options: Any) -> list[Any]:
         world, rank = self.dist.world_size, self.dist.rank
         bounds = [len(responses) * r // world for r in range(world + 1)]
         lo, hi = bounds[rank], bounds[rank + 1]
-        shares = self.dist.all_run(lambda: list(self.scorer.score(responses[lo:hi], answers[lo:hi], **options)))
-        return [result for share in shares for result in share]
+
+        def share() -> tuple[list[Any], dict[str, int]]:
+            before = self.scorer.counters()
+            results = list(self.scorer.score(responses[lo:hi], problems[lo:hi], **options))
+            return results, {k: v - before[k] for k, v in self.scorer.counters().items()}
+
+        shares = self.dist.all_run(share)
+        for _, counts in shares:
+            for key, value in counts.items():
+                self._counts[key] += value
+        return [result for results, _ in shares for result in results]
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._counts)
 
 
 class MainReflector:

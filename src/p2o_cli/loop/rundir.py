@@ -96,12 +96,18 @@ class RunDir:
 
 
 def rollout_metrics(rollouts: Sequence[Rollout]) -> dict[str, float]:
-    """Reward split by plain and templated rollouts: the templates' lift is what GEPA buys."""
+    """Reward split by plain and templated rollouts (the templates' lift is what GEPA buys), and
+    each reward component's mean when several make up the reward."""
     plain = [r.reward for r in rollouts if not r.template]
     templated = [r.reward for r in rollouts if r.template]
+    components: dict[str, list[float]] = {}
+    for rollout in rollouts:
+        for name, value in (rollout.rewards or {}).items():
+            components.setdefault(name, []).append(value)
     return {
         "rollout/plain_reward_mean": sum(plain) / len(plain) if plain else 0.0,
         "rollout/templated_reward_mean": sum(templated) / len(templated) if templated else 0.0,
         "rollout/templated_frac": len(templated) / max(len(rollouts), 1),
         "rollout/truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / max(len(rollouts), 1),
+        **{f"reward/{name}/mean": sum(values) / len(values) for name, values in components.items()},
     }

@@ -208,7 +208,7 @@ class P2ORun:
     def policy_step(self, epoch: int, index: int, batch: list[Problem], assignments: dict[str, Assignment],
                     templates: dict[str, Template]) -> list[Hard]:
         cfg = self.cfg
-        t0, reward_s = time.perf_counter(), self.scorer.seconds
+        t0, reward_s, counts = time.perf_counter(), self.scorer.seconds, self.scorer.counters()
         rollout_cfg = dataclasses.replace(cfg.rollout, seed=cfg.seed * 100_003 + self.state.step,
                                           policy_version=self.state.step, model=cfg.model)
         with self.progress(f"step {self.state.step + 1} rollout", len(batch) * cfg.rollout.k) as progress:
@@ -239,7 +239,8 @@ class P2ORun:
                # verl's breakdown: generation and reward apart, then old log-probs/update (trainer's).
                "timing/gen": t1 - t0 - reward_s, "timing/reward": reward_s, "timing/io": time.perf_counter() - t2,
                "timing/policy_step": time.perf_counter() - t0,
-               "perf/gen_tokens_per_s": gen_tokens / max(t1 - t0 - reward_s, 1e-9)}
+               "perf/gen_tokens_per_s": gen_tokens / max(t1 - t0 - reward_s, 1e-9),
+               **{key: value - counts[key] for key, value in self.scorer.counters().items()}}
         self.dir.log(row)
         self.say(self.step_line(epoch, row, len(hard), len(batch)))
         return hard
@@ -269,7 +270,7 @@ class P2ORun:
         cfg = self.cfg
         edir = self.dir.root / f"epoch-{epoch}"
         self.say(f"epoch {epoch}: GEPA on {len(hard)} hard problems (budget {cfg.gepa.budget} rollouts)")
-        main, started = self.dist.is_main, time.perf_counter()
+        main, started, counts = self.dist.is_main, time.perf_counter(), self.scorer.counters()
         with live_front(interactive() and main) as on_iteration:
             # Every rank runs the same search (same state, same broadcast proposals); rank 0
             # saves it, and on resume every rank reads what rank 0 saved.
@@ -289,7 +290,8 @@ class P2ORun:
         self.dir.log({"epoch": epoch, "training/step": self.state.step, "gepa/templates": len(result.templates),
                       "gepa/cover_size": len(assigned.cover), "gepa/dev_coverage": dev_coverage(result.templates),
                       "gepa/rollouts_spent": result.spent, "gepa/iterations": result.iterations,
-                      "timing/gepa_phase": time.perf_counter() - started})
+                      "timing/gepa_phase": time.perf_counter() - started,
+                      **{key: value - counts[key] for key, value in self.scorer.counters().items()}})
         self.say(f"epoch {epoch}: GEPA kept {len(result.templates) - 1} templates, cover {len(assigned.cover)}, "
                  f"dev coverage {dev_coverage(result.templates):.2f}, spent {result.spent} rollouts")
 

@@ -11,7 +11,7 @@ from ..data.prompts import PromptConfig, render
 from ..engines import Engine, ProgressFn
 from ..errors import P2OError
 from ..files.faults import fault
-from ..files.records import Assignment, Problem, Rollout, Template
+from ..files.records import Assignment, Problem, Rollout, Template, problem_fields
 
 if TYPE_CHECKING:
     from ..reward.pool import RewardScorer
@@ -127,7 +127,8 @@ def generate_rollouts(
             for index, sample in zip(unique[prompt], samples):
                 completions[index] = sample
     fault("rollout")  # reliability tests: killed between generation and scoring
-    results = scorer.score([c.text for c in completions], [r.problem.answer for r in requests])
+    fields = {id(p): problem_fields(p) for p in problems}
+    results = scorer.score([c.text for c in completions], [fields[id(r.problem)] for r in requests])
     return [
         Rollout(
             id=request.problem.id,
@@ -148,6 +149,9 @@ def generate_rollouts(
             plain_rewards=request.plain_rewards,
             temperature=cfg.temperature,
             model=cfg.model,
+            rewards=result.components,
+            meta=request.problem.meta,
+            source=request.problem.source,
         )
         for request, completion, result in zip(requests, completions, results)
     ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..config import Config, option
 from ..errors import P2OError
 from ..files.records import Failure, Hard, Rollout
+from ..reward.values import solved
 
 # "At most 1 of 6 correct" (the paper's rule) is mean reward < 0.2 for K=6.
 DEFAULT_TAU = 0.2
@@ -30,7 +31,8 @@ def group_rollouts(rollouts: Iterable[Rollout]) -> dict[str, list[Rollout]]:
 
 
 def mine_hard(rollouts: Iterable[Rollout], tau: float = DEFAULT_TAU, max_failures: int | None = None) -> list[Hard]:
-    """Problems whose mean reward is below ``tau``, with their failed responses for the reflector."""
+    """Problems whose mean reward is below ``tau``, with their unsolved responses (reward below full
+    marks) for the reflector."""
     hard: list[Hard] = []
     for pid, group in group_rollouts(rollouts).items():
         rewards = [r.reward for r in group]
@@ -41,7 +43,7 @@ def mine_hard(rollouts: Iterable[Rollout], tau: float = DEFAULT_TAU, max_failure
         if first.problem is None or first.answer is None:
             raise P2OError(f"rollouts for {pid!r} carry no problem/answer text; re-run p2o rollout")
         failures = [Failure(r.response, r.pred, r.template_id, r.n_tokens, r.finish_reason)
-                    for r in group if r.reward <= 0]
+                    for r in group if not solved(r.reward)]
         hard.append(
             Hard(
                 id=pid,
@@ -51,6 +53,8 @@ def mine_hard(rollouts: Iterable[Rollout], tau: float = DEFAULT_TAU, max_failure
                 mean_reward=mean,
                 failures=failures[:max_failures] if max_failures is not None else failures,
                 model=next((r.model for r in group if r.model), None),
+                meta=first.meta,
+                source=first.source,
             )
         )
     return hard
