@@ -37,6 +37,7 @@ REWARDS = textwrap.dedent("""
     def exits(responses, problems): return _each(responses, "exit", lambda: os._exit(3))
     def allocates(responses, problems): return _each(responses, "alloc", _allocate)
     def unsure(responses, problems): return [None if r == "?" else 1.0 for r in responses]
+    def quits(responses, problems): return _each(responses, "quit", lambda: exit(1))
     def nan_once(responses, problems): return [float("nan") if r == "nan" else 1.0 for r in responses]
 
     def seven(responses, problems): return [7 if r == "7" else 0.5 for r in responses]
@@ -44,6 +45,10 @@ REWARDS = textwrap.dedent("""
     def broken(responses, problems): raise KeyError("tests")
     def short(responses, problems): return [1.0] * (len(responses) - 1)
     def hangs_always(responses, problems): time.sleep(3600)
+    # A slow import (a model, say), longer than the 1 s per response: workers load it before
+    # any response is timed.
+    time.sleep(1.2)
+
     def late_failure(responses, problems):
         if any(p["id"].startswith("late") for p in problems):
             raise RuntimeError("only on later batches")
@@ -58,9 +63,9 @@ def reward_file(tmp_path_factory) -> str:
     return str(path)
 
 
-def scorer(reward_file: str, *names: str) -> RewardScorer:
-    cfg = RewardConfig(reward=[f"{reward_file}:{n}" for n in names], reward_timeout=1.0, reward_memory=512)
-    return RewardScorer(timeout_s=1.0, workers=2, rewards=cfg.components(), memory_mb=512)
+def scorer(reward_file: str, *names: str, timeout_s: float = 1.0) -> RewardScorer:
+    cfg = RewardConfig(reward=[f"{reward_file}:{n}" for n in names], reward_timeout=timeout_s, reward_memory=512)
+    return RewardScorer(timeout_s=timeout_s, workers=2, rewards=cfg.components(), memory_mb=512)
 
 
 def problems(n: int, prefix: str = "q") -> list[dict]:
@@ -69,22 +74,22 @@ def problems(n: int, prefix: str = "q") -> list[dict]:
 
 @pytest.mark.timeout(120)
 def test_each_misbehaving_item_scores_zero_and_is_counted(reward_file) -> None:
-    names = ("raises", "hangs", "exits", "allocates", "unsure", "nan_once")
-    responses = ["fine", "raise", "hang", "exit", "alloc", "?", "nan", "also fine"]
-    with scorer(reward_file, *names) as s:
+    names = ("raises", "hangs", "exits", "allocates", "unsure", "nan_once", "quits")
+    responses = ["fine", "raise", "hang", "exit", "alloc", "?", "nan", "quit", "also fine"]
+    with scorer(reward_file, *names, timeout_s=3.0) as s:  # a busy machine must not time out the good items
         results = s.score(responses, problems(len(responses)))
         broken_by = {"raise": "raises", "hang": "hangs", "exit": "exits", "alloc": "allocates", "?": "unsure",
-                     "nan": "nan_once"}
+                     "nan": "nan_once", "quit": "quits"}
         for response, result in zip(responses, results):
             expected = {name: 0.0 if broken_by.get(response) == name else 1.0 for name in names}
             assert result.components == expected, response
             assert result.reward == pytest.approx(sum(expected.values()) / len(names))
-        # raise, exit, alloc and NaN are errors; the hang a timeout; None is "could not judge"
-        assert s.counters() == {"reward/errors": 4, "reward/timeouts": 1, "reward/unjudged": 1}
+        # raise, exit, alloc, NaN and exit() are errors; the hang a timeout; None is "could not judge"
+        assert s.counters() == {"reward/errors": 5, "reward/timeouts": 1, "reward/unjudged": 1}
         # The pool is whole again: the next batch scores normally.
         again = s.score(["fine", "raise"], problems(2))
-        assert [r.reward for r in again] == [1.0, pytest.approx(5 / 6)]
-        assert s.counters()["reward/errors"] == 5
+        assert [r.reward for r in again] == [1.0, pytest.approx(6 / 7)]
+        assert s.counters()["reward/errors"] == 6
 
 
 @pytest.mark.timeout(60)

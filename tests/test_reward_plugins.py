@@ -45,7 +45,13 @@ def test_judged_classifies_what_a_function_returns() -> None:
     assert judged(None) is None
     assert judged(7) == OutOfRange(7.0) and judged(-0.5) == OutOfRange(-0.5)
     assert isinstance(judged(math.nan), Failure) and "NaN" in judged(math.nan).message
-    assert isinstance(judged("1"), Failure)
+    assert isinstance(judged("1"), Failure) and isinstance(judged([1.0]), Failure)
+
+    class Scalar:  # a NumPy scalar or a 0-d tensor: not a float, but convertible
+        def __float__(self) -> float:
+            return 0.5
+
+    assert judged(Scalar()) == 0.5
 
 
 # --- SPECs ------------------------------------------------------------------------------------

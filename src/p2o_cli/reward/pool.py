@@ -50,12 +50,18 @@ class RewardError(P2OError):
 
 _barrier = None
 _progress = None
-_functions: dict[Component, Callable[..., Any]] = {}
+_functions: dict[Component, Callable[..., Any] | Exception] = {}  # loaded, or why it would not load
 
 
-def _init_worker(barrier, progress, memory_mb: int | None = None) -> None:
+def _init_worker(barrier, progress, memory_mb: int | None = None, components: Sequence[Component] = ()) -> None:
     global _barrier, _progress
     _barrier, _progress = barrier, progress
+    for component in components:
+        # Loaded here, before any item's clock starts: a reward module may import a model.
+        try:
+            _functions[component] = load_reward(component.target)
+        except Exception as err:  # noqa: BLE001 - reported on every item it is asked to score
+            _functions[component] = err
     if memory_mb:
         # Private writable memory (the heap, not mapped libraries): past it an allocation raises
         # MemoryError in this worker instead of waking the machine's OOM killer.
@@ -96,18 +102,20 @@ def _reward_batch(component: Component, job: int, items: list[tuple[str, Problem
         results.append(result)
         _progress.put((job, len(results) - 1, result))
 
+    function = _functions[component]
     try:
-        function = _functions.get(component) or _functions.setdefault(component, load_reward(component.target))
+        if isinstance(function, Exception):
+            raise function
         batch = _call_reward(function, component, items)
-    except Exception as err:  # noqa: BLE001 - the user's code: any exception is a failed item
-        if len(items) == 1 or not _functions.get(component):
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code: sys.exit() fails an item too
+        if len(items) == 1 or isinstance(function, Exception):
             for _ in items:
                 report((_failure(err), None))
             return results
         for item in items:
             try:
-                report(_call_reward(_functions[component], component, [item])[0])
-            except Exception as alone:  # noqa: BLE001
+                report(_call_reward(function, component, [item])[0])
+            except (Exception, SystemExit) as alone:  # noqa: BLE001
                 report((_failure(alone), None))
         return results
     for result in batch:
@@ -213,6 +221,7 @@ class RewardScorer:
         self.rewards = list(rewards) if rewards else [MATH]
         self._math_only = [c.target for c in self.rewards] == ["math"]  # today's reward: its own path, unchanged
         self._functions = {c: load_reward(c.target) for c in self.rewards}  # their hooks, on this side
+        self._loaded = [c for c in self.rewards if c.target != "math"]  # what each worker loads on start
         self._tried: set[Component] = set()  # components past their first batch
         self.cache: dict[_Key, float] = {}
         self.n_jobs = 0  # verifications sent to the pool (cache misses), for tests and logs
@@ -453,7 +462,7 @@ class RewardScorer:
             # A fresh queue per pool: a worker killed while writing could leave the old one locked.
             self._progress = self._ctx.Queue()
             self._pool = ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_init_worker,
-                                             initargs=(barrier, self._progress, self.memory_mb))
+                                             initargs=(barrier, self._progress, self.memory_mb, self._loaded))
             try:
                 warmups = [self._pool.submit(_await_siblings) for _ in range(self.workers)]
                 wait(warmups, timeout=120)

@@ -63,9 +63,12 @@ def judged(value: object) -> Judgement:
         return None
     if isinstance(value, bool):
         return float(value)
-    if not isinstance(value, numbers.Real):
+    try:  # a float, an int, a NumPy scalar, a 0-d tensor
+        number = float(value) if isinstance(value, numbers.Real) or hasattr(value, "__float__") else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None:
         return Failure(f"returned {type(value).__name__} {value!r:.60}, not a number")
-    number = float(value)
     if math.isnan(number):
         return Failure("returned NaN")
     if not 0.0 <= number <= 1.0:
