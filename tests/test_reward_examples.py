@@ -129,3 +129,25 @@ def test_a_broken_user_reward_stops_the_command_with_exit_2(tmp_path, tiny_model
     for spec, message in [("nonesuch", "unknown reward 'nonesuch'"), (f"{reward}:gone", "has no function 'gone'")]:
         result = subprocess.run([*base, "--reward", spec], capture_output=True, text=True, env=ENV, timeout=600)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.timeout(600)
+def test_eval_scores_a_benchmark_with_the_rewards_given(tmp_path, tiny_model_dir) -> None:
+    from typer.testing import CliRunner
+
+    from p2o_cli.cli import app
+
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "toy-mc.jsonl").write_bytes((EXAMPLES / "choice" / "problems.jsonl").read_bytes())
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(app, [
+        "eval", "--model", str(tiny_model_dir), "--bench", "toy-mc", "--data-dir", str(bench), "--eval-n", "2",
+        "--eval-max-new-tokens", "8", "--out", str(out), "--reward", "choice", "--reward", f"{BREVITY}:brevity",
+        "--reward-weights", "1,0.1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    results = orjson.loads(out.read_bytes())
+    assert results["reward"] == {"rewards": ["choice", f"{BREVITY}:brevity"], "weights": [1.0, 0.1],
+                                 "reward/errors": 0, "reward/timeouts": 0, "reward/unjudged": 0}
+    samples = [orjson.loads(line) for line in (tmp_path / "results.samples.jsonl").read_bytes().splitlines()]
+    assert len(samples) == 12 and all(set(s["rewards"]) == {"choice", "brevity"} for s in samples)
