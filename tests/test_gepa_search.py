@@ -185,6 +185,21 @@ def test_children_leaking_answers_are_rejected_before_evaluation() -> None:
     assert result.spent == engine.rollouts == 4 + 2 * result.proposals
 
 
+def test_what_leaks_is_the_rewards_to_say() -> None:
+    """The guard asks the scorer's ``leaks`` hook, not the gold: here a reward that says naming the
+    problem's category would give it away, so every "use <category>" child is refused."""
+
+    class CategoryLeaks(BoxScorer):
+        def leaks(self, problem):
+            return ["use " + problem["problem"].split("]")[0].lstrip("[")]
+
+    hard = make_hard()
+    result = run_gepa(hard, SkillEngine(hard), ChatTokenizer(), SkillReflector(), CategoryLeaks(), config(budget=30))
+    assert result.rejected_leaks == result.reflections > 0 and result.kept == 0
+    # With the gold as what leaks, the same children are kept (test_search_improves_and_records_lineage).
+    assert run(hard, config(budget=30))[0].kept > 0
+
+
 def test_skipped_and_perfect_proposals() -> None:
     class NoneReflector:
         def propose(self, requests):

@@ -51,3 +51,13 @@ def test_rollouts_without_problem_text_are_rejected() -> None:
         r.problem = None
     with pytest.raises(ValueError, match="carry no problem"):
         mine_hard(data)
+
+
+def test_graded_rewards_fail_below_full_marks_and_carry_the_problem_fields() -> None:
+    # A format bonus of 0.1 on a wrong answer is not a solution: the reflector sees that response.
+    data = rollouts("g", [0.09, 1.0, 0.0, 0.5, 0.09, 0.09])
+    for r in data:
+        r.meta, r.source = {"tests": ["assert f() == 1"]}, "mbpp"
+    [hard] = mine_hard(data, tau=0.5)
+    assert [f.response for f in hard.failures] == ["r0", "r2", "r3", "r4", "r5"]
+    assert hard.meta == {"tests": ["assert f() == 1"]} and hard.source == "mbpp"

@@ -56,16 +56,16 @@ _functions: dict[Component, Callable[..., Any] | Exception] = {}  # loaded, or w
 def _init_worker(barrier, progress, memory_mb: int | None = None, components: Sequence[Component] = ()) -> None:
     global _barrier, _progress
     _barrier, _progress = barrier, progress
+    if memory_mb:
+        # Private writable memory (the heap, not mapped libraries): past it an allocation raises
+        # MemoryError in this worker instead of waking the machine's OOM killer.
+        resource.setrlimit(resource.RLIMIT_DATA, (memory_mb << 20, memory_mb << 20))
     for component in components:
         # Loaded here, before any item's clock starts: a reward module may import a model.
         try:
             _functions[component] = load_reward(component.target)
         except Exception as err:  # noqa: BLE001 - reported on every item it is asked to score
             _functions[component] = err
-    if memory_mb:
-        # Private writable memory (the heap, not mapped libraries): past it an allocation raises
-        # MemoryError in this worker instead of waking the machine's OOM killer.
-        resource.setrlimit(resource.RLIMIT_DATA, (memory_mb << 20, memory_mb << 20))
     # math-verify warns that its timeouts are off; the scorer enforces them instead.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     answers_match("1/2", "0.5")  # pay sympy's first-call costs before any timed item (integers skip sympy)
