@@ -177,7 +177,9 @@ def test_options_that_do_not_apply_are_not_offered() -> None:
 def test_registries_list_their_built_ins_without_importing_them() -> None:
     """--help lists a registry's names without importing the module that registers them (torch):
     the names it declares are exactly the ones that module registers."""
+    import p2o_cli.reward.specs  # noqa: F401 - registers the built-in rewards
     import p2o_cli.rl.core_algos  # noqa: F401 - registers the built-ins
+    from p2o_cli.reward.registry import REWARDS
 
-    for registry in (ADVANTAGE_ESTIMATORS, POLICY_LOSSES, KL_PENALTIES):
+    for registry in (ADVANTAGE_ESTIMATORS, POLICY_LOSSES, KL_PENALTIES, REWARDS):
         assert registry.builtin and set(registry.registered()) == set(registry.builtin), registry.kind

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from p2o_cli import plugins
 from p2o_cli.errors import P2OError
 from p2o_cli.reward.builtins import (
     choice_reward,
@@ -165,7 +166,7 @@ def test_leak_hooks() -> None:
 # --- the registry and its entry-point group ---------------------------------------------------
 
 
-def test_a_reward_can_ship_in_its_own_package(tmp_path, monkeypatch) -> None:
+def test_a_reward_can_ship_in_its_own_package(tmp_path, monkeypatch, request) -> None:
     """An installed distribution offers ``plugged`` under ``p2o.rewards``: found by name, run in the pool."""
     (tmp_path / "plugged_rewards.py").write_text(textwrap.dedent("""
         def length_reward(responses, problems):
@@ -178,6 +179,8 @@ def test_a_reward_can_ship_in_its_own_package(tmp_path, monkeypatch) -> None:
     (info / "entry_points.txt").write_text("[p2o.rewards]\nplugged = plugged_rewards:length_reward\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(REWARDS, "_entry_points", None)
+    plugins._installed.cache_clear()  # entry points are read once per process: read them again
+    request.addfinalizer(plugins._installed.cache_clear)  # and once more without this package
     monkeypatch.setattr(REWARDS, "_table", dict(REWARDS._table))
     assert "plugged" in REWARDS.names()
     cfg = RewardConfig(reward=["plugged", "math"])

@@ -31,7 +31,9 @@ class RewardFn(Protocol):
         ...
 
 
-REWARDS: Registry[Callable[..., Sequence[float | None]]] = Registry("reward", "p2o.rewards")
+# The built-ins register in .builtins and .code, which .specs imports.
+REWARDS: Registry[Callable[..., Sequence[float | None]]] = Registry(
+    "reward", "p2o.rewards", builtin=("math", "exact", "choice", "regex", "code"))
 register_reward = REWARDS.register
 
 
