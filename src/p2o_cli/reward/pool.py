@@ -340,7 +340,8 @@ class RewardScorer:
             value = outcome.results[key][0]
             if isinstance(value, OutOfRange):
                 raise RewardError(f"reward {component.spec!r} returned {value.value:g} for problem "
-                                  f"{views[key].get('id', key)!r}; rewards lie in [0, 1] (scale or clip it there)")
+                                  f"{views[key].get('id', key)!r}; rewards lie in [0, 1] (scale or clip it in "
+                                  "the function)")
             if isinstance(value, Failure):
                 self.n_timeouts += value.timed_out
                 self.n_errors += not value.timed_out
