@@ -93,14 +93,20 @@ def test_checkpoint_replaces_only_a_p2o_checkpoint(tmp_path, capfd) -> None:
         tmp.mkdir()
     assert (world / "train.jsonl").is_file() and (world / "bench").is_dir()
 
+    # What a Hugging Face Trainer checkpoint holds too: not enough to be p2o's.
+    hf = tmp_path / "checkpoint-500"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    (hf / "trainer_state.json").write_text("{}")
+    with pytest.raises(OutputError, match="not a p2o checkpoint"):
+        check_output_path(hf, "checkpoint")
+
     ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "config.json").write_text("{}")
-    (ckpt / "trainer_state.json").write_text("{}")
-    with atomic_path(ckpt, kind="checkpoint") as tmp:
-        tmp.mkdir()
-        (tmp / "config.json").write_text('{"new": 1}')
-        (tmp / "trainer_state.json").write_text("{}")
+    for text in ('{"old": 1}', '{"new": 1}'):  # the first written by p2o, so the second may replace it
+        with atomic_path(ckpt, kind="checkpoint") as tmp:
+            tmp.mkdir()
+            (tmp / "config.json").write_text(text)
+            (tmp / "trainer_state.json").write_text("{}")
     assert (ckpt / "config.json").read_text() == '{"new": 1}'
     assert "replacing the checkpoint" in capfd.readouterr().err
     # a file never replaces a checkpoint directory either

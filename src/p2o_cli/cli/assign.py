@@ -23,11 +23,11 @@ class AssignJob(Config):
 @command(app, "assign", AssignJob)
 def assign_command(job: AssignJob) -> None:
     """Greedy set cover over GEPA's templates, then K templates for each hard problem."""
-    from ..files.outputs import check_output_path
+    from ..files.outputs import check_outputs
     from ..files.records import Hard, Template, read_records, write_records
     from ..gepa.assign import assign_templates
 
-    check_output_path(job.out)
+    check_outputs({"--out": (job.out, "file")}, {"--templates": job.templates, "--hard": job.hard})
     templates = read_records(job.templates, Template, allow_empty=False)
     problems = read_records(job.hard, Hard, allow_empty=False)
     cfg = job.assign

@@ -34,8 +34,10 @@ class PrepareJob(Config):
 @command(data_app, "prepare", PrepareJob)
 def prepare_command(job: PrepareJob) -> None:
     """Write one of the paper's training sets from a local file or the hub, with its recipe."""
-    from ..data.recipes import prepare
+    from ..data.recipes import prepare, sidecar_path
+    from ..files.outputs import check_outputs
 
+    check_outputs({"--out": (job.out, "file"), "its recipe": (sidecar_path(job.out), "file")}, {"--from": job.source})
     made = prepare(job.recipe, job.out, source=job.source, seed=job.seed, count=job.count, split=job.split)
     info = made.recipe
     short = (

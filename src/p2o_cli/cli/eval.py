@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import Config, model_option, option, section
@@ -42,7 +43,7 @@ def eval_command(job: EvalJob) -> None:
     from ..errors import UsageError
     from ..evaluation.evaluate import evaluate, load_benchmarks, results_scores
     from ..evaluation.paper import paper_table, protocol_differences
-    from ..files.outputs import check_output_path
+    from ..files.outputs import check_outputs
     from ..files.records import write_json, write_records
     from ..monitor.progress import console, generation_progress, warn
     from ..reward.pool import open_scorer
@@ -51,8 +52,9 @@ def eval_command(job: EvalJob) -> None:
 
     if not job.eval.bench:
         raise UsageError("missing --bench (a benchmark name, or all)")
-    check_output_path(job.out)
-    check_output_path(samples_path(job.out))
+    benchmarks = sorted(Path(job.eval.data_dir).glob("*.jsonl")) if job.eval.data_dir else []
+    check_outputs({"--out": (job.out, "file"), "--out's samples": (samples_path(job.out), "file")},
+                  {"--model": job.model, "--data-dir": benchmarks})
     loaded = load_benchmarks(job.eval)  # before the model: a missing benchmark fails in seconds
     quiet_libraries()
     engine = open_engine(job.model, job.engine)

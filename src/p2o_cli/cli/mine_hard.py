@@ -22,11 +22,11 @@ class MineHardJob(Config):
 @command(app, "mine-hard", MineHardJob)
 def mine_hard(job: MineHardJob) -> None:
     """Problems whose mean reward is below τ, with their failed responses."""
-    from ..files.outputs import check_output_path
+    from ..files.outputs import check_outputs
     from ..files.records import Rollout, read_records, write_records
     from ..rollout.mining import mine_hard as mine
 
-    check_output_path(job.out)
+    check_outputs({"--out": (job.out, "file")}, {"--rollouts": job.rollouts})
     records = read_records(job.rollouts, Rollout, allow_empty=False)
     hard = mine(records, tau=job.mining.tau, max_failures=job.mining.max_failures)
     write_records(job.out, hard)

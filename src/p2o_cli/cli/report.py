@@ -32,12 +32,13 @@ class ReportJob(Config):
 def report(job: ReportJob) -> None:
     """Figures (training reward, hard problems, eval accuracy, training dynamics, GEPA), a markdown table,
     and with --html a page to explore the prompt search."""
-    from ..files.outputs import check_output_path
+    from ..files.outputs import check_outputs, claim_directory
     from ..report.aggregate import write_aggregate_report
     from ..report.writer import write_report
     from ..toy.sweep import NAMES
 
-    check_output_path(job.out, "dir")
+    check_outputs({"--out": (job.out, "report")}, {"RUN_DIR": job.runs})
+    claim_directory(job.out, "report")  # a directory with a report of its own is never written into
     if job.aggregate:
         written = write_aggregate_report(job.runs, job.out, NAMES, fmt=job.format, dpi=job.dpi, html=job.html)
     else:

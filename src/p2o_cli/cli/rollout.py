@@ -40,7 +40,7 @@ def rollout(job: RolloutJob) -> None:
     from ..data.problems import load_training_problems
     from ..engines import open_engine
     from ..errors import UsageError
-    from ..files.outputs import check_output_path
+    from ..files.outputs import check_outputs
     from ..files.records import Assignment, Template, read_records, write_records
     from ..monitor.progress import generation_progress
     from ..reward.pool import open_scorer
@@ -49,7 +49,8 @@ def rollout(job: RolloutJob) -> None:
 
     if (job.assign is None) != (job.templates is None):
         raise UsageError("--assign and --templates go together")
-    check_output_path(job.out)
+    check_outputs({"--out": (job.out, "file")},
+                  {"--data": job.data, "--assign": job.assign, "--templates": job.templates, "--model": job.model})
     version = job.policy_version if job.policy_version is not None else policy_version_of(job.model)
     cfg = dataclasses.replace(job.rollout, policy_version=version, model=job.model)
     # Assignments are checked against every selected problem, before --limit cuts the list.

@@ -69,7 +69,8 @@ def toy_init(job: ToyInitJob) -> None:
     from ..toy.world import init_world
     from .common import quiet_libraries
 
-    check_output_path(job.out, "dir")
+    if not job.force:  # --force replaces whatever is there: the user said so
+        check_output_path(job.out, "dir")
     quiet_libraries()
     cfg = PretrainConfig(seed=job.seed, steps=job.pretrain_steps, hidden_size=job.hidden_size,
                          num_layers=job.num_layers, threads=job.threads)
@@ -166,6 +167,7 @@ class ToySweepJob(Config):
 @command(toy_app, "sweep", ToySweepJob)
 def toy_sweep(job: ToySweepJob) -> None:
     """The paper's comparison on toy worlds: every variant per seed, resumable, then a mean ± std report."""
+    from ..files.outputs import claim_directory
     from ..monitor.progress import console
     from ..report.aggregate import write_aggregate_report
     from ..toy.sweep import (
@@ -185,6 +187,9 @@ def toy_sweep(job: ToySweepJob) -> None:
         raise FileNotFoundError(f"{config}: no such run config")
     plan = SweepPlan(Path(job.out), parse_seeds(job.seeds), parse_variants(job.variants), config, job.jobs,
                      world_args=("--trigger-strength", job.trigger_strength))
+    claim_directory(job.out, "sweep")  # its worlds, runs, logs and report: never into a directory not a sweep's
+    if job.report_out:
+        claim_directory(job.report_out, "report")  # before the sweep runs for hours, not after
     if not job.report_only:
         run_sweep(plan, say=lambda msg: console.print(msg, highlight=False))
     report = Path(job.report_out) if job.report_out else plan.out / "report"

@@ -221,7 +221,7 @@ def load_problems(
     stdin = source == STDIO
     local = Path(source).suffix.lower() in LOCAL_SUFFIXES
     if local and not Path(source).is_file():
-        raise RecordError(source, None, "no such file")
+        raise RecordError(source, None, "is a directory, expected a file" if Path(source).is_dir() else "no such file")
     stem = "stdin" if stdin else Path(source).stem if local else source.rstrip("/").split("/")[-1]
     unit = "line" if stdin or source.endswith(".jsonl") else "row"
     shown = "<stdin>" if stdin else source

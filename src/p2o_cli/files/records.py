@@ -3,6 +3,10 @@
 Every record is one JSON object per line and carries ``schema`` = ``kind@version``.
 Reading validates each line and raises :class:`RecordError` with ``path:line: message``;
 writing is atomic (temp file + rename) so a failed command never leaves half a file.
+Reading is bounded: a line longer than :data:`MAX_LINE_BYTES` (or a JSON file longer than
+:data:`MAX_JSON_BYTES`) is refused before it is held whole, so an endless stream without
+newlines (``/dev/zero``) is an error, not a machine out of memory. Append-only logs (metrics)
+tolerate a torn last line: a kill mid-append leaves one, the next append cuts it off.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ MAX_ID_CHARS = 256
 MAX_PROBLEM_CHARS = 50_000
 MAX_ANSWER_CHARS = 10_000
 MAX_TEMPLATE_CHARS = 20_000
+# Far above any record within the limits above (a 12k-token rollout with its token ids is about
+# 0.2 MB), far below what exhausts a machine's memory.
+MAX_LINE_BYTES = 16 << 20
+MAX_JSON_BYTES = 64 << 20
 
 
 @dataclass
@@ -296,21 +304,37 @@ _RECORD_CHECKS: dict[type, Callable[[Any], None]] = {
 # ---------------------------------------------------------------- reading
 
 
+def _lines(fh: Any, where: str | os.PathLike[str]) -> Iterator[bytes]:
+    """The lines of a binary stream, each refused (RecordError) once it passes MAX_LINE_BYTES."""
+    readline = fh.readline
+    lineno = 0
+    while line := readline(MAX_LINE_BYTES + 1):
+        lineno += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise RecordError(where, lineno, f"line longer than {MAX_LINE_BYTES:,} bytes (no record is this long; "
+                                             "is this a JSONL file?)")
+        yield line
+
+
 def _open_bytes(path: str | os.PathLike[str]) -> Iterator[bytes]:
     if str(path) == STDIO:
-        yield from sys.stdin.buffer
+        yield from _lines(sys.stdin.buffer, "<stdin>")
         return
     try:
         with open(path, "rb") as fh:
-            yield from fh
+            yield from _lines(fh, path)
     except FileNotFoundError:
         raise RecordError(path, None, "no such file") from None
     except IsADirectoryError:
         raise RecordError(path, None, "is a directory, expected a JSONL file") from None
 
 
-def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank line; raise RecordError on bad JSON."""
+def iter_json_lines(path: str | os.PathLike[str], *, torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; raise RecordError on bad JSON.
+
+    ``torn_tail``: an append-only log's last line, cut short by a kill (no newline, not JSON),
+    is skipped instead of refused.
+    """
     shown = "<stdin>" if str(path) == STDIO else path
     for lineno, raw in enumerate(_open_bytes(path), start=1):
         if not raw.strip():
@@ -318,10 +342,14 @@ def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[st
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as err:
+            if torn_tail and not raw.endswith(b"\n"):
+                return
             raise RecordError(shown, lineno, f"not valid UTF-8 (byte {err.start})") from None
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as err:
+            if torn_tail and not raw.endswith(b"\n"):
+                return
             raise RecordError(shown, lineno, f"malformed JSON: {err.msg}") from None
         if not isinstance(obj, dict):
             raise RecordError(shown, lineno, f"expected a JSON object, got {type(obj).__name__}")
@@ -372,14 +400,23 @@ def read_records(
     return out
 
 
-def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """One JSON object from a file, with errors that name the file (state and config files)."""
+def read_bounded(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> bytes:
+    """A whole (state, config) file, refused (RecordError) once it passes ``limit`` bytes."""
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
     except FileNotFoundError:
         raise RecordError(path, None, "no such file") from None
     except IsADirectoryError:
         raise RecordError(path, None, "is a directory, expected a JSON file") from None
+    if len(raw) > limit:
+        raise RecordError(path, None, f"longer than {limit:,} bytes; not a file p2o wrote")
+    return raw
+
+
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One JSON object from a file, with errors that name the file (state and config files)."""
+    raw = read_bounded(path)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
@@ -423,7 +460,26 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
-    """Append one JSON line (metrics files grow one line per step)."""
+    """Append one JSON line (metrics files grow one line per step), after cutting off a torn one."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as fh:
-        fh.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.ftruncate(fd, _last_line_end(fd, size))  # a kill mid-append left half a line
+        os.write(fd, orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+    finally:
+        os.close(fd)
+
+
+def _last_line_end(fd: int, size: int, chunk: int = 1 << 16) -> int:
+    """The offset just past the file's last newline (0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        block = os.pread(fd, end - start, start)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0

@@ -182,7 +182,7 @@ def init_world(
     )
     pretrain_info = {"config": cfg.to_json(), **stats}
 
-    with atomic_path(out, kind="dir") as tmp:
+    with atomic_path(out, kind="dir", replace_any=overwrite) as tmp:
         tmp.mkdir(parents=True)
         model.save_pretrained(tmp / MODEL_DIR)
         tok.save_pretrained(tmp / MODEL_DIR)
