@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -20,9 +21,11 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ConfigError, P2OError
-from .files.records import check_type
+from .errors import ConfigError, P2OError, RecordError
+from .files.records import check_type, read_bounded
 from .plugins import Registry
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a page of keys, not a stream
 
 # TRL / verl names for the p2o option they mean: accepted as flags and as config-file keys.
 ALIASES: dict[str, str] = {
@@ -147,6 +150,8 @@ def label(name: str) -> str:
 
 
 def check_bounds(name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    """A declared choice and range; every number must be finite (an infinite learning rate, weight
+    decay, temperature or timeout is never what anyone meant: it trains NaN or waits forever)."""
     if value is None:
         return
     flag = meta.get("flag") or label(name)
@@ -154,8 +159,8 @@ def check_bounds(name: str, value: Any, meta: Mapping[str, Any]) -> None:
         raise ConfigError(f"{flag} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high, above = meta.get("min"), meta.get("max"), meta.get("above")
-        if value != value:  # NaN passes every comparison below
-            raise ConfigError(f"{flag} must be a number, got {value}")
+        if isinstance(value, float) and not math.isfinite(value):  # NaN would also pass every comparison
+            raise ConfigError(f"{flag} must be a finite number, got {value}")
         if low is not None and high is not None and not low <= value <= high:
             raise ConfigError(f"{flag} must be in [{low:g}, {high:g}], got {value:g}")
         if low is not None and value < low:
@@ -337,10 +342,12 @@ def flatten(data: Mapping[str, Any], cls: type, source: str) -> dict[str, Any]:
 def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
     """Flat option values from a TOML file (YAML when it ends in .yaml/.yml)."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        text = read_bounded(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except RecordError as err:
+        raise ConfigError(str(err)) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read config file ({err})") from None
     if path.suffix in (".yaml", ".yml"):
@@ -361,7 +368,14 @@ def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
             raise ConfigError(f"{path}: {err}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a table of keys")
-    return flatten(data, cls, str(path))
+    values = flatten(data, cls, str(path))
+    specs = option_specs(cls)
+    for name, value in values.items():  # wrong types and ranges name the file they are in
+        try:
+            check_bounds(name, check_type(value, specs[name][0].type, name), specs[name][0].meta)
+        except P2OError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    return values
 
 
 # ---------------------------------------------------------------- options several stages share

@@ -17,14 +17,13 @@ def quiet_libraries() -> None:
 
 
 def trainer_state(model: str | None) -> dict[str, Any]:
-    """A checkpoint's ``trainer_state.json`` (counters, LR schedule); empty for a base model or a hub id."""
-    state = Path(model) / "trainer_state.json" if model else None
-    if state is None or not state.is_file():
+    """A checkpoint's ``trainer_state.json`` (counters, LR schedule), type-checked; empty for a base
+    model or a hub id."""
+    if not model or not Path(model).is_dir():
         return {}
-    import orjson
+    from ..files.weights import read_trainer_state
 
-    data = orjson.loads(state.read_bytes())
-    return data if isinstance(data, dict) else {}
+    return read_trainer_state(model) or {}
 
 
 def policy_version_of(model: str) -> int:

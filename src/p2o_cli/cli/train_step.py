@@ -48,7 +48,7 @@ def train_step(job: TrainStepJob) -> None:
     """One GRPO step on a rollout batch with context distillation; writes a chained checkpoint."""
     import time
 
-    from ..files.outputs import check_output_path
+    from ..files.outputs import check_outputs
     from ..files.records import Rollout, read_records
     from ..monitor.progress import warn
     from ..monitor.tracking import open_metrics_logger
@@ -58,7 +58,8 @@ def train_step(job: TrainStepJob) -> None:
     from .checks import resolve_train_temperature, schedule_warning, warmup_warning
     from .common import quiet_libraries
 
-    check_output_path(job.out, "checkpoint")
+    check_outputs({"--out": (job.out, "checkpoint"), "--metrics": (job.metrics, "append")},
+                  {"--model": job.model, "--rollouts": job.rollouts})
     records = read_records(job.rollouts, Rollout, allow_empty=False)
     temperature, temperature_warning = resolve_train_temperature(job.temperature, records, job.train.temperature)
     cfg = dataclasses.replace(job.train, temperature=temperature)
@@ -78,7 +79,7 @@ def train_step(job: TrainStepJob) -> None:
     for note in filter(None, notes if main else []):
         warn(note)
     start = time.perf_counter()
-    trainer.save(job.out, extra_config={"model": job.model, "rollouts": job.rollouts})
+    trainer.save(job.out, extra_config={"model": job.model, "rollouts": job.rollouts}, owner="train-step")
     metrics["timing/save"] = time.perf_counter() - start
     if main:
         log_dir = job.logging_dir or str(Path(job.metrics).parent if job.metrics else Path(job.out).resolve().parent)

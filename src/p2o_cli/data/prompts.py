@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..config import Config, option
+from ..errors import P2OError, one_line
 
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 Position = Literal["user-prefix", "user-suffix", "system"]
@@ -54,6 +55,13 @@ def render(tokenizer: Any, question: str, template: str | None = None, cfg: Prom
     """The prompt string the model sees (generation prompt appended)."""
     cfg = cfg or PromptConfig()
     messages = build_messages(question, template, cfg)
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, enable_thinking=cfg.enable_thinking
-    )
+    try:
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, enable_thinking=cfg.enable_thinking
+        )
+    except Exception as err:
+        if not type(err).__module__.startswith("jinja2"):
+            raise
+        # The model directory's chat template cannot render (or jinja2's sandbox refuses it).
+        source = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+        raise P2OError(f"{source}: its chat template fails ({type(err).__name__}: {one_line(str(err), 200)})") from None

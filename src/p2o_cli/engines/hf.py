@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..config import MAX_NEW_TOKENS, TEMPERATURE
+from ..files.weights import loading
 from .base import Completion, ProgressFn
 
 
@@ -107,9 +108,13 @@ class HFEngine:
         else:
             if dtype == "auto":
                 dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
+            with loading(model):
+                self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
             self.model.to(self.device)
-        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+        if tokenizer is None:
+            with loading(model, "tokenizer"):
+                tokenizer = AutoTokenizer.from_pretrained(model)
+        self.tokenizer = tokenizer
         self.model.eval()
         self.batch_size = batch_size
         self.share_prompts = share_prompts

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,12 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-from ..errors import P2OError
+from ..errors import P2OError, one_line
 from ..files.faults import fault
-from ..files.outputs import atomic_path
+from ..files.outputs import OutputError, atomic_path
+from ..files.weights import TRAINER_STATE, read_trainer_state  # noqa: F401 - the trainer imports it from here
 from .export import checkpoint_payload
 
-TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
 TRAIN_CONFIG = "p2o_config.json"
 INDEX_KEY = "p2o_optimizer_index"
@@ -87,19 +89,6 @@ def load_optimizer_state(path: str | Path) -> dict[str, Any]:
     return unflatten_optimizer_state(tensors, metadata[INDEX_KEY])
 
 
-def read_trainer_state(model_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(model_dir) / TRAINER_STATE
-    if not path.is_file():
-        return None
-    try:
-        state = json.loads(path.read_text())
-    except ValueError as err:
-        raise P2OError(f"{path}: malformed JSON ({err})") from None
-    if not isinstance(state, dict):
-        raise P2OError(f"{path}: expected a JSON object")
-    return state
-
-
 def capture_rng() -> dict[str, Any]:
     """Torch RNG state (CPU and CUDA), JSON-safe, so a chained step draws what an in-process one would."""
     state: dict[str, Any] = {"cpu": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
@@ -113,7 +102,10 @@ def restore_rng(state: dict[str, Any]) -> None:
         return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
 
     if "cpu" in state:
-        torch.set_rng_state(tensor(state["cpu"]))
+        try:
+            torch.set_rng_state(tensor(state["cpu"]))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise P2OError(f"{TRAINER_STATE}: its rng state is corrupt ({one_line(str(err), 120)})") from None
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([tensor(s) for s in state["cuda"]])
 
@@ -133,6 +125,31 @@ def write_weight_index(model_dir: Path) -> None:
     index.write_text(json.dumps({"metadata": {}, "weight_map": dict.fromkeys(names, weights.name)}, indent=2) + "\n")
 
 
+def check_finite_weights(tensors: dict[str, Tensor]) -> None:
+    """Refuse to save weights holding NaN or infinity (one reduction per tensor, no copy)."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(torch.sum(tensor, dtype=torch.float32)):
+            raise P2OError(f"the weights to save are not finite ({name} holds NaN or infinity); nothing was saved "
+                           "(lower --lr or --weight-decay)")
+
+
+_IO_MESSAGE = re.compile(r'message: "([^"]+)"')
+
+
+@contextmanager
+def _writing(out_dir: str | Path) -> Iterator[None]:
+    """A failed write (disk full, file too large) says so, whichever library wrote the file."""
+    try:
+        yield
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":
+            raise
+        found = _IO_MESSAGE.search(str(err))
+        detail = found.group(1) if found else one_line(str(err), 200)
+        raise OutputError(f"{out_dir}: cannot write the checkpoint ({detail}); the previous one, if any, is "
+                          "untouched") from None
+
+
 def save_checkpoint(
     out_dir: str | Path,
     model: Any,
@@ -143,12 +160,16 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     config: dict[str, Any] | None = None,
     extra: Callable[[Path], None] | None = None,
+    owner: str | None = None,
 ) -> None:
     """Write the whole checkpoint into a temporary directory and rename it into place.
 
-    ``extra(tmp)`` writes further files (adapter, master weights) into it before the rename.
+    ``extra(tmp)`` writes further files (adapter, master weights) into it before the rename;
+    ``owner`` (e.g. the run writing it) goes into its owner file (files/outputs.py), which is
+    what lets p2o replace or prune it later.
     """
-    with atomic_path(out_dir, kind="checkpoint") as tmp:
+    check_finite_weights(state_dict if state_dict is not None else model.state_dict())
+    with atomic_path(out_dir, kind="checkpoint", owner=owner) as tmp, _writing(out_dir):
         tmp.mkdir()
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         write_weight_index(tmp)
@@ -164,7 +185,7 @@ def save_checkpoint(
         fault("save")  # reliability tests: killed with the checkpoint written but not in place
 
 
-def save_trainer(trainer: Any, out_dir: str | Path, config: dict[str, Any]) -> None:
+def save_trainer(trainer: Any, out_dir: str | Path, config: dict[str, Any], owner: str | None = None) -> None:
     """A :class:`~p2o_cli.rl.trainer.PolicyTrainer`'s checkpoint: gathered from however many
     processes hold it (a collective under FSDP/DeepSpeed), written by the main process."""
 
@@ -182,5 +203,5 @@ def save_trainer(trainer: Any, out_dir: str | Path, config: dict[str, Any]) -> N
                                                             trainer.source_dtype)
         save_checkpoint(out_dir, model, trainer.tokenizer, state_dict=state_dict,
                         optimizer_state=optimizer_state if trainer.cfg.save_optimizer else None,
-                        trainer_state=trainer.state(), config=config, extra=write_extra)
+                        trainer_state=trainer.state(), config=config, extra=write_extra, owner=owner)
     acc.wait_for_everyone()

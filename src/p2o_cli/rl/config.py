@@ -24,8 +24,10 @@ class TrainConfig(Config):
     PANEL = "Training"
 
     # LR schedule, in train steps (rollout batches): linear warmup, then cosine to min_lr_ratio·lr.
-    lr: float = option(1e-6, min=0.0, help="Peak learning rate. Where the model is a checkpoint that stores its LR "
-                                           "schedule, the schedule options not given take its values.")
+    # At most 1: an AdamW step moves each weight by about lr, and far above it the step overflows.
+    lr: float = option(1e-6, min=0.0, max=1.0,
+                       help="Peak learning rate. Where the model is a checkpoint that stores its LR schedule, the "
+                            "schedule options not given take its values.")
     warmup_ratio: float = option(0.05, min=0.0, max=1.0, help="Linear warmup share of the schedule.")
     total_steps: int = option(1000, min=1, help="Train steps (rollout batches) the cosine schedule spans.")
     min_lr_ratio: float = option(0.0, min=0.0, max=1.0, help="Final LR as a share of --lr.")

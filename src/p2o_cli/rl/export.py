@@ -20,6 +20,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from ..errors import P2OError
+from ..files.weights import loading
 from .lora import (
     ADAPTER_DIR,
     MASTER_WEIGHTS,
@@ -42,18 +43,21 @@ def load_policy(model_dir: str | Path, cfg: Any, extra: dict[str, Any]) -> tuple
     with ``lora_r > 0``, get a fresh adapter.
     """
 
-    source = AutoConfig.from_pretrained(str(model_dir))
+    with loading(model_dir):
+        source = AutoConfig.from_pretrained(str(model_dir))
     source_dtype = getattr(source, "dtype", None) or getattr(source, "torch_dtype", None)
     base = adapter_base(model_dir) if Path(model_dir).is_dir() else None
     if base is not None and cfg.lora_r > 0:
         if not Path(base).exists() and (base.startswith((".", "/")) or base.count("/") != 1):
             raise FileNotFoundError(f"{model_dir}/{ADAPTER_DIR}: its base model {base} is gone")
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **extra)
+        with loading(base):
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **extra)
         return load_adapter(model, model_dir), source_dtype
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, **extra)
-    master = Path(model_dir) / MASTER_WEIGHTS
-    if master.is_file():
-        model.load_state_dict({k: v.float() for k, v in load_file(str(master)).items()}, strict=False)
+    with loading(model_dir):
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, **extra)
+        master = Path(model_dir) / MASTER_WEIGHTS
+        if master.is_file():
+            model.load_state_dict({k: v.float() for k, v in load_file(str(master)).items()}, strict=False)
     if cfg.lora_r > 0:
         model = wrap_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules, cfg.seed)
     return model, source_dtype

@@ -36,7 +36,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..errors import P2OError
 from ..files.faults import fault
-from ..files.weights import check_checkpoint_files
+from ..files.weights import check_checkpoint_files, loading
 from . import core_algos as ca
 from .batch import (
     MicroBatch,
@@ -70,6 +70,10 @@ ATTENTION_PATHS = ("padded", "packed")
 def _has_gpu() -> bool:
     xpu = getattr(torch, "xpu", None)
     return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
+
+
+class NonFiniteStep(P2OError):
+    """A train step whose loss or gradient is NaN or infinite: stopped before any update is saved."""
 
 
 class PolicyTrainer:
@@ -148,14 +152,16 @@ class PolicyTrainer:
         extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
 
         model, source_dtype = load_policy(model_dir, cfg, extra)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        with loading(model_dir, "tokenizer"):
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
         opt_path = model_dir / OPTIMIZER_STATE
         optimizer_state = load_optimizer_state(opt_path) if opt_path.is_file() else None
         if optimizer_state is not None and not optimizer_matches(optimizer_state, lora=cfg.lora_r > 0):
             optimizer_state = None  # switching between LoRA and full fine-tuning starts a fresh optimizer
         ref = None
         if cfg.kl_coef > 0:
-            ref = AutoModelForCausalLM.from_pretrained(cfg.ref_model, dtype=torch.float32, **extra)
+            with loading(cfg.ref_model, "reference model"):
+                ref = AutoModelForCausalLM.from_pretrained(cfg.ref_model, dtype=torch.float32, **extra)
         trainer = cls(model, tokenizer, cfg, accelerator=accelerator, ref_model=ref, state=state,
                       optimizer_state=optimizer_state)
         trainer.source_dtype = source_dtype  # "auto" checkpoints are written in it
@@ -229,9 +235,11 @@ class PolicyTrainer:
             "last_metrics": self.last_metrics,
         }
 
-    def save(self, out_dir: str | Path, extra_config: dict[str, Any] | None = None) -> None:
-        """Write the checkpoint atomically (main process); every process must call it."""
-        save_trainer(self, out_dir, {"train": dataclasses.asdict(self.cfg), **(extra_config or {})})
+    def save(self, out_dir: str | Path, extra_config: dict[str, Any] | None = None, owner: str | None = None) -> None:
+        """Write the checkpoint atomically (main process); every process must call it.
+
+        ``owner`` (who writes it: a run, train-step) goes into the checkpoint's owner file."""
+        save_trainer(self, out_dir, {"train": dataclasses.asdict(self.cfg), **(extra_config or {})}, owner)
 
     @property
     def attention_path(self) -> str:
@@ -354,7 +362,10 @@ class PolicyTrainer:
                 pg, stats = policy_loss(logp_rows, old_rows, adv[mb.seqs], mask, clip_low=cfg.clip_low,
                                         clip_high=cfg.clip_high, dual_clip=cfg.dual_clip_bound)
                 loss = ca.aggregate_loss(pg, mask, cfg.loss_agg, global_tokens=tokens, global_seqs=n_seqs)
-                sums.add("pg_loss", loss.item())
+                value = loss.item()
+                if not math.isfinite(value) and acc.num_processes == 1:  # several: the gradient norm says it
+                    self._stop_non_finite(f"the policy loss is {value}")
+                sums.add("pg_loss", value)
                 if self.ref_model is not None:
                     kl = ca.kl_penalty(logp_rows, stack_rows([old["ref"][i] for i in mb.seqs]), cfg.kl_penalty)
                     kl_loss = ca.aggregate_loss(kl, mask, cfg.loss_agg, global_tokens=tokens, global_seqs=n_seqs)
@@ -384,11 +395,21 @@ class PolicyTrainer:
         # DeepSpeed clips inside its own step and may report no norm here.
         grad_norm = float(norm) if norm is not None else math.nan
         finite = norm is None or math.isfinite(grad_norm)
-        if finite:  # a non-finite gradient would poison AdamW's moments: skip that update
-            self.optimizer.step()
-            self.global_step += 1
-        # Every process sees the same (all-reduced) norm, so all take the same branch.
+        if not finite:
+            # A non-finite gradient would poison the weights and AdamW's moments. Every process
+            # sees the same (all-reduced) norm, so all stop here together.
+            self.optimizer.zero_grad(set_to_none=True)
+            self._stop_non_finite(f"the gradient norm is {grad_norm}")
+        self.optimizer.step()
+        self.global_step += 1
         sums.add("grad_norm", grad_norm if math.isfinite(grad_norm) else 0.0)
-        sums.add("updates", float(finite))
-        sums.add("skipped", float(not finite))
+        sums.add("updates", 1.0)
+        sums.add("skipped", 0.0)
         self.optimizer.zero_grad(set_to_none=True)
+
+    def _stop_non_finite(self, what: str) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteStep(
+            f"train step {self.train_steps + 1}: {what} (non-finite); the step is stopped and nothing of it is saved "
+            "(check the model's weights, or lower --lr)"
+        )
