@@ -13,7 +13,7 @@ import signal
 import sys
 from types import FrameType
 
-_received: list[int] = []
+from .errors import received_signals as _received
 
 
 class Terminated(KeyboardInterrupt):
@@ -40,9 +40,21 @@ def _exit_interrupted() -> None:
     sys.stderr.write(f"p2o: interrupted ({name}); outputs are whole or absent\n")
     sys.stderr.flush()
     sys.stdout.flush()
+    _release_multiprocessing()
     # os._exit: the unwinding (every finally) is done; a normal exit after a KeyboardInterrupt
     # may be turned by the interpreter into death by SIGINT, which loses this status.
     os._exit(128 + signum)
+
+
+def _release_multiprocessing() -> None:
+    """Run multiprocessing's exit finalizers, which ``os._exit`` skips: they unlink the pools'
+    semaphores, which the resource tracker would otherwise report as leaked after our line."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        try:
+            util._run_finalizers(0)  # priority >= 0: the semaphores' and queues' clean-up, not process joins
+        except Exception:  # noqa: BLE001 - exiting anyway; the tracker cleans up what is left
+            pass
 
 
 def main() -> None:

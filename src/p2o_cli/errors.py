@@ -10,6 +10,7 @@ Error lines never echo a huge value back. Imports nothing of p2o's (records.py r
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 
@@ -42,6 +43,37 @@ def one_line(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """The first line of ``message``, at most ``limit`` characters."""
     line = message.strip().splitlines()[0] if message.strip() else ""
     return line if len(line) <= limit else f"{line[:limit]}… ({len(line):,} characters)"
+
+
+# ---------------------------------------------------------------- secrets in messages
+
+# Configured API keys (registered by the HTTP client that holds them), and what looks like a
+# key whatever its source: an Authorization header's token, OpenAI/Moonshot-style ``sk-`` keys,
+# a URL's password (``https://user:KEY@host``).
+_SECRETS: set[str] = set()
+_LOOKS_LIKE_A_KEY = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}|\bsk-[A-Za-z0-9_-]{8,}|(://[^/@\s:]*:)[^/@\s]+(?=@)")
+REDACTED = "[redacted]"
+
+
+def register_secret(value: str | None) -> None:
+    """Never show ``value`` in a message (an API key the process was given)."""
+    if value and len(value) >= 8:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret and anything that looks like an API key replaced."""
+    for secret in _SECRETS:
+        text = text.replace(secret, REDACTED)
+    return _LOOKS_LIKE_A_KEY.sub(lambda m: (m.group(1) or m.group(2) or "") + REDACTED, text)
+
+
+# ---------------------------------------------------------------- interrupts
+
+# SIGINT/SIGTERM received by this process (the entry point's handler records them): an error
+# that surfaces after one (a library swallowed the KeyboardInterrupt mid-import and failed
+# later) is reported as the interrupt, not as a bug.
+received_signals: list[int] = []
 
 
 class RecordError(Exception):

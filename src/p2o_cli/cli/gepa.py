@@ -38,10 +38,10 @@ def gepa_command(job: GepaJob) -> None:
     """Evolve instruction templates on hard problems with GEPA (reflective prompt evolution)."""
     from ..engines import open_engine
     from ..errors import UsageError
-    from ..files.outputs import STDIO, check_output_path
+    from ..files.outputs import STDIO, check_outputs
     from ..files.records import Hard, read_records, write_records
     from ..gepa.reflect import ReflectorError
-    from ..gepa.reflectors import ReflectorContext, reflector_from_config
+    from ..gepa.reflectors import ReflectorContext, check_reflector, reflector_from_config
     from ..gepa.search import check_budget, run_gepa
     from ..gepa.view import live_front
     from ..monitor.progress import interactive, warn
@@ -52,8 +52,9 @@ def gepa_command(job: GepaJob) -> None:
     if job.out == STDIO and job.state is None:
         raise UsageError("--out - needs an explicit --state file")
     state_path = job.state or f"{job.out}.state.json"
-    check_output_path(job.out)
-    check_output_path(state_path)
+    # The state file is read back by --resume: it is the search's own, not an input to protect.
+    check_outputs({"--out": (job.out, "file"), "--state": (state_path, "file"), "--metrics": (job.metrics, "append")},
+                  {"--hard": job.hard, "--model": job.model})
     if job.resume and not Path(state_path).is_file():
         raise UsageError(f"{state_path}: no search to resume (drop --resume to start one)")
     problems = read_records(job.hard, Hard, allow_empty=False)
@@ -65,6 +66,8 @@ def gepa_command(job: GepaJob) -> None:
     budget_warning = gepa_budget_warning(problems, cfg.gepa_max_new_tokens)
     if budget_warning:
         warn(budget_warning)
+    if job.reflector.reflector != "self":
+        check_reflector(job.reflector)  # name, key and reachability, in seconds, as p2o run does
     thinking = cfg.prompt.enable_thinking
     # An API reflector is built before the model loads, so a missing key fails at once.
     context = ReflectorContext(seed=cfg.seed, enable_thinking=thinking)

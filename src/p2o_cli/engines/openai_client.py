@@ -9,7 +9,11 @@ every API reflector (``gepa/reflect.py``): one set of retryable statuses, one ba
   ``Retry-After``) and tries again; other errors (400, 401, 404 …) are raised at once.
 - ``map_bounded(fn, items, max_workers, on_done=…)``: ``[fn(x) for x in items]`` on a bounded
   thread pool, results in input order, ``on_done(index, result)`` as each finishes; the first
-  failure cancels what has not started and is raised.
+  failure cancels what has not started and is raised. A Ctrl-C (or SIGTERM) of the caller
+  cancels it too, and wakes its workers from their back-off sleeps at once.
+
+The key a client is made with is registered with :func:`~p2o_cli.errors.register_secret`, so
+no error message shows it, even when a server echoes it back.
 
 Example (a reflector)::
 
@@ -21,10 +25,13 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
+
+from ..errors import register_secret
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,6 +56,7 @@ def make_client(
     import openai
 
     key = api_key or os.environ.get(api_key_env) or PLACEHOLDER_API_KEY
+    register_secret(key if key != PLACEHOLDER_API_KEY else None)
     return openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
 
 
@@ -89,13 +97,32 @@ def retry_after(err: BaseException) -> float | None:
     return None
 
 
+class Cancelled(Exception):
+    """The caller of :func:`map_bounded` was interrupted: a worker stops instead of retrying."""
+
+
+# The cancel event of the map_bounded call a worker thread is serving (unset outside one).
+_worker = threading.local()
+
+
+def backoff_sleep(seconds: float) -> None:
+    """Sleep, but wake at once (raising Cancelled) when the map_bounded call served is cancelled.
+
+    The main thread sleeps plainly: a signal interrupts its sleep by itself."""
+    cancel: threading.Event | None = getattr(_worker, "cancel", None)
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise Cancelled
+
+
 def with_retries(
     fn: Callable[[], T],
     max_retries: int = 6,
     base_delay: float = 0.5,
     max_delay: float = 30.0,
     retry_on: Callable[[BaseException], bool] = is_retryable,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = backoff_sleep,
     rand: Callable[[], float] = random.random,
     on_retry: Callable[[BaseException, int, float], None] | None = None,
 ) -> T:
@@ -137,19 +164,36 @@ def map_bounded(
     results: list[Any] = [None] * len(todo)
     if not todo:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo)))) as pool:
-        futures: dict[Future[R], int] = {pool.submit(fn, item): i for i, item in enumerate(todo)}
+    cancel = threading.Event()
+
+    def serve(item: T) -> R:
+        if cancel.is_set():
+            raise Cancelled
+        _worker.cancel = cancel
+        try:
+            return fn(item)
+        finally:
+            _worker.cancel = None
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo))))
+    try:
+        futures: dict[Future[R], int] = {pool.submit(serve, item): i for i, item in enumerate(todo)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 err = future.exception()
                 if err is not None:
-                    for other in pending:
-                        other.cancel()
                     raise err
                 index = futures[future]
                 results[index] = future.result()
                 if on_done is not None:
                     on_done(index, results[index])
+    except BaseException:
+        # A failure, Ctrl-C or SIGTERM: nothing new starts, back-off sleeps end now, and the
+        # caller does not wait for requests still in flight (they end with their timeout).
+        cancel.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return results

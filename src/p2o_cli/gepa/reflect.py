@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..engines.openai_client import is_retryable, make_client, map_bounded, status_of, with_retries
+from ..engines.openai_client import Cancelled, is_retryable, make_client, map_bounded, status_of, with_retries
 from ..errors import P2OError
 
 log = logging.getLogger(__name__)
@@ -283,6 +283,8 @@ class OpenAIReflector:
                 f"reflector endpoint {self.base_url} refused the request "
                 f"(HTTP {err.status_code}: {type(err).__name__}); check the API key and --reflector-model"
             ) from None
+        except Cancelled:
+            return None  # the search was interrupted: nothing to report for this proposal
         except Exception as err:  # noqa: BLE001 - whatever the endpoint did, this proposal is skipped
             self._count("failed")
             self.last_failure = _cause(err)
