@@ -21,7 +21,8 @@ def saved_run_config(resume: str) -> dict[str, Any]:
     if not saved.is_file():
         raise UsageError(f"{resume}: not a run directory (no config.json)")
     values = flatten(read_json_object(saved), RunConfig, str(saved))
-    values.pop("resume", None)
+    for once in ("resume", "allow_changed_data"):  # what one command asked, not the run's settings
+        values.pop(once, None)
     return {**{k: v for k, v in values.items() if v is not None}, "out": resume}
 
 
@@ -44,7 +45,7 @@ def run_layers(above: Mapping[str, Any]) -> dict[str, Any]:
 @command(app, "run", RunConfig, base=run_layers)
 def run(cfg: RunConfig) -> None:
     """The whole P²O loop: rollouts, train steps, hard mining, GEPA + assignment, evaluation."""
-    from ..files.outputs import check_output_path
+    from ..files.outputs import check_outputs
     from ..gepa.reflectors import check_reflector
     from ..loop.runner import P2ORun
     from ..loop.summary import format_summary
@@ -53,7 +54,7 @@ def run(cfg: RunConfig) -> None:
 
     if cfg.resume:
         cfg.out = cfg.resume
-    check_output_path(cfg.out, "dir")
+    check_outputs({"--out": (cfg.out, "run")}, {"--data": cfg.data, "--model": cfg.model})
     if not cfg.no_gepa:
         check_reflector(cfg.reflector)  # name, key and reachability, before any model loads
     quiet_libraries()

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..evaluation.evaluate import PAPER_MAX_NEW_TOKENS, EvalConfig
 from ..gepa.config import AssignConfig, GepaConfig
 from ..gepa.reflectors import ReflectorConfig
+from ..gepa.state import check_budget
 from ..monitor.tracking import TrackingConfig
 from ..reward.config import RewardConfig
 from ..rl.config import TrainConfig
@@ -30,6 +31,8 @@ class RunConfig(Config):
     out: str = option("runs/p2o", metavar="DIR", help="Run directory (created).")
     resume: str | None = option(None, metavar="RUN_DIR", unset="none: a new run",
                                 help="Continue the run in RUN_DIR (its saved config, then --config, then these flags).")
+    allow_changed_data: bool = option(False, help="With --resume: go on although the training data or the starting "
+                                                  "model changed since the run began (it then mixes old and new).")
     name: str | None = option(None, unset="the run directory's name", help="Run name in reports.")
     epochs: int = option(5, min=1, help="Passes over the training set.")
     batch_size: int = option(128, min=1, help="Problems per train step.")
@@ -62,3 +65,10 @@ class RunConfig(Config):
             raise ConfigError("--mini-batches cannot exceed --batch-size")
         if self.engine.engine == "openai":
             raise ConfigError("p2o run trains the policy, so it needs an engine it can update: hf or vllm")
+        if self.rollout.k < 2:
+            raise ConfigError(f"--k {self.rollout.k}: GRPO compares the rollouts of one problem, so one rollout "
+                              "has a zero advantage and every step a zero gradient; use --k 2 or more")
+        if not self.no_gepa:
+            # The smallest hard set GEPA runs on: a budget that cannot score its dev set fails
+            # for every epoch, so say it now, not after an epoch of training.
+            check_budget(max(self.min_hard, 2), self.gepa)

@@ -6,14 +6,16 @@ distillation happens inside the trainer), and collect the problems whose mean re
 τ. At the end of the epoch, if at least ``min_hard`` problems were hard, GEPA evolves templates
 on them and the greedy set cover assigns K templates to each for the next epoch.
 
-Run directory::
+Run directory (locked by the process running it, files/lock.py; owned, files/outputs.py)::
 
+    .p2o-owner.json        what made it (a run, with its id); .p2o-lock: who runs it now
     config.json            the resolved RunConfig
+    inputs.json            fingerprints of the data and the starting model: a resume compares them
     metrics.jsonl          one line per train step, per eval and per epoch end
     state.json             where to resume: written with every checkpoint
     epoch-E/rollouts-B.jsonl, hard-B.jsonl   per batch
     epoch-E/hard.jsonl, templates.jsonl, assignments.jsonl, gepa-state.json, gepa-metrics.jsonl
-    checkpoints/step-N/    HF model + optimizer + trainer state (the last ``keep_last`` kept)
+    checkpoints/step-N/    HF model + optimizer + trainer state (the last ``keep_last`` this run wrote kept)
 
 Under ``accelerate launch``/``torchrun`` every rank runs this same loop (see :mod:`.dist`):
 engine calls and scoring are split over the ranks, the trainer shards each step (DDP/FSDP),
@@ -25,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -61,7 +62,7 @@ from ..rollout.generate import generate_rollouts
 from ..rollout.mining import mine_hard
 from .config import RunConfig
 from .dist import Dist, MainReflector, ShardedEngine, ShardedScorer
-from .rundir import RunDir, RunState, rollout_metrics
+from .rundir import RunDir, RunState, rollout_metrics, run_inputs
 from .summary import RunSummary, last_eval
 
 # ---------------------------------------------------------------- the loop
@@ -78,15 +79,15 @@ class P2ORun:
         self.dist = Dist.from_env()
         self.dir = RunDir(cfg.out)
         self.say = printer if self.dist.is_main else _silent
+        self.problems = load_training_problems(cfg.data, cfg.problems)
+        if not self.problems:
+            raise P2OError(f"{cfg.data}: no problems")
         self.state = self.dist.on_main(lambda: self._open_dir(resume))
         if self.dist.is_main:
             self.dir.logger = open_metrics_logger(self.dir.metrics, cfg.tracking.report_to, self.dir.root,
                                                   cfg.name or self.dir.root.name, to_dict(cfg))
         else:
             self.dir.logger = MetricsLogger(None)  # rank 0 logs every metric
-        self.problems = load_training_problems(cfg.data, cfg.problems)
-        if not self.problems:
-            raise P2OError(f"{cfg.data}: no problems")
         self.batches_per_epoch = -(-len(self.problems) // cfg.batch_size)
         self.total_steps = cfg.epochs * self.batches_per_epoch
         self.started, self.steps_at_start = time.perf_counter(), self.state.step
@@ -99,17 +100,26 @@ class P2ORun:
     # ------------------------------------------------------------ set-up
 
     def _open_dir(self, resume: bool) -> RunState:
-        """Rank 0: the state to start from, the metrics cut back to it, the resolved config."""
+        """Rank 0: the directory locked and claimed before anything is written, the state to start
+        from, what the run started from checked, the metrics cut back to it, the resolved config."""
         cfg = self.cfg
-        if resume:
-            state = self.dir.read_state()
-            self.dir.truncate_metrics(state)
-        else:
-            if self.dir.state_path.exists():
-                raise P2OError(f"{cfg.out}: a run already lives here; use --resume {cfg.out} or a new --out")
-            state = RunState()
-            self.dir.root.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir.root / "config.json", to_dict(cfg))
+        self.dir.take()
+        try:
+            inputs = run_inputs(cfg.data, cfg.model, self.problems)
+            if resume:
+                state = self.dir.read_state()
+                self.dir.check_inputs(inputs, cfg.allow_changed_data, lambda msg: self.say(f"warning: {msg}"))
+                self.dir.truncate_metrics(state)
+            else:
+                if self.dir.state_path.exists():
+                    raise P2OError(f"{cfg.out}: a run already lives here; use --resume {cfg.out} or a new --out")
+                state = RunState()
+                write_records(self.dir.metrics, [])  # an attempt that never saved a checkpoint left these
+                self.dir.check_inputs(inputs, True, _silent)
+            write_json(self.dir.root / "config.json", to_dict(cfg))
+        except BaseException:
+            self.dir.release()
+            raise
         return state
 
     def _open_models(self) -> None:
@@ -186,6 +196,7 @@ class P2ORun:
             self.engine.close()
         self.dir.logger.close()
         self.dist.close()
+        self.dir.release()
 
     # ------------------------------------------------------------ phases
 
@@ -298,16 +309,16 @@ class P2ORun:
     # ------------------------------------------------------------ checkpoints
 
     def save(self) -> None:
-        ckpt_root = self.dir.root / "checkpoints"
-        path = ckpt_root / f"step-{self.state.step}"
-        self.trainer.save(path, extra_config={"run": to_dict(self.cfg)})  # collective: every rank
+        path = self.dir.root / "checkpoints" / f"step-{self.state.step}"
+        self.trainer.save(path, extra_config={"run": to_dict(self.cfg)}, owner=self.dir.owner)  # collective
         self.state.checkpoint = str(path)
         if not self.dist.is_main:
             return
+        # The state forgets a checkpoint before it is deleted: a kill in between leaves a spare
+        # checkpoint, never a state that points at a deleted one.
+        dropped = self.dir.remember_checkpoint(self.state, path, self.cfg.keep_last)
         self.dir.write_state(self.state)
-        steps = sorted((int(p.name.split("-")[1]), p) for p in ckpt_root.glob("step-*") if p.name[5:].isdigit())
-        for _, old in steps[: -self.cfg.keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+        self.dir.prune(dropped)
 
     # ------------------------------------------------------------ main
 

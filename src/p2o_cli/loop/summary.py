@@ -26,7 +26,7 @@ def last_eval(metrics_path: Path) -> dict[str, float]:
     """The last evaluation row of a metrics file, as ``{"eval/NAME/accuracy": value}``."""
     found: dict[str, float] = {}
     if metrics_path.is_file():
-        for _, row in iter_json_lines(metrics_path):
+        for _, row in iter_json_lines(metrics_path, torn_tail=True):
             scores = {k: v for k, v in row.items() if k.startswith("eval/")}
             if scores:
                 found = scores
