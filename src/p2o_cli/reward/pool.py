@@ -14,6 +14,7 @@ import functools
 import itertools
 import logging
 import multiprocessing as mp
+import os
 import queue as queue_module
 import resource
 import threading
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import P2OError, one_line
+from .lifeline import die_with
 from .qwen import KEEP_UNITS
 from .registry import leak_strings
 from .specs import Component, load_reward
@@ -53,9 +55,11 @@ _progress = None
 _functions: dict[Component, Callable[..., Any] | Exception] = {}  # loaded, or why it would not load
 
 
-def _init_worker(barrier, progress, memory_mb: int | None = None, components: Sequence[Component] = ()) -> None:
+def _init_worker(barrier, progress, parent: int, memory_mb: int | None = None,
+                 components: Sequence[Component] = ()) -> None:
     global _barrier, _progress
     _barrier, _progress = barrier, progress
+    die_with(parent)  # a kill -9 of p2o must not leave the pool running (see lifeline.py)
     if memory_mb:
         # Private writable memory (the heap, not mapped libraries): past it an allocation raises
         # MemoryError in this worker instead of waking the machine's OOM killer.
@@ -463,7 +467,8 @@ class RewardScorer:
             # A fresh queue per pool: a worker killed while writing could leave the old one locked.
             self._progress = self._ctx.Queue()
             self._pool = ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_init_worker,
-                                             initargs=(barrier, self._progress, self.memory_mb, self._loaded))
+                                             initargs=(barrier, self._progress, os.getpid(), self.memory_mb,
+                                                       self._loaded))
             try:
                 warmups = [self._pool.submit(_await_siblings) for _ in range(self.workers)]
                 wait(warmups, timeout=120)
