@@ -43,6 +43,11 @@ def session_processes(sid: int) -> list[int]:
     return found
 
 
+# The tiny model never writes \boxed{}, so the strict grader has nothing to judge and the reward
+# pool would never start; the qwen grader judges any number, and sampled answers hold some.
+POOL_UP = ("--grader", "qwen", "--eval-temperature", "1.0", "--eval-n", "4", "--eval-max-new-tokens", "16")
+
+
 def wait_until(condition, seconds: float) -> bool:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -63,9 +68,10 @@ def stopped(pid: int) -> bool:
 @pytest.mark.timeout(600)
 def test_kill_9_of_a_run_takes_its_reward_pool_along(tmp_path, tiny_model_dir, world) -> None:
     out = tmp_path / "run"
-    # Stopped (SIGSTOP) after the first update: its rollouts were scored, so the pool is up.
-    proc = subprocess.Popen(run_args(tiny_model_dir, world, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**ENV, "P2O_FAULT": "update:1:STOP"}, start_new_session=True)
+    # Stopped (SIGSTOP) in the first update: the first eval was scored, so the pool is up.
+    proc = subprocess.Popen(run_args(tiny_model_dir, world, out, *POOL_UP), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**ENV, "P2O_FAULT": "update:1:STOP"},
+                            start_new_session=True)
     try:
         assert wait_until(lambda: stopped(proc.pid) or proc.poll() is not None, 540), "never reached the update"
         assert proc.poll() is None
@@ -143,7 +149,7 @@ def test_a_run_prunes_only_the_checkpoints_it_wrote(tmp_path, tiny_model_dir, wo
 @pytest.mark.timeout(600)
 def test_sigterm_leaves_one_line_and_no_leaked_semaphores(tmp_path, tiny_model_dir, world) -> None:
     out = tmp_path / "run"
-    proc = subprocess.run(run_args(tiny_model_dir, world, out), capture_output=True,
+    proc = subprocess.run(run_args(tiny_model_dir, world, out, *POOL_UP), capture_output=True,
                           env={**ENV, "P2O_FAULT": "update:1:TERM"}, timeout=600)
     err = proc.stderr.decode()
     assert proc.returncode == 143, err[-2000:]
