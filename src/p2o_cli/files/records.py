@@ -12,6 +12,7 @@ tolerate a torn last line: a kill mid-append leaves one, the next append cuts it
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import types
@@ -304,25 +305,15 @@ _RECORD_CHECKS: dict[type, Callable[[Any], None]] = {
 # ---------------------------------------------------------------- reading
 
 
-def _lines(fh: Any, where: str | os.PathLike[str]) -> Iterator[bytes]:
-    """The lines of a binary stream, each refused (RecordError) once it passes MAX_LINE_BYTES."""
-    readline = fh.readline
-    lineno = 0
-    while line := readline(MAX_LINE_BYTES + 1):
-        lineno += 1
-        if len(line) > MAX_LINE_BYTES:
-            raise RecordError(where, lineno, f"line longer than {MAX_LINE_BYTES:,} bytes (no record is this long; "
-                                             "is this a JSONL file?)")
-        yield line
-
-
 def _open_bytes(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """The lines of a file (or stdin), none longer than MAX_LINE_BYTES + 1 bytes: a longer line
+    comes as its first MAX_LINE_BYTES + 1 bytes, never whole (the caller refuses it)."""
     if str(path) == STDIO:
-        yield from _lines(sys.stdin.buffer, "<stdin>")
+        yield from iter(functools.partial(sys.stdin.buffer.readline, MAX_LINE_BYTES + 1), b"")
         return
     try:
         with open(path, "rb") as fh:
-            yield from _lines(fh, path)
+            yield from iter(functools.partial(fh.readline, MAX_LINE_BYTES + 1), b"")
     except FileNotFoundError:
         raise RecordError(path, None, "no such file") from None
     except IsADirectoryError:
@@ -337,6 +328,9 @@ def iter_json_lines(path: str | os.PathLike[str], *, torn_tail: bool = False) ->
     """
     shown = "<stdin>" if str(path) == STDIO else path
     for lineno, raw in enumerate(_open_bytes(path), start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise RecordError(shown, lineno, f"line longer than {MAX_LINE_BYTES:,} bytes (no record is this long; "
+                                             "is this a JSONL file?)")
         if not raw.strip():
             continue
         try:
