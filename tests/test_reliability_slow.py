@@ -173,16 +173,21 @@ def test_answer_leaks_are_rejected(serve) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_cli_gepa_with_an_unreachable_reflector_exits_2(tmp_path, tiny_model_dir) -> None:
+def test_cli_gepa_with_an_unreachable_reflector_exits_2(tmp_path, tiny_model_dir, serve) -> None:
     hard = tmp_path / "hard.jsonl"
     hard.write_bytes(b"".join(orjson.dumps({"id": f"h{i}", "problem": f"{i}+1?", "answer": str(i + 1),
                                             "rewards": [0.0], "mean_reward": 0.0}) + b"\n" for i in range(4)))
-    result = subprocess.run(
-        [*P2O, "gepa", "--model", str(tiny_model_dir), "--hard", str(hard), "--out", str(tmp_path / "t.jsonl"),
-         "--reflector", "api", "--reflector-url", refused_url(), "--reflector-model", "m",
-         "--reflector-retries", "1", "--dev-size", "2", "--gepa-max-new-tokens", "4", "--width", "2"],
-        capture_output=True, env=ENV, timeout=240,
-    )
+    args = [*P2O, "gepa", "--model", str(tiny_model_dir), "--hard", str(hard), "--out", str(tmp_path / "t.jsonl"),
+            "--reflector", "api", "--reflector-model", "m", "--reflector-retries", "1", "--dev-size", "2",
+            "--gepa-max-new-tokens", "4", "--width", "2"]
+    # Unreachable: refused by the check before the model loads.
+    result = subprocess.run([*args, "--reflector-url", refused_url()], capture_output=True, env=ENV, timeout=240)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err[-2000:]
+    assert "Traceback" not in err and "cannot be reached" in err
+    # Reachable, but every proposal fails: the search stops, saved for --resume.
+    result = subprocess.run([*args, "--reflector-url", serve([], default="500").url], capture_output=True, env=ENV,
+                            timeout=240)
     err = result.stderr.decode()
     assert result.returncode == 2, err[-2000:]
     assert "Traceback" not in err and "in a row" in err and "--resume" in err

@@ -1,8 +1,9 @@
 """Fault injection for the reliability tests: ``P2O_FAULT=point:N[:SIGNAL]``.
 
 The N-th time the process passes the named point (1-based), it sends itself SIGNAL (KILL by
-default; TERM and INT too), so a test can kill ``p2o run`` exactly mid-rollout, mid-update,
-mid-GEPA, inside a checkpoint's directory swap or mid-eval. Several faults may be given,
+default; TERM, INT, and STOP to hold it there while a test looks at it, too), so a test can
+kill ``p2o run`` exactly mid-rollout, mid-update, mid-GEPA, inside a checkpoint's directory swap
+or mid-eval. Several faults may be given,
 comma-separated. Without ``P2O_FAULT`` a point costs one dictionary lookup.
 
 Points: ``rollout`` (after generation, before scoring), ``update`` (after the backward pass,
