@@ -1,11 +1,13 @@
 """Helpers several test modules share: a miniature run's flags, a small rollout batch, scripted
-GEPA stand-ins, TensorBoard read-back, a loopback HTTP server. Fixtures live in conftest.py."""
+GEPA stand-ins, TensorBoard read-back, a loopback HTTP server, what a directory holds and which
+processes a session still has. Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import stat
 import sys
 import threading
 import time
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -280,3 +282,72 @@ class ChatScript:
             return Reply(body=chat_completion("```\n" + "x" * 5_000_000 + "\n```"))
         content = self.ok if action in ("ok", "hang") else action.removeprefix("ok:")
         return Reply(body=chat_completion(content), delay_s=self.hang_s if action == "hang" else 0.0)
+
+
+def echo_key(status: int) -> Answer:
+    """Refuse every request with ``status``, the error message echoing the Authorization header."""
+
+    def answer(request: Request) -> Reply:
+        message = f"Incorrect API key provided: {request.headers.get('authorization', '')}"
+        return Reply(status, {"error": {"message": message, "type": "invalid_request_error"}})
+
+    return answer
+
+
+# ---------------------------------------------------------------- files and processes
+
+T = TypeVar("T")
+
+
+def tree(root: Path) -> dict[str, bytes | str]:
+    """Every path under ``root`` with its bytes (files) or its kind (directories, FIFOs, devices)."""
+    out: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        mode = path.lstat().st_mode
+        out[str(path.relative_to(root))] = path.read_bytes() if stat.S_ISREG(mode) else stat.filemode(mode)
+    return out
+
+
+def kept(target: Path, action: Callable[[], T]) -> T:
+    """``action()``'s result, asserting that ``target`` (a file, or a directory's whole tree) is
+    byte for byte what it was before."""
+
+    def look() -> object:
+        return tree(target) if target.is_dir() else target.read_bytes()
+
+    before = look()
+    result = action()
+    assert look() == before, f"{target} changed"
+    return result
+
+
+def fake_run_dir(path: Path) -> Path:
+    """What p2o report reads from a run directory: its config and its metrics (nothing else)."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text('{"name": "a"}')
+    rows = [{"training/step": s, "epoch": 0, "critic/rewards/mean": 0.1 * s} for s in range(1, 4)]
+    (path / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return path
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``/proc/PID/stat`` (R, S, T stopped, Z zombie …), "gone" when there is none."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found

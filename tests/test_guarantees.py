@@ -17,17 +17,14 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
 import pytest
 from typer.testing import CliRunner
 
-from helpers import ENV, run_args
+from helpers import ENV, Reply, echo_key, fake_run_dir, kept, run_args, tree
 from p2o_cli.cli import app
 from p2o_cli.files.records import Hard, Rollout, write_records
 
@@ -46,13 +43,10 @@ def one_error_line(output: str) -> str:
     return lines[0]
 
 
-def snapshot(root: Path) -> dict[str, bytes | str]:
-    """Every path under ``root`` with its bytes (files) or its kind (directories, FIFOs, devices)."""
-    out: dict[str, bytes | str] = {}
-    for path in sorted(root.rglob("*")):
-        mode = path.lstat().st_mode
-        out[str(path.relative_to(root))] = path.read_bytes() if stat.S_ISREG(mode) else stat.filemode(mode)
-    return out
+def exit_2(result) -> str:
+    """The one error line of a command that exited with status 2."""
+    assert result.exit_code == 2, result.output
+    return one_error_line(result.output)
 
 
 def rollout(k: int, reward: float, id: str = "q0") -> Rollout:
@@ -115,12 +109,12 @@ def test_run_keep_last_into_a_directory_holding_checkpoints_is_refused(tmp_path,
     for step in ("step-0", "step-99"):
         shutil.copytree(tiny_model_dir, out / "checkpoints" / step)
         (out / "checkpoints" / step / "trainer_state.json").write_text('{"global_step": 7}')
-    before = snapshot(out)
+    before = tree(out)
     result = subprocess.run([*run_args(tiny_model_dir, world, out), "--keep-last", "1"], capture_output=True,
                             env=ENV, timeout=600)
     assert result.returncode == 2, result.stderr.decode()[-2000:]
     one_error_line(result.stderr.decode())
-    assert snapshot(out) == before
+    assert tree(out) == before
 
 
 def test_train_step_never_replaces_a_hugging_face_trainer_checkpoint(tmp_path, tiny_model_dir, rollouts_file) -> None:
@@ -129,11 +123,8 @@ def test_train_step_never_replaces_a_hugging_face_trainer_checkpoint(tmp_path, t
     (hf / "trainer_state.json").write_text('{"global_step": 500, "log_history": []}')
     (hf / "training_args.bin").write_bytes(b"\x80\x04args")
     (hf / "rng_state.pth").write_bytes(b"\x80\x04rng")
-    before = snapshot(hf)
-    result = invoke("train-step", "--model", str(tiny_model_dir), "--rollouts", str(rollouts_file), "--out", str(hf))
-    assert result.exit_code == 2
-    one_error_line(result.output)
-    assert snapshot(hf) == before
+    exit_2(kept(hf, lambda: invoke("train-step", "--model", str(tiny_model_dir), "--rollouts", str(rollouts_file),
+                                   "--out", str(hf))))
 
 
 def test_chained_train_step_in_place_keeps_the_users_files(tmp_path, tiny_model_dir, rollouts_file) -> None:
@@ -141,11 +132,8 @@ def test_chained_train_step_in_place_keeps_the_users_files(tmp_path, tiny_model_
     assert invoke("train-step", "--model", str(tiny_model_dir), "--rollouts", str(rollouts_file), "--lr", "1e-3",
                   "--out", str(ck)).exit_code == 0
     (ck / "results.json").write_text('{"accuracy": 41.5}')
-    before = snapshot(ck)
-    result = invoke("train-step", "--model", str(ck), "--rollouts", str(rollouts_file), "--out", str(ck))
-    assert result.exit_code == 2
-    one_error_line(result.output)
-    assert snapshot(ck) == before
+    exit_2(kept(ck, lambda: invoke("train-step", "--model", str(ck), "--rollouts", str(rollouts_file),
+                                   "--out", str(ck))))
 
 
 def test_run_into_a_directory_p2o_did_not_create_is_refused(tmp_path, tiny_model_dir, world) -> None:
@@ -154,20 +142,11 @@ def test_run_into_a_directory_p2o_did_not_create_is_refused(tmp_path, tiny_model
     (out / "config.json").write_text('{"mine": true}')
     (out / "rollouts.jsonl").write_text('{"id": "mine"}\n')
     (out / "metrics.jsonl").write_text('{"step": 1}\n')
-    before = snapshot(out)
+    before = tree(out)
     result = subprocess.run(run_args(tiny_model_dir, world, out), capture_output=True, env=ENV, timeout=600)
     assert result.returncode == 2, result.stderr.decode()[-2000:]
     one_error_line(result.stderr.decode())
-    assert snapshot(out) == before
-
-
-def fake_run_dir(path: Path) -> Path:
-    """What p2o report reads from a run directory: its config and its metrics."""
-    path.mkdir(parents=True)
-    (path / "config.json").write_text('{"name": "a"}')
-    rows = [{"training/step": s, "epoch": 0, "critic/rewards/mean": 0.1 * s} for s in range(1, 4)]
-    (path / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    return path
+    assert tree(out) == before
 
 
 def test_report_never_overwrites_a_report_it_did_not_write(tmp_path) -> None:
@@ -219,52 +198,8 @@ def test_an_endless_line_is_refused_within_a_memory_limit(tmp_path) -> None:
 # ---------------------------------------------------------------- secrets
 
 
-class EchoKeyServer:
-    """An OpenAI-compatible server that refuses every request, echoing the Authorization header."""
-
-    def __init__(self, status: int) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def _refuse(self) -> None:
-                length = int(self.headers.get("content-length", 0) or 0)
-                if length:
-                    self.rfile.read(length)
-                message = f"Incorrect API key provided: {self.headers.get('authorization', '')}"
-                body = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _refuse
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def echo_server() -> Iterator:
-    servers: list[EchoKeyServer] = []
-
-    def start(status: int) -> EchoKeyServer:
-        servers.append(EchoKeyServer(status))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-def test_an_engine_error_never_shows_the_api_key(tmp_path, tiny_model_dir, problems_file, echo_server) -> None:
-    server = echo_server(401)
+def test_an_engine_error_never_shows_the_api_key(tmp_path, tiny_model_dir, problems_file, loopback) -> None:
+    server = loopback(echo_key(401))
     result = invoke("rollout", "--model", str(tiny_model_dir), "--data", str(problems_file), "--engine", "openai",
                     "--base-url", server.url, "--served-model", "m", "--k", "1", "--out", str(tmp_path / "r.jsonl"),
                     env={"OPENAI_API_KEY": SECRET})
@@ -274,12 +209,12 @@ def test_an_engine_error_never_shows_the_api_key(tmp_path, tiny_model_dir, probl
     assert "Incorrect API key provided" in line  # the server's words stay, its echo of the key does not
 
 
-def test_a_server_error_echoing_the_key_is_shown_without_it(tiny_model_dir, echo_server) -> None:
+def test_a_server_error_echoing_the_key_is_shown_without_it(tiny_model_dir, loopback) -> None:
     from p2o_cli.cli._errors import describe
     from p2o_cli.engines.openai import OpenAIEngine
     from p2o_cli.toy.tiny import char_tokenizer
 
-    server = echo_server(500)
+    server = loopback(echo_key(500))
     engine = OpenAIEngine(base_url=server.url, served_model="m", tokenizer=char_tokenizer(), api_key=SECRET,
                           max_retries=0, vllm_extras=False)
     with pytest.raises(Exception) as caught:
@@ -322,45 +257,24 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_during_a_reflector_back_off_acts_at_once(tmp_path) -> None:
-    hits: list[float] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            hits.append(time.monotonic())
-            body = b'{"error": {"message": "overloaded"}}'
-            self.send_response(503)
-            self.send_header("retry-after", "100")  # each retry waits 100 s
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+def test_ctrl_c_during_a_reflector_back_off_acts_at_once(loopback) -> None:
+    # Each retry waits out a Retry-After of 100 s.
+    server = loopback(lambda request: Reply(503, {"error": {"message": "overloaded"}}, {"retry-after": "100"}))
+    proc = subprocess.Popen([sys.executable, "-c", BACKOFF_SCRIPT, server.url], stderr=subprocess.PIPE, env=ENV)
+    for _ in range(2400):  # both proposals asked once and now waiting out their back-off
+        if server.count >= 2 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
     try:
-        proc = subprocess.Popen([sys.executable, "-c", BACKOFF_SCRIPT, f"http://127.0.0.1:{httpd.server_address[1]}/v1"],
-                                stderr=subprocess.PIPE, env=ENV)
-        for _ in range(2400):  # both proposals asked once and now waiting out their back-off
-            if len(hits) >= 2 or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=30)  # far below the 100 s back-off
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            pytest.fail("Ctrl-C waited for the reflector's back-off")
-        assert proc.returncode == 130 and b"interrupted" in err, err.decode()[-2000:]
-        assert len(hits) == 2
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+        _, err = proc.communicate(timeout=30)  # far below the 100 s back-off
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("Ctrl-C waited for the reflector's back-off")
+    assert proc.returncode == 130 and b"interrupted" in err, err.decode()[-2000:]
+    assert server.count == 2
 
 
 # ---------------------------------------------------------------- exit status 2 for the user's files

@@ -21,26 +21,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from helpers import ENV, run_args
+from helpers import ENV, process_state, run_args, session_pids, tree
 
 pytestmark = pytest.mark.slow_reliability
 
 P2O = [sys.executable, "-m", "p2o_cli"]
-
-
-def session_processes(sid: int) -> list[int]:
-    """Live (not zombie) processes of session ``sid`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 # The tiny model never writes \boxed{}, so the strict grader has nothing to judge and the reward
@@ -57,13 +42,6 @@ def wait_until(condition, seconds: float) -> bool:
     return condition()
 
 
-def stopped(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.timeout(600)
 def test_kill_9_of_a_run_takes_its_reward_pool_along(tmp_path, tiny_model_dir, world) -> None:
@@ -73,16 +51,17 @@ def test_kill_9_of_a_run_takes_its_reward_pool_along(tmp_path, tiny_model_dir, w
                             stderr=subprocess.DEVNULL, env={**ENV, "P2O_FAULT": "update:1:STOP"},
                             start_new_session=True)
     try:
-        assert wait_until(lambda: stopped(proc.pid) or proc.poll() is not None, 540), "never reached the update"
+        reached = wait_until(lambda: process_state(proc.pid) == "T" or proc.poll() is not None, 540)
+        assert reached, "never reached the update"
         assert proc.poll() is None
-        helpers = [pid for pid in session_processes(proc.pid) if pid != proc.pid]
+        helpers = [pid for pid in session_pids(proc.pid) if pid != proc.pid]
         assert len(helpers) >= 3, helpers  # forkserver, resource tracker, two workers
         proc.kill()
         proc.wait()
-        gone = wait_until(lambda: not session_processes(proc.pid), 60)
-        assert gone, f"orphans: {session_processes(proc.pid)}"
+        gone = wait_until(lambda: not session_pids(proc.pid), 60)
+        assert gone, f"orphans: {session_pids(proc.pid)}"
     finally:
-        for pid in session_processes(proc.pid):
+        for pid in session_pids(proc.pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -111,15 +90,15 @@ def test_a_run_directory_held_by_a_stopped_run_is_refused_before_anything_is_wri
     first = subprocess.Popen(run_args(tiny_model_dir, world, out), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env={**ENV, "P2O_FAULT": "rollout:1:STOP"})
     try:
-        assert wait_until(lambda: stopped(first.pid) or first.poll() is not None, 540)
+        assert wait_until(lambda: process_state(first.pid) == "T" or first.poll() is not None, 540)
         assert first.poll() is None, "the first run ended before it could be held"
-        before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        before = tree(out)
         for args in (run_args(tiny_model_dir, world, out), [*P2O, "run", "--resume", str(out)]):
             second = subprocess.run(args, capture_output=True, env=ENV, timeout=600)
             err = second.stderr.decode()
             assert second.returncode == 2, err[-2000:]
             assert str(first.pid) in err and "Traceback" not in err
-            assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+            assert tree(out) == before
     finally:
         first.kill()
         first.wait()

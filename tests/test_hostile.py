@@ -18,16 +18,14 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
 import pytest
 from typer.testing import CliRunner
 
-from helpers import ENV, run_args
+from helpers import ENV, Reply, Request, echo_key, fake_run_dir, kept, process_state, run_args, session_pids, tree
 from p2o_cli.cli import app
 from p2o_cli.files.records import Assignment, Hard, Rollout, Template, write_records
 
@@ -50,14 +48,6 @@ def refused(result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
-
-
-def tree(root: Path) -> dict[str, bytes | str]:
-    out: dict[str, bytes | str] = {}
-    for path in sorted(root.rglob("*")):
-        mode = path.lstat().st_mode
-        out[str(path.relative_to(root))] = path.read_bytes() if stat.S_ISREG(mode) else stat.filemode(mode)
-    return out
 
 
 def rollouts(path: Path, n: int = 2) -> Path:
@@ -86,57 +76,60 @@ def problems(path: Path, n: int = 4) -> Path:
 NO_MODEL = "/nonexistent/p2o-model"
 
 
+def saved_run(run: Path, world: Path) -> Path:
+    """A run directory as a resume reads it first: the saved config of a toy-reflector run."""
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps({"model": NO_MODEL, "data": str(world / "train.jsonl"),
+                                                 "reflector": {"reflector": "toy"}}))
+    return run
+
+
+def train_step_on(model: Path, tmp_path: Path):
+    return invoke("train-step", "--model", str(model), "--rollouts", str(rollouts(tmp_path / "r.jsonl")),
+                  "--out", str(tmp_path / "ck"))
+
+
+def rollout_on(model: Path, tmp_path: Path):
+    return invoke("rollout", "--model", str(model), "--data", str(problems(tmp_path / "p.jsonl")), "--k", "1",
+                  "--max-new-tokens", "2", "--out", str(tmp_path / "r.jsonl"))
+
+
 # ---------------------------------------------------------------- L: nothing lost
 
 
 def test_h01_assign_out_onto_its_templates(tmp_path) -> None:
     t, h = templates(tmp_path / "t.jsonl"), hard(tmp_path / "h.jsonl")
-    before = t.read_bytes()
-    refused(invoke("assign", "--templates", str(t), "--hard", str(h), "--out", str(t)), "--templates")
-    assert t.read_bytes() == before
+    refused(kept(t, lambda: invoke("assign", "--templates", str(t), "--hard", str(h), "--out", str(t))), "--templates")
 
 
 def test_h02_assign_out_a_symlink_to_its_hard_set(tmp_path) -> None:
     t, h = templates(tmp_path / "t.jsonl"), hard(tmp_path / "h.jsonl")
     link = tmp_path / "out.jsonl"
     link.symlink_to(h)
-    before = h.read_bytes()
-    refused(invoke("assign", "--templates", str(t), "--hard", str(h), "--out", str(link)), "--hard")
-    assert h.read_bytes() == before and link.is_symlink()
+    refused(kept(h, lambda: invoke("assign", "--templates", str(t), "--hard", str(h), "--out", str(link))), "--hard")
+    assert link.is_symlink()
 
 
 def test_h03_mine_hard_out_a_hard_link_to_its_rollouts(tmp_path) -> None:
     r = rollouts(tmp_path / "r.jsonl")
     os.link(r, tmp_path / "same.jsonl")
-    before = r.read_bytes()
-    refused(invoke("mine-hard", "--rollouts", str(r), "--out", str(tmp_path / "same.jsonl")), "--rollouts")
-    assert r.read_bytes() == before
+    refused(kept(r, lambda: invoke("mine-hard", "--rollouts", str(r), "--out", str(tmp_path / "same.jsonl"))),
+            "--rollouts")
 
 
 def test_h04_rollout_out_onto_its_assignments(tmp_path) -> None:
     p, t = problems(tmp_path / "p.jsonl"), templates(tmp_path / "t.jsonl")
     a = tmp_path / "a.jsonl"
     write_records(a, [Assignment("q0", ["t0"] * 2)])
-    before = a.read_bytes()
-    refused(invoke("rollout", "--model", NO_MODEL, "--data", str(p), "--assign", str(a), "--templates", str(t),
-                   "--k", "2", "--out", str(a)), "--assign")
-    assert a.read_bytes() == before
+    refused(kept(a, lambda: invoke("rollout", "--model", NO_MODEL, "--data", str(p), "--assign", str(a),
+                                   "--templates", str(t), "--k", "2", "--out", str(a))), "--assign")
 
 
-def test_h05_gepa_state_onto_its_hard_set(tmp_path) -> None:
+@pytest.mark.parametrize("flag", ["--state", "--metrics"], ids=["h05-state", "h06-metrics-appended"])
+def test_h05_h06_gepa_state_or_metrics_onto_its_hard_set(tmp_path, flag) -> None:
     h = hard(tmp_path / "h.jsonl")
-    before = h.read_bytes()
-    refused(invoke("gepa", "--model", NO_MODEL, "--hard", str(h), "--reflector", "toy", "--state", str(h),
-                   "--out", str(tmp_path / "t.jsonl")), "--hard")
-    assert h.read_bytes() == before
-
-
-def test_h06_gepa_metrics_appended_onto_its_hard_set(tmp_path) -> None:
-    h = hard(tmp_path / "h.jsonl")
-    before = h.read_bytes()
-    refused(invoke("gepa", "--model", NO_MODEL, "--hard", str(h), "--reflector", "toy", "--metrics", str(h),
-                   "--out", str(tmp_path / "t.jsonl")), "--hard")
-    assert h.read_bytes() == before
+    refused(kept(h, lambda: invoke("gepa", "--model", NO_MODEL, "--hard", str(h), "--reflector", "toy", flag, str(h),
+                                   "--out", str(tmp_path / "t.jsonl"))), "--hard")
 
 
 def test_h07_gepa_out_and_state_the_same_file(tmp_path) -> None:
@@ -149,10 +142,8 @@ def test_h07_gepa_out_and_state_the_same_file(tmp_path) -> None:
 
 def test_h08_train_step_metrics_onto_its_rollouts(tmp_path) -> None:
     r = rollouts(tmp_path / "r.jsonl")
-    before = r.read_bytes()
-    refused(invoke("train-step", "--model", NO_MODEL, "--rollouts", str(r), "--metrics", str(r),
-                   "--out", str(tmp_path / "ck")), "--rollouts")
-    assert r.read_bytes() == before
+    refused(kept(r, lambda: invoke("train-step", "--model", NO_MODEL, "--rollouts", str(r), "--metrics", str(r),
+                                   "--out", str(tmp_path / "ck"))), "--rollouts")
 
 
 def test_h09_eval_out_onto_a_benchmark_file(tmp_path) -> None:
@@ -192,26 +183,14 @@ def test_h12_run_out_a_regular_file(tmp_path, world) -> None:
 
 
 def test_h13_report_out_onto_its_own_run_directory(tmp_path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text('{"name": "a"}')
-    (run / "metrics.jsonl").write_text('{"training/step": 1, "critic/rewards/mean": 0.5}\n')
-    before = tree(run)
-    refused(invoke("report", str(run), "--out", str(run)))
-    assert tree(run) == before
+    run = fake_run_dir(tmp_path / "run")
+    refused(kept(run, lambda: invoke("report", str(run), "--out", str(run))))
 
 
 def test_h14_report_out_into_a_directory_that_is_a_run(tmp_path) -> None:
-    src = tmp_path / "a"
-    src.mkdir()
-    (src / "config.json").write_text('{"name": "a"}')
-    (src / "metrics.jsonl").write_text('{"training/step": 1, "critic/rewards/mean": 0.5}\n')
-    other = tmp_path / "b"
-    shutil.copytree(src, other)
+    other = fake_run_dir(tmp_path / "b")
     (other / ".p2o-owner.json").write_text('{"kind": "run", "id": "x"}')
-    before = tree(other)
-    refused(invoke("report", str(src), "--out", str(other)))
-    assert tree(other) == before
+    refused(kept(other, lambda: invoke("report", str(fake_run_dir(tmp_path / "a")), "--out", str(other))))
 
 
 def test_h15_toy_init_into_a_directory_it_did_not_make(tmp_path) -> None:
@@ -305,8 +284,7 @@ def test_h23_resume_while_another_process_holds_the_run(tmp_path, world) -> None
     out = tmp_path / "run"
     holder = hold_lock(out)
     try:
-        (out / "config.json").write_text(json.dumps({"model": NO_MODEL, "data": str(world / "train.jsonl"),
-                                                     "reflector": {"reflector": "toy"}}))
+        saved_run(out, world)
         (out / "state.json").write_text('{"epoch": 0, "batch": 1, "step": 1}')
         before = tree(out)
         refused(invoke("run", "--resume", str(out)), "in use", str(holder.pid))
@@ -364,10 +342,7 @@ def test_h28_config_file_that_never_ends(tmp_path) -> None:
 
 
 def test_h29_run_state_that_never_ends(tmp_path, world) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"model": NO_MODEL, "data": str(world / "train.jsonl"),
-                                                 "reflector": {"reflector": "toy"}}))
+    run = saved_run(tmp_path / "run", world)
     (run / ".p2o-owner.json").write_text('{"kind": "run", "id": "r1"}')
     (run / "state.json").symlink_to("/dev/zero")
     refused(invoke("run", "--resume", str(run)), "state.json")
@@ -377,8 +352,7 @@ def test_h30_trainer_state_that_never_ends(tmp_path, tiny_model_dir) -> None:
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     (model / "trainer_state.json").symlink_to("/dev/zero")
-    refused(invoke("train-step", "--model", str(model), "--rollouts", str(rollouts(tmp_path / "r.jsonl")),
-                   "--out", str(tmp_path / "ck")), "trainer_state.json")
+    refused(train_step_on(model, tmp_path), "trainer_state.json")
 
 
 def test_h31_benchmark_file_with_a_17_mib_line(tmp_path) -> None:
@@ -404,16 +378,14 @@ def test_h33_model_config_that_is_not_json(tmp_path) -> None:
 
     model = save_tiny_model(tmp_path / "model", hidden_size=16, num_layers=1)
     (model / "config.json").write_text("{not json")
-    refused(invoke("train-step", "--model", str(model), "--rollouts", str(rollouts(tmp_path / "r.jsonl")),
-                   "--out", str(tmp_path / "ck")), str(model))
+    refused(train_step_on(model, tmp_path), str(model))
 
 
 def test_h34_corrupt_tokenizer_file(tmp_path, tiny_model_dir) -> None:
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     (model / "tokenizer.json").write_text('{"version": "1.0", "model": 17}')
-    refused(invoke("rollout", "--model", str(model), "--data", str(problems(tmp_path / "p.jsonl")), "--k", "1",
-                   "--max-new-tokens", "2", "--out", str(tmp_path / "r.jsonl")), str(model))
+    refused(rollout_on(model, tmp_path), str(model))
 
 
 def test_h35_truncated_pytorch_model_bin(tmp_path, tiny_model_dir) -> None:
@@ -426,16 +398,14 @@ def test_h35_truncated_pytorch_model_bin(tmp_path, tiny_model_dir) -> None:
     (model / "model.safetensors").unlink()
     data = (model / "pytorch_model.bin").read_bytes()
     (model / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
-    refused(invoke("train-step", "--model", str(model), "--rollouts", str(rollouts(tmp_path / "r.jsonl")),
-                   "--out", str(tmp_path / "ck")), str(model))
+    refused(train_step_on(model, tmp_path), str(model))
 
 
 def test_h36_negative_global_step_in_trainer_state(tmp_path, tiny_model_dir) -> None:
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     (model / "trainer_state.json").write_text('{"global_step": -4, "train_steps": 2}')
-    refused(invoke("rollout", "--model", str(model), "--data", str(problems(tmp_path / "p.jsonl")), "--k", "1",
-                   "--max-new-tokens", "2", "--out", str(tmp_path / "r.jsonl")), "trainer_state.json")
+    refused(rollout_on(model, tmp_path), "trainer_state.json")
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -466,20 +436,14 @@ def test_h39_data_given_as_a_directory(tmp_path) -> None:
 
 
 def test_h40_resume_whose_checkpoint_is_gone(tmp_path, world) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"model": NO_MODEL, "data": str(world / "train.jsonl"),
-                                                 "reflector": {"reflector": "toy"}}))
+    run = saved_run(tmp_path / "run", world)
     (run / "state.json").write_text(json.dumps({"epoch": 0, "batch": 1, "step": 1,
                                                 "checkpoint": str(run / "checkpoints" / "step-1")}))
     refused(invoke("run", "--resume", str(run)), "step-1")
 
 
 def test_h41_resume_with_a_corrupt_inputs_file(tmp_path, world) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"model": NO_MODEL, "data": str(world / "train.jsonl"),
-                                                 "reflector": {"reflector": "toy"}}))
+    run = saved_run(tmp_path / "run", world)
     (run / "state.json").write_text('{"epoch": 0, "batch": 1, "step": 1}')
     (run / "inputs.json").write_text('{"data": ')
     refused(invoke("run", "--resume", str(run)), "inputs.json")
@@ -531,50 +495,8 @@ def test_h45_dev_scores_overflowing_to_infinity(tmp_path) -> None:
 # ---------------------------------------------------------------- K: no key in any message
 
 
-class KeyEcho:
-    """Refuses every request with ``status``, its body echoing the Authorization header."""
-
-    def __init__(self, status: int) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                if int(self.headers.get("content-length", 0) or 0):
-                    self.rfile.read(int(self.headers["content-length"]))
-                body = json.dumps({"error": {"message": f"bad credentials {self.headers.get('authorization')}"}})
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def key_echo():
-    servers: list[KeyEcho] = []
-
-    def start(status: int) -> KeyEcho:
-        servers.append(KeyEcho(status))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-def test_h46_gepa_reflector_refusing_the_key(tmp_path, key_echo) -> None:
-    server = key_echo(401)
+def test_h46_gepa_reflector_refusing_the_key(tmp_path, loopback) -> None:
+    server = loopback(echo_key(401))
     result = invoke("gepa", "--model", NO_MODEL, "--hard", str(hard(tmp_path / "h.jsonl")), "--reflector", "api",
                     "--reflector-url", server.url, "--reflector-model", "m", "--reflector-key-env", "HOSTILE_KEY",
                     "--out", str(tmp_path / "t.jsonl"), env={"HOSTILE_KEY": KEY})
@@ -582,8 +504,8 @@ def test_h46_gepa_reflector_refusing_the_key(tmp_path, key_echo) -> None:
     assert KEY not in result.output and KEY[:14] not in result.output
 
 
-def test_h47_engine_404_echoing_the_key(tmp_path, tiny_model_dir, key_echo) -> None:
-    server = key_echo(404)
+def test_h47_engine_404_echoing_the_key(tmp_path, tiny_model_dir, loopback) -> None:
+    server = loopback(echo_key(404))
     result = invoke("rollout", "--model", str(tiny_model_dir), "--data", str(problems(tmp_path / "p.jsonl")),
                     "--engine", "openai", "--base-url", server.url, "--k", "1", "--out", str(tmp_path / "r.jsonl"),
                     env={"OPENAI_API_KEY": KEY})
@@ -591,9 +513,9 @@ def test_h47_engine_404_echoing_the_key(tmp_path, tiny_model_dir, key_echo) -> N
     assert KEY not in result.output and KEY[:14] not in result.output
 
 
-def test_h48_a_key_of_any_shape_is_never_echoed(tmp_path, tiny_model_dir, key_echo) -> None:
+def test_h48_a_key_of_any_shape_is_never_echoed(tmp_path, tiny_model_dir, loopback) -> None:
     odd = "corp-token:" + "Zq9" * 12  # not sk-…, and the server does not say "Bearer" before it either
-    server = key_echo(403)
+    server = loopback(echo_key(403))
     result = invoke("rollout", "--model", str(tiny_model_dir), "--data", str(problems(tmp_path / "p.jsonl")),
                     "--engine", "openai", "--base-url", server.url, "--served-model", "m", "--k", "1",
                     "--out", str(tmp_path / "r.jsonl"), env={"OPENAI_API_KEY": odd})
@@ -612,8 +534,8 @@ def test_h49_a_key_in_the_reflector_url_is_never_shown(tmp_path) -> None:
     assert KEY not in result.output and KEY[:14] not in result.output
 
 
-def test_h50_debug_tracebacks_hold_no_key(tmp_path, tiny_model_dir, key_echo) -> None:
-    server = key_echo(401)
+def test_h50_debug_tracebacks_hold_no_key(tmp_path, tiny_model_dir, loopback) -> None:
+    server = loopback(echo_key(401))
     env = {**ENV, "OPENAI_API_KEY": KEY, "P2O_DEBUG": "1"}
     data = problems(tmp_path / "p.jsonl")
     result = subprocess.run([*P2O, "rollout", "--model", str(tiny_model_dir), "--data", str(data),
@@ -624,35 +546,6 @@ def test_h50_debug_tracebacks_hold_no_key(tmp_path, tiny_model_dir, key_echo) ->
 
 
 # ---------------------------------------------------------------- P, B: processes (make test-slow)
-
-
-def wait_for_output(path: Path, proc: subprocess.Popen, seconds: float) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and proc.poll() is None:
-        if path.exists():
-            return True
-        time.sleep(0.1)
-    return path.exists()
-
-
-def session_pids(sid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
-def process_state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "gone"
 
 
 @pytest.mark.slow_reliability
@@ -696,55 +589,33 @@ def test_h52_sigterm_of_rollout_mid_generation_is_one_line_and_no_output(tmp_pat
 
 @pytest.mark.slow_reliability
 @pytest.mark.timeout(600)
-def test_h53_ctrl_c_of_gepa_waiting_out_a_reflector_back_off(tmp_path, tiny_model_dir) -> None:
-    hits: list[float] = []
+def test_h53_ctrl_c_of_gepa_waiting_out_a_reflector_back_off(tmp_path, tiny_model_dir, loopback) -> None:
+    def slow_down(request: Request) -> Reply:
+        if request.method == "GET":
+            return Reply(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
+        return Reply(429, {"error": {"message": "slow down"}}, {"retry-after": "100"})
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._send(200, b'{"object": "list", "data": [{"id": "m", "object": "model"}]}')
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            hits.append(time.monotonic())
-            self._send(429, b'{"error": {"message": "slow down"}}', retry_after="100")
-
-        def _send(self, status: int, body: bytes, retry_after: str | None = None) -> None:
-            self.send_response(status)
-            if retry_after:
-                self.send_header("retry-after", retry_after)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    server = loopback(slow_down)
+    proc = subprocess.Popen(
+        [*P2O, "gepa", "--model", str(tiny_model_dir), "--hard", str(hard(tmp_path / "h.jsonl", 6)),
+         "--reflector", "api", "--reflector-url", server.url, "--reflector-model", "m", "--dev-size", "2",
+         "--gepa-max-new-tokens", "4", "--width", "2", "--budget", "40", "--out", str(tmp_path / "t.jsonl")],
+        stderr=subprocess.PIPE, env=ENV)
+    end = time.monotonic() + 400
+    while time.monotonic() < end and not any(r.method == "POST" for r in server.requests) and proc.poll() is None:
+        time.sleep(0.1)
+    assert any(r.method == "POST" for r in server.requests), "the search never asked the reflector"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
     try:
-        proc = subprocess.Popen(
-            [*P2O, "gepa", "--model", str(tiny_model_dir), "--hard", str(hard(tmp_path / "h.jsonl", 6)),
-             "--reflector", "api", "--reflector-url", f"http://127.0.0.1:{httpd.server_address[1]}/v1",
-             "--reflector-model", "m", "--dev-size", "2", "--gepa-max-new-tokens", "4", "--width", "2",
-             "--budget", "40", "--out", str(tmp_path / "t.jsonl")], stderr=subprocess.PIPE, env=ENV)
-        end = time.monotonic() + 400
-        while time.monotonic() < end and not hits and proc.poll() is None:
-            time.sleep(0.1)
-        assert hits, "the search never asked the reflector"
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        try:
-            err = proc.communicate(timeout=30)[1].decode()
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            pytest.fail("Ctrl-C waited for the reflector's back-off")
-        assert proc.returncode == 130, err[-2000:]
-        assert [line for line in err.splitlines() if line.startswith("p2o:")] == [
-            "p2o: interrupted (SIGINT); outputs are whole or absent"], err[-2000:]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+        err = proc.communicate(timeout=30)[1].decode()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("Ctrl-C waited for the reflector's back-off")
+    assert proc.returncode == 130, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith("p2o:")] == [
+        "p2o: interrupted (SIGINT); outputs are whole or absent"], err[-2000:]
 
 
 @pytest.mark.slow_reliability
