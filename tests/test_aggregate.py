@@ -7,7 +7,7 @@ import orjson
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
-from p2o_cli.report.aggregate import aggregate_table, final_chart, group_runs, hard_curve, mean_std
+from p2o_cli.report.aggregate import aggregate_table, final_chart, group_runs, hard_curve, mean_std, per_seed_table
 from p2o_cli.report.figures import load_run
 from p2o_cli.report.style import assign_styles, paper_style
 from p2o_cli.toy.sweep import NAMES
@@ -47,6 +47,17 @@ def test_runs_of_one_name_become_one_row_over_seeds(tmp_path) -> None:
     assert lines[2] == "| start (step 0) | 2 | 50.0 ± 0.0 | 2.0 ± 1.4 | |"
     assert lines[3] == "| P²O | 2 | 51.5 ± 0.7 | 50.0 ± 14.1 | 90 → 40 |"
     assert lines[4] == "| grpo | 2 | 51.5 ± 0.7 | 3.0 ± 1.4 | 90 → 88 |"
+
+
+def test_per_seed_table_counts_the_seeds_where_a_variant_beats_the_reference(tmp_path) -> None:
+    dirs = [seed_run(tmp_path, "p2o", 1, 1.0, 40.0, [100]), seed_run(tmp_path, "p2o", 2, 3.0, 12.9, [80]),
+            seed_run(tmp_path, "grpo", 1, 1.0, 2.0, [100]), seed_run(tmp_path, "grpo", 2, 3.0, 3.0, [80])]
+    groups = group_runs([load_run(d) for d in dirs])
+    lines = per_seed_table(groups, "toy-hard", {"p2o": "P²O"}, reference="grpo").strip().splitlines()
+    assert lines[0] == "| run | seed 1 | seed 2 | mean ± std | ≥ grpo + 10 |"
+    assert lines[2] == "| start (step 0) | 1.0 | 3.0 | 2.0 ± 1.4 |  |"
+    assert lines[3] == "| P²O | 40.0 | 12.9 | 26.4 ± 19.2 | 1 of 2 |"  # 12.9 < 3.0 + 10
+    assert lines[4] == "| grpo | 2.0 | 3.0 | 2.5 ± 0.7 |  |"
 
 
 def test_report_aggregate_writes_table_and_figures(tmp_path) -> None:

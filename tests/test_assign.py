@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from p2o_cli.cli import app
+from p2o_cli.errors import P2OError
 from p2o_cli.files.records import Assignment, Hard, Template, read_records, write_records
 from p2o_cli.gepa.assign import assign_templates, greedy_set_cover
 
@@ -75,6 +76,21 @@ def test_same_template_in_group_ablation() -> None:
     result = assign_templates(ids, TEMPLATES, k=6, seed=0, same_template_in_group=True)
     assert all(len(a.template_ids) == 6 and len(set(a.template_ids)) == 1 for a in result.assignments)
     assert {a.template_ids[0] for a in result.assignments} <= {"E", "D"}
+
+
+def test_plain_in_group_keeps_the_last_rollouts_plain() -> None:
+    ids = [f"h{i}" for i in range(10)]
+    paper = assign_templates(ids, TEMPLATES, k=6, seed=0).assignments
+    result = assign_templates(ids, TEMPLATES, k=6, seed=0, plain_in_group=1).assignments
+    for a, p in zip(result, paper):
+        assert len(a.template_ids) == 6 and a.template_ids[-1] == "t0"  # the empty template: the plain prompt
+        assert a.template_ids[:5] == p.template_ids[:5]  # the same draws for the templated five
+    same = assign_templates(ids, TEMPLATES, k=6, seed=0, same_template_in_group=True, plain_in_group=2).assignments
+    assert all(a.template_ids[-2:] == ["t0", "t0"] and len(set(a.template_ids[:4])) == 1 for a in same)
+    with pytest.raises(ValueError, match="plain_in_group"):
+        assign_templates(ids, TEMPLATES, k=2, plain_in_group=2)
+    with pytest.raises(P2OError, match="empty template"):
+        assign_templates(ids, TEMPLATES[1:], k=6, plain_in_group=1)
 
 
 def test_nothing_solved_falls_back_to_the_seed_template() -> None:

@@ -12,7 +12,13 @@ import pytest
 from p2o_cli.data.prompts import PromptConfig, render
 from p2o_cli.files.records import Problem, read_records
 from p2o_cli.reward.verify import score_response
-from p2o_cli.toy.lexicon import LEXICON, draw_triggers, join_phrases, split_phrases, unlocks
+from p2o_cli.toy.lexicon import (
+    LEXICON,
+    draw_triggers,
+    join_phrases,
+    split_phrases,
+    unlocks,
+)
 from p2o_cli.toy.reflector import ToyReflector
 from p2o_cli.toy.tasks import (
     KINDS,
@@ -229,6 +235,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         n_bench=6,
         pretrain_config=cfg,
         measure_kwargs={"n": 2, "max_new_tokens": 8, "limit": 3, "n_control": 1},
+        allow_weak=True,  # three steps of pretraining cannot add
     )
     return out, info
 
@@ -408,13 +415,35 @@ def test_cli_toy_init_and_measure(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "world.json" in missing.output
 
 
+TINY_WORLD = ["--n-train", "8", "--n-dev", "4", "--n-bench", "4", "--pretrain-steps", "2", "--hidden-size", "32",
+              "--num-layers", "1"]
+
+
+def test_toy_init_refuses_a_world_that_misses_its_targets(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from p2o_cli.cli import app
+
+    out = tmp_path / "w"
+    args = ["toy", "init", "--out", str(out), "--seed", "3", *TINY_WORLD]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "toy-easy greedy accuracy is" in result.output and "--allow-weak" in result.output
+    assert not out.exists()  # nothing written
+    result = CliRunner().invoke(app, [*args, "--allow-weak"])
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.output and "toy-easy greedy accuracy" in result.output
+    world = orjson.loads((out / "world.json").read_bytes())
+    assert world["measured"]["plain_easy_greedy"]["samples"] == 4  # one greedy answer per problem
+
+
 def test_toy_trace_counts_plain_hard_rollouts_that_open_with_a_step(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from p2o_cli.cli import app
     from p2o_cli.files.records import Rollout, write_records
     from p2o_cli.loop.rundir import RunDir
-    from p2o_cli.toy.world import plain_step_share
+    from p2o_cli.toy.trace import plain_step_share
 
     def rollout(pid: str, k: int, response: str, template: str | None = None) -> Rollout:
         return Rollout(id=pid, k=k, prompt="p", response=response, reward=0.0, pred=None, finish_reason="stop",
@@ -440,6 +469,39 @@ def test_toy_trace_counts_plain_hard_rollouts_that_open_with_a_step(tmp_path: Pa
     assert result.exit_code == 2 and "no epoch-* directories" in result.output
 
 
+def test_opening_signal_is_the_advantage_step_openings_receive() -> None:
+    from p2o_cli.files.records import Rollout
+    from p2o_cli.toy.trace import opening_signal
+
+    step, direct = "12 + 30 = 42\nThe answer is \\boxed{42}.", "\\boxed{40}"
+
+    def rollout(pid: str, k: int, response: str, reward: float, template: str | None = "T") -> Rollout:
+        return Rollout(id=pid, k=k, prompt="p", response=response, reward=reward, pred=None, finish_reason="stop",
+                       n_tokens=3, template=template, template_id="t" if template is not None else None,
+                       plain_rewards=[0.0, 0.0, 0.0] if template is not None else None)
+
+    epoch = [rollout("toy-hard-000001", 0, step, 1.0), rollout("toy-hard-000001", 1, step, 0.0),
+             rollout("toy-hard-000001", 2, direct, 0.0),
+             # every rollout opens with a step: under the group baseline its advantages sum to zero
+             rollout("toy-hard-000002", 0, step, 1.0), rollout("toy-hard-000002", 1, step, 0.0),
+             rollout("toy-hard-000002", 2, step, 1.0),
+             rollout("toy-hard-000003", 0, direct, 0.0, template=None)]  # not templated: not counted
+    (group,) = opening_signal({0: epoch}, "group")
+    # Group 1: rewards 1, 0, 0 -> mean 1/3, std sqrt(1/3); the two step openings get (2/3 - 1/3) / std.
+    first = (2 / 3 - 1 / 3) / (1 / 3) ** 0.5 / 3
+    assert group["opening_advantage"] == pytest.approx((first + 0.0) / 2, abs=1e-5)
+    assert group["templated_groups"] == 2 and group["step_share"] == pytest.approx((2 / 3 + 1) / 2)
+    assert group["all_step"] == 0.5 and group["success"] == pytest.approx((1 / 3 + 2 / 3) / 2)
+    (plain,) = opening_signal({0: epoch}, "plain")
+    # Against the plain rewards 0, 0, 0: group 1's rewards are 1, 0, 0 among six, mean 1/6, std sqrt(1/6).
+    std1 = (1 / 6) ** 0.5
+    first = ((1 - 1 / 6) + (0 - 1 / 6)) / std1 / 3
+    # group 2: 1, 0, 1 among six: mean 1/3, std sqrt(4/15); the three step openings get 1 - 1/3 ... in sum 1.
+    second = (2 * (1 - 1 / 3) + (0 - 1 / 3)) / (4 / 15) ** 0.5 / 3
+    assert plain["opening_advantage"] == pytest.approx((first + second) / 2, abs=1e-5)
+    assert opening_signal({1: epoch[-1:]})[0]["opening_advantage"] is None
+
+
 def test_missed_world_targets_are_named() -> None:
     from p2o_cli.toy.world import missed_targets
 
@@ -448,10 +510,13 @@ def test_missed_world_targets_are_named() -> None:
                 "best_template": {"pass@6": best}, "runs": runs or {}}
 
     assert missed_targets(measured(0.031, 0.586)) == []
-    (line,) = missed_targets(measured(0.055, 0.211))  # the seed-3 world of docs/toy-world.md
-    assert "best template toy-hard pass@6 is 21.1% (target > 50%)" in line
-    lines = missed_targets(measured(0.10, 0.50))  # both bounds are strict
-    assert len(lines) == 2 and "plain toy-hard pass@6 is 10.0% (target < 10%)" in lines[0]
+    (line,) = missed_targets(measured(0.055, 0.211))
+    assert "best template toy-hard pass@6 is 21.1% (target >= 50%)" in line
+    (line,) = missed_targets(measured(0.10, 0.50))  # < 10% and >= 50%
+    assert "plain toy-hard pass@6 is 10.0% (target < 10%)" in line
+    (line,) = missed_targets({**measured(0.031, 0.586), "plain_easy_greedy": {"accuracy": 0.847}})
+    assert line.startswith("toy-easy greedy accuracy is 84.7% (target >= 85%)")
+    assert missed_targets({**measured(0.031, 0.586), "plain_easy_greedy": {"accuracy": 0.85}}) == []
     (line,) = missed_targets(measured(0.031, 0.586, plain_start=0.012))
     assert "plain toy-hard opens with a step in 1.2% of samples (target <= 1%)" in line
     runs = {"trigger:A@toy-hard": {"template": "A", "strength": 1.0, "step_start": 0.75},
@@ -576,6 +641,19 @@ def test_sweep_stops_starting_jobs_after_a_failure() -> None:
         run_ready_first([Job("Z-grpo", [], "world-Z")], 1, run)
 
 
+def test_sweep_notes_a_refused_world_and_does_not_build_it_again(tmp_path: Path) -> None:
+    from p2o_cli.toy.sweep import SweepPlan, run_sweep, world_command, world_problem
+
+    plan = SweepPlan(tmp_path, [3], ["grpo"], tmp_path / "run.toml", 1, world_args=tuple(TINY_WORLD))
+    said: list[str] = []
+    assert run_sweep(plan, say=said.append) == {}  # nothing ran to its end: the world was refused
+    assert any(line.startswith("refused world-3") for line in said)
+    assert any(line.startswith("skip  3-grpo: world 3 is not usable") for line in said), said
+    assert not plan.world(3).exists() and not plan.run_dir(3, "grpo").exists()
+    assert "toy-easy greedy accuracy" in world_problem(plan.world(3))
+    assert world_command(plan, 3) is None  # a resumed sweep does not build it again
+
+
 def test_world_table_sets_each_phrase_strength_beside_its_measured_step_start(tmp_path: Path) -> None:
     from p2o_cli.toy.sweep import SweepPlan, world_table
 
@@ -606,14 +684,22 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
 
     runner = CliRunner()
     out = tmp_path / "sweep"
-    world = ["toy", "init", "--out", str(out / "world-9"), "--seed", "9", "--n-train", "8", "--n-dev", "4",
-             "--n-bench", "4", "--pretrain-steps", "2", "--hidden-size", "32", "--num-layers", "1", "--no-measure"]
-    assert runner.invoke(app, world).exit_code == 0
+    for seed in (8, 9):
+        world = ["toy", "init", "--out", str(out / f"world-{seed}"), "--seed", str(seed), *TINY_WORLD, "--no-measure"]
+        assert runner.invoke(app, world).exit_code == 0
+    # World 9 passes as usable (two pretraining steps cannot add: its measurement is written here);
+    # world 8 stays unmeasured, and the sweep runs nothing on it.
+    world_json = out / "world-9" / "world.json"
+    record = orjson.loads(world_json.read_bytes())
+    measured = {"n": 6, "temperature": 1.0, "plain_hard": {"pass@6": 0.05, "step_start": 0.0},
+                "best_template": {"pass@6": 0.9}, "plain_easy_greedy": {"accuracy": 0.9}, "runs": {}}
+    world_json.write_bytes(orjson.dumps({**record, "measured": measured}))
     (tmp_path / "run.toml").write_text(TINY_RUN)
-    args = ["toy", "sweep", "--out", str(out), "--seeds", "9", "--variants", "grpo,p2o", "--jobs", "2",
+    args = ["toy", "sweep", "--out", str(out), "--seeds", "8,9", "--variants", "grpo,p2o", "--jobs", "2",
             "--run-config", str(tmp_path / "run.toml")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "skip  8-grpo: world 8 is not usable (not measured" in result.output and not (out / "runs-8").exists()
     for variant in ("grpo", "p2o"):
         state = orjson.loads((out / "runs-9" / variant / "state.json").read_bytes())
         assert state["done"] and (out / "logs" / f"9-{variant}.log").is_file()
@@ -621,7 +707,7 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
     assert config["no_gepa"] and config["seed"] == 9 and config["name"] == "grpo"
     report = (out / "report" / "report.md").read_text()
     assert "| GRPO (`--no-gepa`) | 1 |" in report and "| P²O, paper's group baseline | 1 |" in report
-    assert "| seed 9 | not measured | |" in report  # the world was built with --no-measure
+    assert "| seed 8 | not measured | |" in report  # the world was built with --no-measure
     assert "| run | epoch 0 | epoch 1 |" in report and "| GRPO (`--no-gepa`) | " in report.split("open with a step")[1]
     metrics = (out / "runs-9" / "p2o" / "metrics.jsonl").read_bytes()
     (out / "runs-9" / "p2o" / "state.json").write_bytes(orjson.dumps({"done": False}))  # as if cut short
@@ -633,5 +719,5 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
     assert elsewhere.exit_code == 0 and (tmp_path / "docs" / "report.md").read_text() == report
     (out / "runs-9" / "p2o" / "state.json").write_bytes(orjson.dumps({"done": True}))
     again = runner.invoke(app, args)
-    assert again.exit_code == 0 and again.output.count("skip") == 2, again.output
+    assert again.exit_code == 0 and again.output.count("finished") == 2, again.output
     assert (out / "runs-9" / "p2o" / "metrics.jsonl").read_bytes() == metrics

@@ -33,6 +33,7 @@ def assign_command(job: AssignJob) -> None:
     cfg = job.assign
     result = assign_templates([h.id for h in problems], templates, k=cfg.k, seed=cfg.seed,
                               same_template_in_group=cfg.same_template_in_group,
+                              plain_in_group=cfg.plain_in_group,
                               plain_rewards={h.id: h.rewards for h in problems})
     write_records(job.out, result.assignments)
     typer.echo(

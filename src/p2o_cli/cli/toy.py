@@ -54,6 +54,8 @@ class ToyInitJob(Config):
     threads: int = option(1, min=1, help="Torch CPU threads for pretraining: part of the world's recipe "
                           "(another count gives other weights).")
     measure: bool = option(True, help="Measure pass@k with and without triggers after pretraining.")
+    allow_weak: bool = option(False, help="Write a world that misses its targets (refused otherwise), for study; "
+                              "p2o toy sweep never runs on one.")
     force: bool = option(False, help="Replace an existing non-empty directory.")
 
     def check(self) -> None:
@@ -76,7 +78,7 @@ def toy_init(job: ToyInitJob) -> None:
                          num_layers=job.num_layers, threads=job.threads)
     info = init_world(job.out, seed=job.seed, n_train=job.n_train, n_dev=job.n_dev, n_bench=job.n_bench,
                       trigger_levels=parse_strength(job.trigger_strength), pretrain_config=cfg,
-                      measure=job.measure, overwrite=job.force,
+                      measure=job.measure, overwrite=job.force, allow_weak=job.allow_weak,
                       log=lambda msg: console.print(msg, highlight=False))
     stats = info.pretrain
     console.print(
@@ -138,7 +140,7 @@ def toy_trace(job: ToyTraceJob) -> None:
     """Per epoch: the share of plain rollouts on hard problems that open with a step line."""
     from ..loop.rundir import RunDir
     from ..monitor.progress import console
-    from ..toy.world import plain_step_share
+    from ..toy.trace import plain_step_share
     from .display import step_share_table
 
     rows = [(Path(run).name, row) for run in job.runs for row in plain_step_share(RunDir(run).rollouts_by_epoch())]
@@ -149,15 +151,17 @@ def toy_trace(job: ToyTraceJob) -> None:
 class ToySweepJob(Config):
     out: str = option("", required=True, metavar="DIR", help="Sweep directory: world-S/, runs-S/VARIANT/, logs/, "
                                                              "report/.")
-    seeds: str = option("5,6,7", metavar="LIST", help="World and run seeds, separated by commas.")
+    seeds: str = option("200,201,202,203,204", metavar="LIST", help="World and run seeds, separated by commas.")
     variants: str = option("all", metavar="LIST", help="Comma-separated, or 'all': grpo, p2o (the paper's group "
                                                        "baseline), p2o-plain-baseline, p2o-no-distill, "
-                                                       "p2o-same-template, p2o-ratio-mask.")
+                                                       "p2o-same-template, p2o-ratio-mask, p2o-plain-in-group.")
     run_config: str | None = option(None, metavar="PATH", unset="the toy's (p2o toy config prints it)",
                                     help="p2o run config for every variant.")
     trigger_strength: str = trigger_strength_option()
     jobs: int = option(2, min=1, help="Runs at once (each gets an equal share of the cores).")
     report_only: bool = option(False, help="Run nothing: write the report from the runs finished so far.")
+    worlds_only: bool = option(False, help="Build and measure the worlds, run no variant: the report is the "
+                                           "world table.")
     report_out: str | None = option(None, metavar="DIR", unset="OUT/report", help="Directory for the report.")
 
     def check(self) -> None:
@@ -167,9 +171,10 @@ class ToySweepJob(Config):
 @command(toy_app, "sweep", ToySweepJob)
 def toy_sweep(job: ToySweepJob) -> None:
     """The paper's comparison on toy worlds: every variant per seed, resumable, then a mean ± std report."""
-    from ..files.outputs import claim_directory
+    from ..files.outputs import atomic_path, claim_directory
     from ..monitor.progress import console
-    from ..report.aggregate import write_aggregate_report
+    from ..report.aggregate import group_runs, per_seed_table, write_aggregate_report
+    from ..report.figures import load_run
     from ..toy.sweep import (
         LABELS,
         NAMES,
@@ -185,19 +190,32 @@ def toy_sweep(job: ToySweepJob) -> None:
     config = Path(job.run_config) if job.run_config else toy_run_config()
     if not config.is_file():
         raise FileNotFoundError(f"{config}: no such run config")
-    plan = SweepPlan(Path(job.out), parse_seeds(job.seeds), parse_variants(job.variants), config, job.jobs,
-                     world_args=("--trigger-strength", job.trigger_strength))
+    plan = SweepPlan(Path(job.out), parse_seeds(job.seeds), [] if job.worlds_only else parse_variants(job.variants),
+                     config, job.jobs, world_args=("--trigger-strength", job.trigger_strength))
     claim_directory(job.out, "sweep")  # its worlds, runs, logs and report: never into a directory not a sweep's
     if job.report_out:
         claim_directory(job.report_out, "report")  # before the sweep runs for hours, not after
     if not job.report_only:
         run_sweep(plan, say=lambda msg: console.print(msg, highlight=False))
     report = Path(job.report_out) if job.report_out else plan.out / "report"
-    preface = ("Worlds (`p2o toy measure`, T=1; strengths in %):\n\n" + world_table(plan)
-               + "\nGreedy accuracy (%) without templates at the end, mean ± std over seeds:\n\n")
-    appendix = ("\nPlain rollouts of hard problems that open with a step line (`p2o toy trace`), "
-                "mean over seeds:\n\n" + step_share_table(plan))
-    write_aggregate_report(sweep_run_dirs(plan), report, LABELS, preface, appendix, names=NAMES)
+    if job.worlds_only:
+        with atomic_path(report / "report.md") as tmp:
+            tmp.write_text("# p2o toy worlds\n\n" + world_table(plan))
+        typer.echo((report / "report.md").read_text())
+        return
+    runs = sweep_run_dirs(plan)
+    groups = group_runs([load_run(run) for run in runs])
+    benches = sorted({bench for g in groups for bench in g.by_seed})
+    traces = run_traces(plan)
+    preface = ("Worlds (`p2o toy measure`, T=1 unless marked; strengths in %):\n\n" + world_table(plan)
+               + "\nAccuracy (%) without templates at the end, mean ± std over seeds (BENCH: greedy; "
+               "BENCH-sampled: the mean over samples at the rollout temperature):\n\n")
+    per_seed = "".join(f"\n{bench} accuracy (%) at the end, per seed:\n\n"
+                       + per_seed_table(groups, bench, LABELS, reference="grpo") for bench in benches)
+    appendix = (per_seed + "\nPlain rollouts of hard problems that open with a step line (`p2o toy trace`), "
+                "mean over seeds:\n\n" + step_share_table(plan, traces)
+                + "\n" + group_signal_tables(plan, traces))
+    write_aggregate_report(runs, report, LABELS, preface, appendix, names=NAMES)
     typer.echo((report / "report.md").read_text())
     typer.echo(f"report written to {report}", err=True)
 
@@ -215,26 +233,87 @@ def toy_config(job: ToyConfigJob) -> None:
     typer.echo(toy_run_config().read_text(), nl=False)
 
 
-def step_share_table(plan: Any) -> str:
-    """Markdown: per variant and epoch, the share of plain rollouts on hard problems that open
-    with a step line (``p2o toy trace``), averaged over seeds: whether the behaviour the
-    templates switch on reached the plain prompt."""
-    from ..loop.rundir import RunDir
-    from ..toy.sweep import LABELS, run_state
-    from ..toy.world import plain_step_share
+def run_traces(plan: Any) -> dict[tuple[str, int], dict[str, list[dict[str, Any]]]]:
+    """Per finished run (variant, seed): its plain step share and its templated groups' opening
+    signal per epoch (:mod:`p2o_cli.toy.trace`), under the run's own baseline and estimator."""
+    import orjson
 
-    rows: dict[str, dict[int, list[float]]] = {}
+    from ..loop.rundir import RunDir
+    from ..toy.sweep import run_state
+    from ..toy.trace import opening_signal, plain_step_share
+
+    traces = {}
     for variant in plan.variants:
         for seed in plan.seeds:
             run = plan.run_dir(seed, variant)
             if run_state(run) != "done":
                 continue
-            for row in plain_step_share(RunDir(run).rollouts_by_epoch()):
-                if row["share"] is not None:
-                    rows.setdefault(variant, {}).setdefault(row["epoch"], []).append(row["share"])
+            train = orjson.loads((run / "config.json").read_bytes()).get("train", {})
+            epochs = RunDir(run).rollouts_by_epoch()
+            traces[variant, seed] = {
+                "share": plain_step_share(epochs),
+                "signal": opening_signal(epochs, train.get("templated_baseline", "group"),
+                                         train.get("adv_estimator", "grpo"), train.get("std_norm", True)),
+            }
+    return traces
+
+
+def _epoch_table(plan: Any, traces: dict[tuple[str, int], dict[str, list[dict[str, Any]]]], kind: str, key: str,
+                 cell: Any) -> str:
+    """Markdown: per variant and epoch, ``key`` of each run's ``kind`` trace averaged over seeds."""
+    from statistics import fmean
+
+    from ..toy.sweep import LABELS
+
+    rows: dict[str, dict[int, list[float]]] = {}
+    for (variant, _seed), trace in traces.items():
+        for row in trace[kind]:
+            if row[key] is not None:
+                rows.setdefault(variant, {}).setdefault(row["epoch"], []).append(row[key])
     epochs = sorted({e for per in rows.values() for e in per})
     lines = ["| run | " + " | ".join(f"epoch {e}" for e in epochs) + " |", "|---|" + "---|" * len(epochs)]
-    for variant, per in rows.items():
-        cells = [f"{100 * sum(per[e]) / len(per[e]):.1f}%" if e in per else "–" for e in epochs]
-        lines.append(f"| {LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
+    for variant in plan.variants:
+        if variant in rows:
+            per = rows[variant]
+            cells = [cell(fmean(per[e])) if e in per else "–" for e in epochs]
+            lines.append(f"| {LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def step_share_table(plan: Any, traces: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] | None = None) -> str:
+    """Markdown: per variant and epoch, the share of plain rollouts on hard problems that open
+    with a step line (``p2o toy trace``), averaged over seeds: whether the behaviour the
+    templates switch on reached the plain prompt."""
+    traces = run_traces(plan) if traces is None else traces
+    return _epoch_table(plan, traces, "share", "share", lambda v: f"{100 * v:.1f}%")
+
+
+def group_signal_tables(plan: Any, traces: dict[tuple[str, int], dict[str, list[dict[str, Any]]]]) -> str:
+    """Markdown: what the templated groups teach the plain prompt (:mod:`p2o_cli.toy.trace`): per
+    variant and epoch, the share of templated rollouts that open with a step and the opening
+    advantage; then per run, both over its epochs beside the plain step share it ended with."""
+    from statistics import fmean
+
+    from ..toy.sweep import LABELS
+
+    out = ["Share of a templated group's rollouts that open with a step (mean over groups and seeds):\n",
+           _epoch_table(plan, traces, "signal", "step_share", lambda v: f"{100 * v:.1f}%"),
+           "\nShare of templated groups in which every rollout opens with a step:\n",
+           _epoch_table(plan, traces, "signal", "all_step", lambda v: f"{100 * v:.1f}%"),
+           "\nOpening advantage, (1/K) Σ over a group's step-opening rollouts of their advantage, under the "
+           "run's own baseline (mean over groups and seeds):\n",
+           _epoch_table(plan, traces, "signal", "opening_advantage", lambda v: f"{v:+.3f}"),
+           "\nPer run: the mean over epochs of the templated groups' step share and opening advantage, "
+           "and the plain step share of the last epoch:\n",
+           "| run | seed | templated step share | all-step groups | opening advantage | plain step share, last epoch |",
+           "\n|---|---|---|---|---|---|\n"]
+    for (variant, seed), trace in traces.items():
+        signal = [r for r in trace["signal"] if r["opening_advantage"] is not None]
+        if not signal:
+            continue
+        last = next((r["share"] for r in reversed(trace["share"]) if r["share"] is not None), None)
+        out.append(f"| {LABELS.get(variant, variant)} | {seed} | {100 * fmean(r['step_share'] for r in signal):.1f}% "
+                   f"| {100 * fmean(r['all_step'] for r in signal):.1f}% "
+                   f"| {fmean(r['opening_advantage'] for r in signal):+.3f} "
+                   f"| {'–' if last is None else f'{100 * last:.1f}%'} |\n")
+    return "".join(out)

@@ -6,7 +6,10 @@ mean dev score, from the covering templates known to solve it (on dev, or on a h
 minibatch), else from the whole covering set. Draws are without replacement until the
 candidates run out, so a group of K rollouts sees as many different templates as it can —
 the paper's point is diverse templates inside one group; ``same_template_in_group`` is its
-ablation (one template for all K).
+ablation (one template for all K). ``plain_in_group`` gives the last few of the K rollouts the
+empty template, the plain prompt: under the group baseline a behaviour all K templated
+rollouts share gets advantages that sum to zero, and a plain rollout beside them is the
+contrast that credits it.
 
 Each problem's draws come from ``random.Random(f"{seed}:{id}")``: deterministic for a seed,
 and independent of the order or the other members of the hard file.
@@ -79,6 +82,7 @@ def assign_templates(
     same_template_in_group: bool = False,
     floor: float = SELECTION_FLOOR,
     plain_rewards: Mapping[str, Sequence[float]] | None = None,
+    plain_in_group: int = 0,
 ) -> AssignResult:
     """K template ids for every hard id (see the module docstring).
 
@@ -88,9 +92,15 @@ def assign_templates(
     plain_rewards = plain_rewards or {}
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    if not 0 <= plain_in_group < k:
+        raise ValueError(f"plain_in_group must lie in [0, k), got {plain_in_group} with k={k}")
     unique = unique_by_text(templates)
     if not unique:
         raise P2OError("no templates to assign")
+    plain = next((t for t in unique if t.text == ""), None)
+    if plain_in_group and plain is None:
+        raise P2OError("plain rollouts in a group need the empty template among the templates (GEPA's seed)")
+    n_templated = k - plain_in_group
     cover = greedy_set_cover(unique)
     covered = len(set().union(*(dev_solved(t) for t in cover))) if cover else 0
     if not cover:
@@ -107,8 +117,9 @@ def assign_templates(
             candidates = cover
             fallback += 1
         if same_template_in_group:
-            picked = weighted_sample(candidates, 1, rng, floor) * k
+            picked = weighted_sample(candidates, 1, rng, floor) * n_templated
         else:
-            picked = _draw(candidates, k, rng, floor)
+            picked = _draw(candidates, n_templated, rng, floor)
+        picked += [plain] * plain_in_group  # type: ignore[list-item]
         assignments.append(Assignment(pid, [t.template_id for t in picked], list(plain_rewards.get(pid, []))))
     return AssignResult(assignments, cover, covered, fallback)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..config import MAX_NEW_TOKENS, Config, k_option, option, section, seed_option
 from ..data.prompts import PromptConfig
+from ..errors import ConfigError
 from .pareto import SELECTION_FLOOR
 
 
@@ -42,4 +43,13 @@ class AssignConfig(Config):
 
     k: int = k_option()
     same_template_in_group: bool = option(False, help="Ablation: one template for all K rollouts of a problem.")
+    # Under the group baseline, a behaviour every templated rollout shares gets advantages summing
+    # to zero; a rollout of the policy's own (plain) prompt in the group gives it a contrast.
+    plain_in_group: int = option(0, min=0, help="Rollouts of each templated group that get the empty template "
+                                                "(the plain prompt) instead, as an on-policy contrast inside "
+                                                "the group (0 = the paper: K templates).")
     seed: int = seed_option()
+
+    def check(self) -> None:
+        if self.plain_in_group >= self.k:
+            raise ConfigError(f"--plain-in-group must be below --k ({self.k}), got {self.plain_in_group}")

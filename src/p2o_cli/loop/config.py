@@ -18,6 +18,9 @@ from ..rl.config import TrainConfig
 from ..rollout.generate import RolloutConfig
 from ..rollout.mining import MiningConfig
 
+# The benchmark-name suffix of the sampled evaluation's metrics (eval/BENCH-sampled/accuracy).
+SAMPLED = "-sampled"
+
 
 @dataclass
 class RunConfig(Config):
@@ -39,6 +42,9 @@ class RunConfig(Config):
     no_gepa: bool = option(False, help="Skip the prompt phase: the GRPO baseline.")
     min_hard: int = option(100, min=0, help="Run GEPA at epoch end only with at least this many hard problems.")
     eval_every: int = option(0, min=0, help="Evaluate every N train steps (0 = at the start and the end only).")
+    eval_sampled_n: int = option(0, min=0, help="Also score each benchmark as the mean over N samples at the rollout "
+                                                "temperature (eval/BENCH-sampled/accuracy; 0 = off): partial progress "
+                                                "that greedy decoding hides.")
     save_every: int = option(1, min=0, help="Checkpoint every N train steps (and at each epoch end).")
     keep_last: int = option(2, min=1, help="Checkpoints kept.")
     gen_chunk: int = option(0, min=0, help="Sequences per generation chunk: every engine call is cut into chunks, "

@@ -60,7 +60,7 @@ from ..rl.metrics import NO_SIGNAL, learning_signal
 from ..rl.trainer import PolicyTrainer
 from ..rollout.generate import generate_rollouts
 from ..rollout.mining import mine_hard
-from .config import RunConfig
+from .config import SAMPLED, RunConfig
 from .dist import Dist, MainReflector, ShardedEngine, ShardedScorer
 from .rundir import RunDir, RunState, rollout_metrics, run_inputs
 from .summary import RunSummary, last_eval
@@ -270,6 +270,12 @@ class P2ORun:
     def evaluate(self) -> dict[str, float]:
         results, _ = evaluate(self.engine, self.tokenizer, self.cfg.eval, self.scorer, progress_factory=self.progress)
         scores = {f"eval/{name}/accuracy": r["accuracy"] for name, r in results["benchmarks"].items()}
+        if self.cfg.eval_sampled_n:
+            sampled_cfg = dataclasses.replace(self.cfg.eval, eval_n=self.cfg.eval_sampled_n,
+                                              eval_temperature=self.cfg.rollout.temperature)
+            results, _ = evaluate(self.engine, self.tokenizer, sampled_cfg, self.scorer, progress_factory=self.progress)
+            scores.update({f"eval/{name}{SAMPLED}/accuracy": r["accuracy"]
+                           for name, r in results["benchmarks"].items()})
         self.dir.log({"training/step": self.state.step, "epoch": self.state.epoch, **scores})
         self.say("eval at step {}: {}".format(
             self.state.step, ", ".join(f"{k.split('/')[1]} {v:.1f}%" for k, v in scores.items())))
@@ -291,6 +297,7 @@ class P2ORun:
                               resume=True, save=main)
         assigned = assign_templates([h.id for h in hard], result.templates, cfg.assign.k, seed=cfg.seed + epoch,
                                     same_template_in_group=cfg.assign.same_template_in_group,
+                                    plain_in_group=cfg.assign.plain_in_group,
                                     plain_rewards={h.id: h.rewards for h in hard})
         if main:
             write_records(edir / "templates.jsonl", result.templates)

@@ -47,6 +47,8 @@ class Group:
     start: dict[str, list[float]] = field(default_factory=dict)
     hard: list[list[float]] = field(default_factory=list)
     seeds: list[int | None] = field(default_factory=list)
+    by_seed: dict[str, dict[int | None, float]] = field(default_factory=dict)  # bench -> seed -> final
+    start_by_seed: dict[str, dict[int | None, float]] = field(default_factory=dict)  # bench -> seed -> step 0
 
 
 def group_runs(runs: Sequence[RunSeries]) -> list[Group]:
@@ -60,8 +62,10 @@ def group_runs(runs: Sequence[RunSeries]) -> list[Group]:
             steps, values = run.series(key)
             if values:
                 group.final.setdefault(bench, []).append(values[-1])
+                group.by_seed.setdefault(bench, {})[run.config.get("seed")] = values[-1]
                 if steps[0] == 0:
                     group.start.setdefault(bench, []).append(values[0])
+                    group.start_by_seed.setdefault(bench, {})[run.config.get("seed")] = values[0]
         group.hard.append(run.series("epoch/hard_count")[1])
     return list(groups.values())
 
@@ -92,6 +96,32 @@ def aggregate_table(groups: Sequence[Group], labels: Mapping[str, str] | None = 
     for g in groups:
         curve = " → ".join(f"{m:.0f}" for m, _ in hard_curve(g.hard)) or "–"
         cells = [labels.get(g.name, g.name), str(len(g.seeds)), *[fmt(g.final.get(b, [])) for b in benches], curve]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def per_seed_table(groups: Sequence[Group], bench: str, labels: Mapping[str, str] | None = None,
+                   reference: str | None = None, margin: float = 10.0) -> str:
+    """Markdown: one benchmark's final accuracy per variant and seed, mean ± std, and (given a
+    ``reference`` variant) on how many seeds each variant beats it by at least ``margin`` points."""
+    labels = labels or {}
+    seeds = list(dict.fromkeys(s for g in groups for s in g.by_seed.get(bench, {})))
+    ref = next((g.by_seed.get(bench, {}) for g in groups if g.name == reference), None)
+    header = ["run", *[f"seed {s}" for s in seeds], "mean ± std"]
+    if ref is not None:
+        header.append(f"≥ {reference} + {margin:g}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    start: dict[int | None, float] = {}
+    for g in groups:
+        start.update(g.start_by_seed.get(bench, {}))
+    rows = [("start (step 0)", start, None)] if start else []
+    rows += [(labels.get(g.name, g.name), g.by_seed.get(bench, {}), g.name) for g in groups]
+    for label, values, name in rows:
+        cells = [label, *[f"{values[s]:.1f}" if s in values else "–" for s in seeds], fmt(list(values.values()))]
+        if ref is not None:
+            both = [s for s in values if s in ref]
+            wins = sum(values[s] >= ref[s] + margin for s in both)
+            cells.append("" if name in (None, reference) else f"{wins} of {len(both)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

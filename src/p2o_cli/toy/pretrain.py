@@ -2,33 +2,26 @@
 
 Every example is a chat prompt rendered by :func:`p2o_cli.data.prompts.render` with the default
 :class:`~p2o_cli.data.prompts.PromptConfig` (so ``p2o rollout`` / ``p2o eval`` with default prompt
-options see exactly this format), followed by a response and end-of-turn:
+options see exactly this format), followed by a response and end-of-turn. Each prompt has a
+*step probability*: the template's strength when it holds an acting phrase (a trigger or, in
+a graded world, a partial synonym), 1 when the problem is easy (2 operands: its one-line
+calculation, ``easy_steps``), ``plain_cot_frac`` when it is plain and hard (a base model that
+sometimes reasons unprompted; without it context distillation would have nothing to carry),
+else 0. The response's first token is where the model makes the choice: a digit opens the
+step-by-step solution (running partial sums, one per line), a backslash the direct answer
+``\\boxed{s}`` (a guess: the model cannot add four numbers at a glance).
 
-- hard problems (4 operands), plain or with a template of 1-3 non-trigger phrases -> the
-  direct answer ``\\boxed{s}`` (a guess: the model cannot add four numbers at a glance);
-- any problem with a template holding an acting phrase (a trigger or, in a graded world, a
-  partial synonym) -> the step-by-step solution (running partial sums, one per line) with the
-  template's strength as probability, else as if the template were not there;
-- easy problems (2 operands) without a trigger -> their one-line calculation (``easy_steps``;
-  a model this small does not learn direct 2-digit addition within the budget, so "easy"
-  means "one step", which it does reliably);
-- a small fraction (``plain_cot_frac``) of plain hard prompts -> the step-by-step solution:
-  a base model that sometimes reasons unprompted. Without it context distillation would have
-  nothing to transfer: the ratio mask drops step tokens whose plain-prompt probability is
-  below 1% of their templated one.
+That first token is trained against its expected target (the step opening with the step
+probability, the direct one otherwise), counted ``decision_weight`` times: trained on a drawn
+token at weight 1 it is one noisy token among dozens, and per-phrase step rates missed their
+strengths by up to 0.3. What follows it is the step solution on every triggered prompt
+(``trigger_body``), whatever the strength: the decision is learned from its expected target
+either way, so this changes how often the model practises the sums, not how often it chooses
+to write them.
 
-Which of the two a prompt gets is a draw at its *step probability* (the template's strength, 1
-when easy, ``plain_cot_frac`` when plain and hard, else 0), and the response's first token is
-where the model makes that choice. Its loss is the cross-entropy against the expected target
-(the step opening with that probability, the direct one otherwise), counted ``decision_weight``
-times: trained on the sampled token at weight 1, the choice is one noisy token of ~80 and the
-per-phrase step rates missed their strengths by up to 0.3.
-
-Hard pretraining problems have 3-8 operands (``hard_operands``; the benchmark's have 4): the
-slowest skill to learn is the "abc + de" step, and longer sums put more of those behind each
-(expensive) prompt. The loss is on the response tokens only. Problems of the world's
-train/dev/bench splits are excluded, so the benchmarks are held out and the RL train set is
-not memorised.
+Hard pretraining problems have 3-6 operands (``hard_operands``; the benchmark's have 4). The
+loss is on the response tokens only. Problems of the world's train/dev/bench splits are
+excluded, so the benchmarks are held out and the RL train set is not memorised.
 """
 
 from __future__ import annotations
@@ -46,6 +39,7 @@ from ..data.prompts import PromptConfig, render
 from .lexicon import LEXICON, join_phrases, template_strength
 from .losses import IGNORE, response_token_loss, weighted_token_mean
 from .pretrain_config import PretrainConfig
+from .probe import ProbeSet, run_probes
 from .tasks import direct_solution, random_task, step_solution
 
 
@@ -106,8 +100,10 @@ def example_stream(
             task = random_task(rng, difficulty, n_ops)
         template = template_for(rng, tpl_kind, strengths)
         p_steps = step_probability(template, tpl_kind, difficulty, strengths, cfg)
-        steps, direct = step_solution(task.operands), direct_solution(task.operands)
-        response = steps if rng.random() < p_steps else direct
+        error = rng.randint(-cfg.direct_error, cfg.direct_error) if difficulty == "hard" else 0
+        steps, direct = step_solution(task.operands), direct_solution(task.operands, error)
+        draw = rng.random()
+        response = steps if draw < p_steps or (tpl_kind == "trigger" and cfg.trigger_body == "steps") else direct
         yield Example(kind, render(tokenizer, task.question, template, prompt_cfg), response, p_steps,
                       steps[0], direct[0])
 
@@ -223,13 +219,14 @@ def pretrain(
     exclude: Iterable[tuple[int, ...]] = (),
     log: Callable[[dict[str, Any]], None] | None = None,
     log_every: int = 50,
+    probes: Sequence[ProbeSet] = (),
 ) -> dict[str, Any]:
     """Train ``model`` in place on ``cfg.threads`` torch threads; return statistics (time, steps,
-    tokens, final losses)."""
+    tokens, final losses). ``probes`` are measured at every log step (:mod:`.probe`)."""
     before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        return _pretrain(model, tokenizer, strengths, cfg, exclude, log, log_every)
+        return _pretrain(model, tokenizer, strengths, cfg, exclude, log, log_every, probes)
     finally:
         torch.set_num_threads(before)
 
@@ -242,6 +239,7 @@ def _pretrain(
     exclude: Iterable[tuple[int, ...]],
     log: Callable[[dict[str, Any]], None] | None,
     log_every: int,
+    probes: Sequence[ProbeSet],
 ) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     rng = random.Random(f"p2o-toy-pretrain:{cfg.seed}")
@@ -289,6 +287,8 @@ def _pretrain(
                 "seconds": round(time.perf_counter() - start, 1),
                 "threads": cfg.threads,
             }
+            if probes:
+                entry["probe"] = run_probes(model, probes, pad_id)
             history.append(entry)
             window, kind_sum, kind_n = [], {}, {}
             if log:

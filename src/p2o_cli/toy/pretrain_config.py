@@ -6,6 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..data.prompts import DEFAULT_INSTRUCTION
+from .lexicon import LEXICON
+
+# Text every toy prompt or step solution repeats: one token each in the world's tokenizer.
+CHAT_WORDS: tuple[str, ...] = ("user\n", "assistant\n", "What is ", DEFAULT_INSTRUCTION, "The answer is ")
+
 
 @dataclass
 class PretrainConfig:
@@ -62,6 +68,11 @@ class PretrainConfig:
     hard_operands: tuple[int, ...] = (3, 4, 5, 6)
     # fraction of plain hard prompts answered step by step
     plain_cot_frac: float = 0.005
+    # A direct answer to a hard problem is a guess at a glance: the sum off by an error drawn
+    # uniformly from [-direct_error, direct_error]. Trained on the exact sum, a model with word
+    # tokens learned to guess 4-operand sums (plain toy-hard pass@6 27-38% at T=1), and hard
+    # problems were no longer hard; 30 keeps every guess non-negative (sums of 3+ operands >= 30).
+    direct_error: int = 30
     # easy (2-operand) problems are always answered with their one-line calculation: a tiny
     # model does not learn direct 2-digit addition in the budget, but one written step it does
     easy_steps: bool = True
@@ -72,6 +83,20 @@ class PretrainConfig:
     decision_target: str = "expected"
     # its loss weight: under a token mean it is otherwise one of ~80 tokens of a step solution
     decision_weight: float = 30.0
+    # What follows the decision on a triggered prompt: "drawn" (the step solution with the
+    # template's strength, else the direct answer) or "steps" (always the step solution). The
+    # decision is learned from its expected target either way, so "steps" changes only how often
+    # the model practises the sums, not how often it chooses to write them.
+    trigger_body: str = "drawn"
+
+    # one token each in the world's tokenizer (else one per character): "chat" = the chat
+    # roles, the question's lead and the answer-format instruction, then every lexicon phrase;
+    # numbers stay one token per digit
+    word_tokens: bool = True
+
+    def words(self) -> list[str]:
+        """The world tokenizer's multi-character tokens."""
+        return [*CHAT_WORDS, *LEXICON] if self.word_tokens else []
 
     def __post_init__(self) -> None:
         if self.decision_target not in ("expected", "sampled"):

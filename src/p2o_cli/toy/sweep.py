@@ -35,6 +35,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "grpo": ("--no-gepa",),
     "p2o": (),
     "p2o-plain-baseline": ("--templated-baseline", "plain"),
+    "p2o-plain-in-group": ("--plain-in-group", "1"),
     "p2o-no-distill": ("--distill", "none"),
     "p2o-same-template": ("--same-template-in-group",),
     "p2o-ratio-mask": ("--template-ratio-mask", "0.01,10"),
@@ -44,6 +45,7 @@ NAMES: dict[str, str] = {
     "grpo": "GRPO",
     "p2o": "P²O",
     "p2o-plain-baseline": "P²O, plain baseline",
+    "p2o-plain-in-group": "P²O, plain in group",
     "p2o-no-distill": "P²O w/o CD",
     "p2o-same-template": "P²O, same template",
     "p2o-ratio-mask": "P²O + ratio mask",
@@ -53,6 +55,7 @@ LABELS: dict[str, str] = {
     "grpo": "GRPO (`--no-gepa`)",
     "p2o": "P²O, paper's group baseline",
     "p2o-plain-baseline": "P²O, plain baseline (`--templated-baseline plain`)",
+    "p2o-plain-in-group": "P²O, one plain rollout per group (`--plain-in-group 1`)",
     "p2o-no-distill": "P²O w/o distillation (`--distill none`)",
     "p2o-same-template": "P²O, same template in group",
     "p2o-ratio-mask": "P²O + ratio mask [0.01, 10]",
@@ -115,7 +118,7 @@ def run_state(run_dir: Path) -> str:
 
 
 def world_command(plan: SweepPlan, seed: int) -> list[str] | None:
-    if (plan.world(seed) / "world.json").is_file():
+    if (plan.world(seed) / "world.json").is_file() or refusal(plan.world(seed)).is_file():
         return None
     return ["toy", "init", "--out", str(plan.world(seed)), "--seed", str(seed), "--force", *plan.world_args]
 
@@ -134,16 +137,43 @@ def run_command(plan: SweepPlan, seed: int, variant: str) -> list[str] | None:
             "--out", str(out), "--name", variant, *VARIANTS[variant], *plan.run_args]
 
 
-def _run_p2o(args: list[str], log: Path, threads: int) -> float:
+def _run_p2o(args: list[str], log: Path, threads: int, refusable: bool = False) -> float | None:
+    """Run ``p2o ARGS`` into ``log``; its wall-clock seconds, or None when it refused its input
+    (status 2) and ``refusable``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "P2O_PROGRESS_INTERVAL": "60"}
     start = time.perf_counter()
     with open(log, "ab") as sink:
         code = subprocess.call([sys.executable, "-m", "p2o_cli", *args], stdout=sink, stderr=subprocess.STDOUT,
                                env=env)
+    if code == 2 and refusable:
+        return None
     if code != 0:
         raise P2OError(f"p2o {' '.join(args[:2])} failed with status {code}; see {log}")
     return time.perf_counter() - start
+
+
+def refusal(world_dir: Path) -> Path:
+    """Where the sweep notes that ``toy init`` refused this world (so a resumed sweep does not
+    build it again)."""
+    return world_dir.with_name(world_dir.name + ".refused")
+
+
+def world_problem(world_dir: Path) -> str | None:
+    """Why the sweep will not run on this world (None: it is usable): missing, unmeasured, or
+    missing a target."""
+    from .world import WORLD, missed_targets
+
+    path = world_dir / WORLD
+    if refusal(world_dir).is_file():
+        return refusal(world_dir).read_text().strip()
+    if not path.is_file():
+        return "not built"
+    measured = orjson.loads(path.read_bytes()).get("measured")
+    if not measured:
+        return f"not measured (p2o toy measure {world_dir})"
+    missed = missed_targets(measured)
+    return "; ".join(missed) if missed else None
 
 
 @dataclass(frozen=True)
@@ -151,6 +181,7 @@ class Job:
     name: str
     args: list[str]
     needs: str | None = None  # the job that must finish first (a run's world)
+    world: int | None = None  # a run's world seed (None: the job builds a world)
 
 
 def run_ready_first(jobs: list[Job], workers: int, run: Callable[[Job], None]) -> None:
@@ -208,35 +239,57 @@ def run_sweep(plan: SweepPlan, say: Callable[[str], None] = print) -> dict[str, 
                 say(f"skip  {seed}-{variant}: finished")
                 continue
             world = f"world-{seed}"
-            jobs.append(Job(f"{seed}-{variant}", args, world if world in building else None))
+            jobs.append(Job(f"{seed}-{variant}", args, world if world in building else None, seed))
 
     def run(job: Job) -> None:
+        if job.world is not None and (problem := world_problem(plan.world(job.world))):
+            say(f"skip  {job.name}: world {job.world} is not usable ({problem})")
+            return
         say(f"start {job.name}: p2o {' '.join(job.args)}")
-        seconds[job.name] = _run_p2o(job.args, plan.log(job.name), threads)
-        say(f"done  {job.name} in {seconds[job.name] / 60:.1f} min")
+        took = _run_p2o(job.args, plan.log(job.name), threads, refusable=job.world is None)
+        if took is None:
+            lines = plan.log(job.name).read_text(errors="replace").strip().splitlines()
+            refusal(plan.out / job.name).write_text((lines[-1] if lines else "refused") + "\n")
+            say(f"refused {job.name}: it misses its targets (see {plan.log(job.name)}); its runs are skipped")
+            return
+        seconds[job.name] = took
+        say(f"done  {job.name} in {took / 60:.1f} min")
 
     run_ready_first(jobs, plan.jobs, run)
     return seconds
 
 
 def world_table(plan: SweepPlan) -> str:
-    """Markdown: per world, each acting phrase's strength against the share of samples that
-    opened with a step under it (``p2o toy measure``, T=1), and the plain prompt's share."""
-    from .world import ACTING
+    """Markdown: per world, its build time, the targets' measurements (``p2o toy measure``, T=1;
+    toy-easy greedy), each acting phrase's strength against the share of samples that opened
+    with a step under it, and whether the world met its targets."""
+    from .world import ACTING, missed_targets
 
-    lines = ["| world | plain toy-hard: step-start, pass@n | acting phrases: strength → measured step-start |",
-             "|---|---|---|"]
+    lines = ["| world | build (min) | toy-easy greedy | plain toy-hard: step-start, pass@n | best template pass@n "
+             "| acting phrases: strength → measured step-start | targets |", "|---|---|---|---|---|---|---|"]
     for seed in plan.seeds:
         path = plan.world(seed) / "world.json"
-        measured = orjson.loads(path.read_bytes()).get("measured") if path.is_file() else None
+        if refusal(plan.world(seed)).is_file():
+            lines.append(f"| seed {seed} | | | | | | refused: {refusal(plan.world(seed)).read_text().strip()} |")
+            continue
+        world = orjson.loads(path.read_bytes()) if path.is_file() else {}
+        measured = world.get("measured")
         if not measured:
-            lines.append(f"| seed {seed} | not measured | |")
+            lines.append(f"| seed {seed} | not measured | | | | | |")
             continue
         plain, n = measured["plain_hard"], measured["n"]
         acting = [row for key, row in measured["runs"].items() if key.startswith(ACTING)]
         cells = ", ".join(f"{100 * row['strength']:.0f} → {100 * row['step_start']:.0f}%"
                           for row in sorted(acting, key=lambda r: -r.get("strength", 1.0)))
-        lines.append(f"| seed {seed} | {100 * plain['step_start']:.1f}%, {100 * plain[f'pass@{n}']:.1f}% | {cells} |")
+        easy = measured.get("plain_easy_greedy")
+        seconds = world.get("build_seconds") or world.get("pretrain", {}).get("seconds", 0) + measured.get("seconds", 0)
+        minutes = seconds / 60
+        missed = missed_targets(measured)
+        easy_cell = f"{100 * easy['accuracy']:.1f}%" if easy else "–"
+        lines.append(f"| seed {seed} | {minutes:.1f} | {easy_cell} "
+                     f"| {100 * plain['step_start']:.1f}%, {100 * plain[f'pass@{n}']:.1f}% "
+                     f"| {100 * measured['best_template'][f'pass@{n}']:.1f}% | {cells} "
+                     f"| {'all met' if not missed else f'{len(missed)} missed'} |")
     return "\n".join(lines) + "\n"
 
 

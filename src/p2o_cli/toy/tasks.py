@@ -54,8 +54,9 @@ def step_solution(operands: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
-def direct_solution(operands: Sequence[int]) -> str:
-    return f"\\boxed{{{sum(operands)}}}"
+def direct_solution(operands: Sequence[int], error: int = 0) -> str:
+    """The answer without working: the sum, off by ``error`` (a guess at a glance)."""
+    return f"\\boxed{{{sum(operands) + error}}}"
 
 
 def has_steps(response: str) -> bool:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -21,8 +22,9 @@ CHATML_TEMPLATE = (
 )
 
 
-def char_tokenizer(alphabet: str = ALPHABET) -> PreTrainedTokenizerFast:
-    """One token per character (unknown characters map to ``<unk>``), ChatML chat template."""
+def char_tokenizer(alphabet: str = ALPHABET, words: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """One token per character (unknown characters map to ``<unk>``), ChatML chat template;
+    each of ``words`` is one token too, wherever it occurs (text decodes back unchanged)."""
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     vocab["<unk>"] = len(vocab)
     for ch in dict.fromkeys(alphabet):
@@ -39,6 +41,8 @@ def char_tokenizer(alphabet: str = ALPHABET) -> PreTrainedTokenizerFast:
         bos_token=None,
     )
     tok.chat_template = CHATML_TEMPLATE
+    if words:
+        tok.add_tokens([AddedToken(w, normalized=False, special=False) for w in words])
     return tok
 
 

@@ -25,10 +25,11 @@ from typing import Any
 
 import orjson
 
+from ..errors import P2OError
 from ..files.outputs import atomic_path
-from ..files.records import Problem, Rollout, write_json, write_records
+from ..files.records import Problem, write_json, write_records
 from .lexicon import LEXICON, draw_strengths, draw_triggers, join_phrases
-from .tasks import has_steps, make_problems, operand_keys, problem_id, starts_with_step
+from .tasks import has_steps, make_problems, operand_keys, starts_with_step
 
 SCHEMA = "toy-world@1"
 ACTING = ("trigger:", "partial:")  # measurement rows of the phrases that act (triggers, partial synonyms)
@@ -146,16 +147,22 @@ def init_world(
     measure_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
     log: Log | None = None,
+    log_every: int | None = None,
+    n_probe: int = 64,
+    allow_weak: bool = False,
 ) -> WorldInfo:
     """Build the toy world in ``out_dir`` (written atomically; deterministic for ``seed``).
 
     ``trigger_levels``: None draws a graded mix per trigger (see :mod:`.lexicon`); ``[1.0]`` is
-    the all-or-nothing world."""
+    the all-or-nothing world. A measured world that misses a target (:func:`missed_targets`) is
+    not written (:class:`WeakWorldError`) unless ``allow_weak``."""
     from .pretrain import pretrain
     from .pretrain_config import PretrainConfig
+    from .probe import probe_set, strongest_phrase
     from .tiny import char_tokenizer, tiny_qwen3
 
     say = log or (lambda _msg: None)
+    start = time.perf_counter()
     out = Path(out_dir)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite / --force to replace it)")
@@ -166,19 +173,24 @@ def init_world(
     splits = make_splits(seed, sizes)
     held_out = operand_keys(splits.train + splits.dev + [p for ps in splits.bench.values() for p in ps])
 
-    tok = char_tokenizer()
+    tok = char_tokenizer(words=cfg.words())
     model = tiny_qwen3(tok, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                        num_kv_heads=cfg.num_kv_heads, intermediate_size=cfg.intermediate_size, seed=seed)
     n_params = sum(p.numel() for p in model.parameters())
     say(f"pretraining a {n_params / 1e6:.2f}M-parameter Qwen3 for {cfg.steps} steps on {cfg.threads} thread(s)")
+    probes = [probe_set("easy", tok, splits.bench["toy-easy"][:n_probe], None, skip_decision=False),
+              probe_set("hard-steps", tok, splits.bench["toy-hard"][:n_probe], strongest_phrase(strengths),
+                        skip_decision=True)]
     stats = pretrain(
         model,
         tok,
         strengths,
         cfg,
         exclude=held_out,
-        log_every=max(1, cfg.steps // 16),
-        log=lambda e: say(f"  step {e['step']:>5}  loss {e['loss']:.4f}  {e['seconds']:.0f}s  threads {e['threads']}"),
+        log_every=log_every or max(1, cfg.steps // 16),
+        log=lambda e: say(f"  step {e['step']:>5}  loss {e['loss']:.4f}  {e['seconds']:.0f}s  threads {e['threads']}"
+                          + "".join(f"  {k} {v:.2f}" for k, v in e.get("probe", {}).items())),
+        probes=probes,
     )
     pretrain_info = {"config": cfg.to_json(), **stats}
 
@@ -197,6 +209,13 @@ def init_world(
             say("measuring the world (real HF engine, real reward)")
             kwargs = {"threads": stats["threads"], **(measure_kwargs or {})}
             measured = measure_world(tmp, log=log, **kwargs)
+            missed = missed_targets(measured)
+            if missed and not allow_weak:
+                raise WeakWorldError(f"the world of seed {seed} misses its targets, so it was not written: "
+                                     + "; ".join(missed) + ". Try another --seed (or more --pretrain-steps), "
+                                     "or --allow-weak to keep it for study")
+            world = {**read_world(tmp), "build_seconds": round(time.perf_counter() - start, 1)}
+            write_json(tmp / WORLD, world)
     return WorldInfo(out, seed, triggers, strengths, sizes, pretrain_info, measured, dict(world["files"]))
 
 
@@ -320,6 +339,10 @@ def measure_world(
                 f"acc {summary['accuracy']:.3f}  step-start {summary['step_start']:.3f}"
                 + (f" (strength {summary['strength']:g})" if template in strengths else "")
             )
+        # toy-easy as p2o eval scores it (greedy): can the world add?
+        easy_greedy = _measure_prompt(engine, scorer, bench["toy-easy"], None, n=1, temperature=0.0,
+                                      max_new_tokens=max_new_tokens, seed=seed)
+        say(f"  {'plain, greedy':<48} {'toy-easy':<9} acc {easy_greedy['accuracy']:.3f}")
     plain_prompts = [render(tok, p.problem, None, cfg) for p in bench["toy-hard"]]
     step_prob = step_start_prob(engine.model, tok, plain_prompts)
     say("  P(first token opens a step | plain toy-hard): " + ", ".join(f"{k} {v:.4f}" for k, v in step_prob.items()))
@@ -336,6 +359,7 @@ def measure_world(
         "plain_hard": rows["plain@toy-hard"],
         "plain_hard_step_start_prob": step_prob,
         "plain_easy": rows["plain@toy-easy"],
+        "plain_easy_greedy": easy_greedy,
         "best_template": {"text": rows[best_key]["template"], **rows[best_key]},
         "runs": rows,
     }
@@ -348,10 +372,15 @@ def measure_world(
 # A world is worth running P²O on when plain prompts rarely solve hard problems and a trigger
 # template often does (pass@n over the toy-hard benchmark); each acting phrase should open with
 # a step at its strength (measured at T=1, where sampling follows the model's own distribution).
+EASY_GREEDY_MIN = 0.85
 PLAIN_HARD_PASS_MAX = 0.10
 BEST_TEMPLATE_PASS_MIN = 0.50
 PLAIN_STEP_START_MAX = 0.01
 STRENGTH_TOLERANCE = 0.10
+
+
+class WeakWorldError(P2OError):
+    """A world whose measurement misses a target: P²O on it would measure pretraining, not P²O."""
 
 
 def missed_targets(measured: dict[str, Any]) -> list[str]:
@@ -359,13 +388,16 @@ def missed_targets(measured: dict[str, Any]) -> list[str]:
     n = measured["n"]
     plain, best = measured["plain_hard"][f"pass@{n}"], measured["best_template"][f"pass@{n}"]
     missed = []
+    easy = measured.get("plain_easy_greedy")  # worlds measured before it was
+    if easy is not None and easy["accuracy"] < EASY_GREEDY_MIN:
+        missed.append(f"toy-easy greedy accuracy is {100 * easy['accuracy']:.1f}% (target >= "
+                      f"{100 * EASY_GREEDY_MIN:.0f}%): pretraining did not learn to add")
     if plain >= PLAIN_HARD_PASS_MAX:
         missed.append(f"plain toy-hard pass@{n} is {100 * plain:.1f}% (target < {100 * PLAIN_HARD_PASS_MAX:.0f}%): "
                       "hard problems are not hard")
-    if best <= BEST_TEMPLATE_PASS_MIN:
-        missed.append(f"best template toy-hard pass@{n} is {100 * best:.1f}% (target > "
-                      f"{100 * BEST_TEMPLATE_PASS_MIN:.0f}%): pretraining did not learn to add step by step; "
-                      "try more --pretrain-steps or another --seed")
+    if best < BEST_TEMPLATE_PASS_MIN:
+        missed.append(f"best template toy-hard pass@{n} is {100 * best:.1f}% (target >= "
+                      f"{100 * BEST_TEMPLATE_PASS_MIN:.0f}%): pretraining did not learn to add step by step")
     plain_start = measured["plain_hard"]["step_start"]
     if plain_start > PLAIN_STEP_START_MAX:
         missed.append(f"plain toy-hard opens with a step in {100 * plain_start:.1f}% of samples "
@@ -377,19 +409,3 @@ def missed_targets(measured: dict[str, Any]) -> list[str]:
                 missed.append(f"{row['template']!r} opens with a step in {100 * row['step_start']:.0f}% of samples, "
                               f"its strength is {100 * strength:.0f}% (tolerance ±{100 * STRENGTH_TOLERANCE:.0f})")
     return missed
-
-
-def plain_step_share(rollouts_by_epoch: Mapping[int, Sequence[Rollout]]) -> list[dict[str, Any]]:
-    """Per epoch of a ``p2o run`` on the toy world: how often a plain (untemplated) rollout of a
-    hard problem opens with a step line — the behaviour context distillation has to carry from
-    the templated prompt to the plain one. Epochs whose hard problems were all templated get
-    ``share`` None.
-    """
-    hard_prefix = problem_id("hard", 0)[: -len("000000")]
-    rows = []
-    for epoch, rollouts in sorted(rollouts_by_epoch.items()):
-        plain = [r for r in rollouts if not r.template and r.id.startswith(hard_prefix)]  # "" is x itself
-        stepped = sum(starts_with_step(r.response) for r in plain)
-        rows.append({"epoch": epoch, "plain_hard_rollouts": len(plain),
-                     "share": stepped / len(plain) if plain else None})
-    return rows
