@@ -83,6 +83,7 @@ def test_step_and_direct_solutions_score_with_the_real_reward() -> None:
     assert text == "23 + 45 = 68\n68 + 17 = 85\n85 + 38 = 123\nThe answer is \\boxed{123}."
     assert has_steps(text) and starts_with_step(text)
     assert not has_steps(direct_solution(ops)) and not starts_with_step(direct_solution(ops))
+    assert direct_solution(ops) == "\\boxed{123}" and direct_solution(ops, -7) == "\\boxed{116}"
     rng = random.Random(0)
     for _ in range(20):
         ops = tuple(rng.randint(10, 99) for _ in range(rng.randint(2, 6)))
@@ -110,6 +111,7 @@ def test_pretraining_mix_follows_the_rule_and_holds_out_problems() -> None:
     rng = random.Random(0)
     excluded = {(10, 11)}
     seen_kinds = set()
+    errors = []
     stream = example_stream(tok, dict.fromkeys(triggers, 1.0), cfg, excluded, rng)  # all-or-nothing
     for _ in range(400):
         ex = next(stream)
@@ -125,10 +127,18 @@ def test_pretraining_mix_follows_the_rule_and_holds_out_problems() -> None:
         # Steps iff a trigger unlocks them, or the problem is easy (its one-line calculation).
         steps = unlocks(template, triggers) or len(ops) == 2
         assert len(ops) in ((2,) if ex.kind.endswith("easy") else cfg.hard_operands)
-        assert ex.response == (step_solution(ops) if steps else direct_solution(ops))
+        if steps:
+            assert ex.response == step_solution(ops)
+        else:  # a guess at a glance: the sum off by at most direct_error
+            guess = int(ex.response.removeprefix("\\boxed{").removesuffix("}"))
+            assert ex.response == direct_solution(ops, guess - sum(ops))
+            errors.append(guess - sum(ops))
         assert ex.step_prob == float(steps)  # all-or-nothing, no unprompted steps: 0 or 1
         assert (ex.step_opening, ex.direct_opening) == (step_solution(ops)[0], "\\")
     assert seen_kinds == set(cfg.mix)
+    # The errors spread over the whole range, so a plain prompt cannot be answered by recall.
+    assert -cfg.direct_error <= min(errors) < -cfg.direct_error / 2 < cfg.direct_error / 2 < max(errors) <= cfg.direct_error
+    assert sum(e == 0 for e in errors) < len(errors) / 10
 
 
 def test_graded_world_opens_with_steps_at_each_templates_strength() -> None:

@@ -191,7 +191,9 @@ def toy_sweep(job: ToySweepJob) -> None:
     if not config.is_file():
         raise FileNotFoundError(f"{config}: no such run config")
     plan = SweepPlan(Path(job.out), parse_seeds(job.seeds), [] if job.worlds_only else parse_variants(job.variants),
-                     config, job.jobs, world_args=("--trigger-strength", job.trigger_strength))
+                     config, job.jobs, world_args=("--trigger-strength", job.trigger_strength,
+                                                 # the world table shows a weak world's misses
+                                                 *(("--allow-weak",) if job.worlds_only else ())))
     claim_directory(job.out, "sweep")  # its worlds, runs, logs and report: never into a directory not a sweep's
     if job.report_out:
         claim_directory(job.report_out, "report")  # before the sweep runs for hours, not after

@@ -101,6 +101,7 @@ def example_stream(
         template = template_for(rng, tpl_kind, strengths)
         p_steps = step_probability(template, tpl_kind, difficulty, strengths, cfg)
         error = rng.randint(-cfg.direct_error, cfg.direct_error) if difficulty == "hard" else 0
+        error = max(error, -sum(task.operands))  # a guess is never negative
         steps, direct = step_solution(task.operands), direct_solution(task.operands, error)
         draw = rng.random()
         response = steps if draw < p_steps or (tpl_kind == "trigger" and cfg.trigger_body == "steps") else direct

@@ -15,26 +15,26 @@ CHAT_WORDS: tuple[str, ...] = ("user\n", "assistant\n", "What is ", DEFAULT_INST
 
 @dataclass
 class PretrainConfig:
-    """Tuned on the 2-core CPU: ~0.19M parameters, 12000 steps of ~1k tokens.
+    """Tuned on the 2-core CPU: ~0.2M parameters, 7000 steps of ~1k tokens, about 35 ms each.
 
     Measured there: small batches learn per token faster than large ones (1024 tokens/step
-    reached a given loss with ~half the tokens of 4096), and the model copies operands after
-    ~1.5k steps but adds them exactly only once the learning rate decays, so the schedule is
-    warmup-stable-decay with the decay over the last 30% of the steps. 8000 steps left some
-    seeds short of exact addition (final loss 0.16-0.24, toy-easy greedy under 10%: seed 3 of
-    the all-or-nothing world, seeds 5-7 of the graded one, where triggered prompts answer step
-    by step only at their strength, so fewer examples teach the sums); 12000 got seed 3 to a
-    best-template pass@6 of 98%.
+    reached a given loss with ~half the tokens of 4096), and the model copies operands early but
+    adds them exactly only once the learning rate decays, so the schedule is warmup-stable-decay.
+    With one token per character, 12000 steps of ~80 ms (decay over the last 30%) still left
+    worlds that could not add. Word tokens (the chat roles, the question's lead, the answer
+    format and every lexicon phrase one token each; digits one each) halve the step time and
+    shorten the prompts the model must read past; with them the sums click about 1.5k steps
+    into the decay, so the decay takes the second half of a 7000-step budget.
     """
 
-    # model (tiny Qwen3, char tokenizer)
+    # model (tiny Qwen3; tokenizer: characters, and the words of ``words()``)
     hidden_size: int = 64
     num_layers: int = 3
     num_heads: int = 4
     num_kv_heads: int = 2
     intermediate_size: int | None = None  # default 4 * hidden
     # optimisation
-    steps: int = 12000
+    steps: int = 7000
     tokens_per_batch: int = 1024  # padded tokens per step
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
@@ -42,7 +42,7 @@ class PretrainConfig:
     # "wsd": constant after warmup, then a cosine decay to min_lr_ratio over the last
     # decay_frac of the steps; "cosine": cosine from the end of warmup
     schedule: str = "wsd"
-    decay_frac: float = 0.3
+    decay_frac: float = 0.5
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0
@@ -69,10 +69,10 @@ class PretrainConfig:
     # fraction of plain hard prompts answered step by step
     plain_cot_frac: float = 0.005
     # A direct answer to a hard problem is a guess at a glance: the sum off by an error drawn
-    # uniformly from [-direct_error, direct_error]. Trained on the exact sum, a model with word
-    # tokens learned to guess 4-operand sums (plain toy-hard pass@6 27-38% at T=1), and hard
-    # problems were no longer hard; 30 keeps every guess non-negative (sums of 3+ operands >= 30).
-    direct_error: int = 30
+    # uniformly from [-direct_error, direct_error] (a guess below zero is 0). Trained on the
+    # exact sum, a model with word tokens learned to guess 4-operand sums (plain toy-hard pass@6
+    # 27-38% at T=1), and at 30 still 12-16%: hard problems were not hard.
+    direct_error: int = 60
     # easy (2-operand) problems are always answered with their one-line calculation: a tiny
     # model does not learn direct 2-digit addition in the budget, but one written step it does
     easy_steps: bool = True

@@ -282,14 +282,14 @@ def world_table(plan: SweepPlan) -> str:
         cells = ", ".join(f"{100 * row['strength']:.0f} → {100 * row['step_start']:.0f}%"
                           for row in sorted(acting, key=lambda r: -r.get("strength", 1.0)))
         easy = measured.get("plain_easy_greedy")
-        seconds = world.get("build_seconds") or world.get("pretrain", {}).get("seconds", 0) + measured.get("seconds", 0)
-        minutes = seconds / 60
+        minutes = (world.get("build_seconds")
+                   or world.get("pretrain", {}).get("seconds", 0) + measured.get("seconds", 0)) / 60
         missed = missed_targets(measured)
         easy_cell = f"{100 * easy['accuracy']:.1f}%" if easy else "–"
         lines.append(f"| seed {seed} | {minutes:.1f} | {easy_cell} "
                      f"| {100 * plain['step_start']:.1f}%, {100 * plain[f'pass@{n}']:.1f}% "
                      f"| {100 * measured['best_template'][f'pass@{n}']:.1f}% | {cells} "
-                     f"| {'all met' if not missed else f'{len(missed)} missed'} |")
+                     f"| {'all met' if not missed else 'missed: ' + '; '.join(m.split(':')[0] for m in missed)} |")
     return "\n".join(lines) + "\n"
 
 
