@@ -137,7 +137,8 @@ def test_pretraining_mix_follows_the_rule_and_holds_out_problems() -> None:
         assert (ex.step_opening, ex.direct_opening) == (step_solution(ops)[0], "\\")
     assert seen_kinds == set(cfg.mix)
     # The errors spread over the whole range, so a plain prompt cannot be answered by recall.
-    assert -cfg.direct_error <= min(errors) < -cfg.direct_error / 2 < cfg.direct_error / 2 < max(errors) <= cfg.direct_error
+    half = cfg.direct_error / 2
+    assert -cfg.direct_error <= min(errors) < -half and half < max(errors) <= cfg.direct_error
     assert sum(e == 0 for e in errors) < len(errors) / 10
 
 
@@ -667,13 +668,20 @@ def test_sweep_notes_a_refused_world_and_does_not_build_it_again(tmp_path: Path)
 def test_world_table_sets_each_phrase_strength_beside_its_measured_step_start(tmp_path: Path) -> None:
     from p2o_cli.toy.sweep import SweepPlan, world_table
 
-    plan = SweepPlan(tmp_path, [1], ["grpo"], tmp_path / "run.toml", 1)
-    runs = {"trigger:A@toy-hard": {"strength": 0.25, "step_start": 0.3},
-            "trigger:B@toy-hard": {"strength": 1.0, "step_start": 0.97}, "plain@toy-hard": {}}
-    measured = {"n": 6, "plain_hard": {"step_start": 0.004, "pass@6": 0.031}, "runs": runs}
-    (tmp_path / "world-1").mkdir()
-    (tmp_path / "world-1" / "world.json").write_bytes(orjson.dumps({"measured": measured}))
-    assert world_table(plan).splitlines()[-1] == "| seed 1 | 0.4%, 3.1% | 100 → 97%, 25 → 30% |"
+    plan = SweepPlan(tmp_path, [1, 2], ["grpo"], tmp_path / "run.toml", 1)
+    runs = {"trigger:A@toy-hard": {"template": "A", "strength": 0.25, "step_start": 0.3},
+            "trigger:B@toy-hard": {"template": "B", "strength": 1.0, "step_start": 0.97}, "plain@toy-hard": {}}
+    measured = {"n": 6, "temperature": 1.0, "plain_hard": {"step_start": 0.004, "pass@6": 0.031}, "runs": runs,
+                "best_template": {"pass@6": 0.984}, "plain_easy_greedy": {"accuracy": 1.0}}
+    weak = {**measured, "plain_hard": {"step_start": 0.004, "pass@6": 0.125}}
+    for seed, what in ((1, measured), (2, weak)):
+        (tmp_path / f"world-{seed}").mkdir()
+        (tmp_path / f"world-{seed}" / "world.json").write_bytes(orjson.dumps({"measured": what,
+                                                                               "build_seconds": 246.0}))
+    lines = world_table(plan).splitlines()
+    assert lines[-2] == "| seed 1 | 4.1 | 100.0% | 0.4%, 3.1% | 98.4% | 100 → 97%, 25 → 30% | all met |"
+    assert lines[-1].startswith("| seed 2 | 4.1 | 100.0% | 0.4%, 12.5% |")
+    assert lines[-1].endswith("| missed: plain toy-hard pass@6 is 12.5% (target < 10%) |")
 
 
 @pytest.mark.parametrize("flag, value", [("--seeds", "1,x"), ("--variants", "grpo,dpo"), ("--trigger-strength", "0")])

@@ -211,9 +211,10 @@ def init_world(
             measured = measure_world(tmp, log=log, **kwargs)
             missed = missed_targets(measured)
             if missed and not allow_weak:
-                raise WeakWorldError(f"the world of seed {seed} misses its targets, so it was not written: "
-                                     + "; ".join(missed) + ". Try another --seed (or more --pretrain-steps), "
-                                     "or --allow-weak to keep it for study")
+                # the advice first: a long list of misses is cut to fit one line
+                raise WeakWorldError(f"the world of seed {seed} misses {len(missed)} target(s), so it was not "
+                                     "written (try another --seed, or --allow-weak to keep it for study): "
+                                     + "; ".join(line.split(":")[0] for line in missed))
             world = {**read_world(tmp), "build_seconds": round(time.perf_counter() - start, 1)}
             write_json(tmp / WORLD, world)
     return WorldInfo(out, seed, triggers, strengths, sizes, pretrain_info, measured, dict(world["files"]))
