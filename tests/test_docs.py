@@ -141,7 +141,7 @@ def allowed_flags(words: list[str], commands: dict[tuple[str, ...], set[str]], a
     if words[:1] == ["p2o"]:
         path = command_path(words, commands)
         return commands[path] | commands[()] if path else anywhere
-    if words and (REPO / words[0]).is_file():
+    if words and not Path(words[0]).is_absolute() and (REPO / words[0]).is_file():  # /usr/bin/time is no script
         script = REPO / words[0]
         sources = [s for s in (script, script.with_name(script.stem.replace("-", "_") + ".py")) if s.is_file()]
         return {f for f in flags_in(" ".join(words)) if any(f in s.read_text() for s in sources)}

@@ -161,6 +161,21 @@ def test_report_never_overwrites_a_report_it_did_not_write(tmp_path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["report.md"]
 
 
+@pytest.mark.parametrize("kind", ["sweep", "report"])
+def test_a_directory_p2o_claims_is_its_own_the_next_time(tmp_path, kind) -> None:
+    from p2o_cli.files.outputs import OutputError, claim_directory, read_owner
+
+    fresh, empty = tmp_path / "fresh", tmp_path / "empty"
+    empty.mkdir()
+    for out in (fresh, empty):
+        claim_directory(out, kind)
+        (out / "made.txt").write_text("p2o wrote this\n")  # what a sweep or a report leaves
+        assert claim_directory(out, kind)["kind"] == kind and read_owner(out) == {"kind": kind}  # a resume
+    other = "report" if kind == "sweep" else "sweep"
+    with pytest.raises(OutputError, match=f"not a directory p2o made for a {other}"):
+        claim_directory(fresh, other)
+
+
 # ---------------------------------------------------------------- outputs that are not regular files
 
 

@@ -298,15 +298,15 @@ def group_signal_tables(plan: Any, traces: dict[tuple[str, int], dict[str, list[
 
     from ..toy.sweep import LABELS
 
-    out = ["Share of a templated group's rollouts that open with a step (mean over groups and seeds):\n",
+    out = ["Share of a templated group's rollouts that open with a step (mean over groups and seeds):\n\n",
            _epoch_table(plan, traces, "signal", "step_share", lambda v: f"{100 * v:.1f}%"),
-           "\nShare of templated groups in which every rollout opens with a step:\n",
+           "\nShare of templated groups in which every rollout opens with a step:\n\n",
            _epoch_table(plan, traces, "signal", "all_step", lambda v: f"{100 * v:.1f}%"),
            "\nOpening advantage, (1/K) Σ over a group's step-opening rollouts of their advantage, under the "
-           "run's own baseline (mean over groups and seeds):\n",
+           "run's own baseline (mean over groups and seeds):\n\n",
            _epoch_table(plan, traces, "signal", "opening_advantage", lambda v: f"{v:+.3f}"),
            "\nPer run: the mean over epochs of the templated groups' step share and opening advantage, "
-           "and the plain step share of the last epoch:\n",
+           "and the plain step share of the last epoch:\n\n",
            "| run | seed | templated step share | all-step groups | opening advantage | plain step share, last epoch |",
            "\n|---|---|---|---|---|---|\n"]
     for (variant, seed), trace in traces.items():

@@ -139,10 +139,11 @@ def claim_directory(path: str | os.PathLike[str], kind: OutputKind, **fields: An
     check_output_path(path, kind)
     directory = Path(os.path.realpath(path))
     directory.mkdir(parents=True, exist_ok=True)
-    owner = read_owner(directory) or {"kind": kind}
+    existing = read_owner(directory)
+    owner = existing or {"kind": kind}
     if owner["kind"] != kind:
         raise OutputError(f"{path}: holds a p2o {owner['kind']}, not a {kind}")
-    if any(key not in owner for key in fields):
+    if existing is None or any(key not in owner for key in fields):
         _write_owner(directory, {**fields, **owner})
     return read_owner(directory) or owner
 
