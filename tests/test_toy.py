@@ -695,6 +695,26 @@ def test_sweep_refuses_bad_lists(tmp_path: Path, flag: str, value: str) -> None:
     assert not (tmp_path / "s").exists()
 
 
+def test_toy_sweep_worlds_only_writes_the_world_table_and_runs_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from p2o_cli.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "worlds"
+    world = ["toy", "init", "--out", str(out / "world-9"), "--seed", "9", *TINY_WORLD, "--no-measure"]
+    assert runner.invoke(app, world).exit_code == 0
+    world_json = out / "world-9" / "world.json"
+    measured = {"n": 6, "temperature": 1.0, "plain_hard": {"pass@6": 0.125, "step_start": 0.0},
+                "best_template": {"pass@6": 0.9}, "plain_easy_greedy": {"accuracy": 1.0}, "runs": {}}
+    world_json.write_bytes(orjson.dumps({**orjson.loads(world_json.read_bytes()), "measured": measured}))
+    result = runner.invoke(app, ["toy", "sweep", "--out", str(out), "--seeds", "9", "--worlds-only"])
+    assert result.exit_code == 0, result.output
+    table = (out / "report" / "report.md").read_text()
+    assert "| seed 9 |" in table and "missed: plain toy-hard pass@6 is 12.5% (target < 10%)" in table
+    assert not list(out.glob("runs-*"))  # no variant ran
+
+
 def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recompute(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
