@@ -263,7 +263,7 @@ def world_table(plan: SweepPlan) -> str:
     """Markdown: per world, its build time, the targets' measurements (``p2o toy measure``, T=1;
     toy-easy greedy), each acting phrase's strength against the share of samples that opened
     with a step under it, and whether the world met its targets."""
-    from .world import ACTING, missed_targets
+    from .world import ACTING, missed_targets, short_misses
 
     lines = ["| world | build (min) | toy-easy greedy | plain toy-hard: step-start, pass@n | best template pass@n "
              "| acting phrases: strength → measured step-start | targets |", "|---|---|---|---|---|---|---|"]
@@ -289,7 +289,7 @@ def world_table(plan: SweepPlan) -> str:
         lines.append(f"| seed {seed} | {minutes:.1f} | {easy_cell} "
                      f"| {100 * plain['step_start']:.1f}%, {100 * plain[f'pass@{n}']:.1f}% "
                      f"| {100 * measured['best_template'][f'pass@{n}']:.1f}% | {cells} "
-                     f"| {'all met' if not missed else 'missed: ' + '; '.join(m.split(':')[0] for m in missed)} |")
+                     f"| {'all met' if not missed else 'missed: ' + short_misses(missed)} |")
     return "\n".join(lines) + "\n"
 
 

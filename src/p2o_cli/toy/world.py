@@ -214,7 +214,7 @@ def init_world(
                 # the advice first: a long list of misses is cut to fit one line
                 raise WeakWorldError(f"the world of seed {seed} misses {len(missed)} target(s), so it was not "
                                      "written (try another --seed, or --allow-weak to keep it for study): "
-                                     + "; ".join(line.split(":")[0] for line in missed))
+                                     + short_misses(missed))
             world = {**read_world(tmp), "build_seconds": round(time.perf_counter() - start, 1)}
             write_json(tmp / WORLD, world)
     return WorldInfo(out, seed, triggers, strengths, sizes, pretrain_info, measured, dict(world["files"]))
@@ -382,6 +382,11 @@ STRENGTH_TOLERANCE = 0.10
 
 class WeakWorldError(P2OError):
     """A world whose measurement misses a target: P²O on it would measure pretraining, not P²O."""
+
+
+def short_misses(missed: Sequence[str]) -> str:
+    """The lines of :func:`missed_targets` without their explanations, joined: for one line."""
+    return "; ".join(line.split(":")[0] for line in missed)
 
 
 def missed_targets(measured: dict[str, Any]) -> list[str]:
