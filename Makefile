@@ -136,7 +136,7 @@ test-vllm: install-vllm
 # one seed and the headline rows (GRPO, P²O with the paper's group baseline, P²O with the plain
 # baseline; VARIANTS=all for every variant); `make sweep` is the study on five seeds chosen before
 # any tuning, every variant; `make worlds` only builds and measures the ten worlds of the recipe's
-# table, one at a time so each build time is one idle core's. docs/toy-world.md gives the results.
+# table, two at a time, each on one core. docs/toy-world.md gives the results.
 DEMO_DIR ?= demo-out
 SEED ?= 110
 SEEDS ?= 200,201,202,203,204
@@ -144,7 +144,7 @@ SWEEP_DIR ?= sweep-out
 # empty: the demo's headline rows, the sweep's every variant
 VARIANTS ?=
 DEMO_VARIANTS := grpo,p2o,p2o-plain-baseline
-WORLD_SEEDS ?= 110,111,112,113,114,115,116,117,118,119
+WORLD_SEEDS ?= 130,131,132,133,134,135,136,137,138,139
 WORLDS_DIR ?= worlds-out
 demo: install
 	$(OFFLINE) $(VENV)/bin/p2o toy sweep --seeds $(SEED) --variants $(or $(VARIANTS),$(DEMO_VARIANTS)) --out $(DEMO_DIR)
@@ -153,7 +153,7 @@ sweep: install
 	$(OFFLINE) $(VENV)/bin/p2o toy sweep --seeds $(SEEDS) --variants $(or $(VARIANTS),all) --out $(SWEEP_DIR)
 
 worlds: install
-	$(OFFLINE) $(VENV)/bin/p2o toy sweep --seeds $(WORLD_SEEDS) --worlds-only --jobs 1 --out $(WORLDS_DIR)
+	$(OFFLINE) $(VENV)/bin/p2o toy sweep --seeds $(WORLD_SEEDS) --worlds-only --jobs 2 --out $(WORLDS_DIR)
 
 # The committed reports (docs/reports/) from the runs `make demo` and `make sweep` left: figures,
 # report.md, and for the demo report.html with the GEPA explorer (docs/reports.md).

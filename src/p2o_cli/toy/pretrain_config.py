@@ -68,13 +68,15 @@ class PretrainConfig:
     # operand counts of the "hard" pretraining problems (the benchmark's are 4): longer sums
     # put more "abc + de" steps, the slowest thing to learn, behind each prompt
     hard_operands: tuple[int, ...] = (3, 4, 5, 6)
-    # fraction of plain hard prompts answered step by step
-    plain_cot_frac: float = 0.005
+    # fraction of plain hard prompts answered step by step. At 0.005 a plain hard rollout opened
+    # with a step 0.3-1.0% of the time, and 4 of 10 fresh worlds failed plain pass@6 < 10%
+    plain_cot_frac: float = 0.002
     # A direct answer to a hard problem is a guess at a glance: the sum off by an error drawn
     # uniformly from [-direct_error, direct_error] (a guess below zero is 0). Trained on the
     # exact sum, a model with word tokens learned to guess 4-operand sums (plain toy-hard pass@6
-    # 27-38% at T=1), and at 30 still 12-16%: hard problems were not hard.
-    direct_error: int = 60
+    # 27-38% at T=1), at 30 still 12-16%, and at 60 a guess was right about 1 time in 121, enough
+    # with the steps above to put plain pass@6 over 10% on some seeds.
+    direct_error: int = 99
     # easy (2-operand) problems are always answered with their one-line calculation: a tiny
     # model does not learn direct 2-digit addition in the budget, but one written step it does
     easy_steps: bool = True
