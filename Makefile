@@ -138,7 +138,7 @@ test-vllm: install-vllm
 # any tuning, every variant; `make worlds` only builds and measures the ten worlds of the recipe's
 # table, two at a time, each on one core. docs/toy-world.md gives the results.
 DEMO_DIR ?= demo-out
-SEED ?= 110
+SEED ?= 130
 SEEDS ?= 200,201,202,203,204
 SWEEP_DIR ?= sweep-out
 # empty: the demo's headline rows, the sweep's every variant
