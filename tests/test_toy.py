@@ -732,9 +732,9 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
     measured = {"n": 6, "temperature": 1.0, "plain_hard": {"pass@6": 0.05, "step_start": 0.0},
                 "best_template": {"pass@6": 0.9}, "plain_easy_greedy": {"accuracy": 0.9}, "runs": {}}
     world_json.write_bytes(orjson.dumps({**record, "measured": measured}))
-    (tmp_path / "run.toml").write_text(TINY_RUN)
+    (tmp_path / "run.toml").write_text(TINY_RUN.replace("epochs = 2", "epochs = 1"))  # --epochs sets it back
     args = ["toy", "sweep", "--out", str(out), "--seeds", "8,9", "--variants", "grpo,p2o", "--jobs", "2",
-            "--run-config", str(tmp_path / "run.toml")]
+            "--run-config", str(tmp_path / "run.toml"), "--epochs", "2"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "skip  8-grpo: world 8 is not usable (not measured" in result.output and not (out / "runs-8").exists()
@@ -742,7 +742,7 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
         state = orjson.loads((out / "runs-9" / variant / "state.json").read_bytes())
         assert state["done"] and (out / "logs" / f"9-{variant}.log").is_file()
     config = orjson.loads((out / "runs-9" / "grpo" / "config.json").read_bytes())
-    assert config["no_gepa"] and config["seed"] == 9 and config["name"] == "grpo"
+    assert config["no_gepa"] and config["seed"] == 9 and config["name"] == "grpo" and config["epochs"] == 2
     report = (out / "report" / "report.md").read_text()
     assert "| GRPO (`--no-gepa`) | 1 |" in report and "| P²O, paper's group baseline | 1 |" in report
     assert "| seed 8 | not measured | |" in report  # the world was built with --no-measure

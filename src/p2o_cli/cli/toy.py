@@ -158,6 +158,8 @@ class ToySweepJob(Config):
     run_config: str | None = option(None, metavar="PATH", unset="the toy's (p2o toy config prints it)",
                                     help="p2o run config for every variant.")
     trigger_strength: str = trigger_strength_option()
+    epochs: int | None = option(None, min=1, unset="the run config's (the toy's: 5)",
+                                help="Epochs of every run: a longer budget shows where a curve has not flattened.")
     jobs: int = option(2, min=1, help="Runs at once (each gets an equal share of the cores).")
     report_only: bool = option(False, help="Run nothing: write the report from the runs finished so far.")
     worlds_only: bool = option(False, help="Build and measure the worlds, run no variant: the report is the "
@@ -193,7 +195,8 @@ def toy_sweep(job: ToySweepJob) -> None:
     plan = SweepPlan(Path(job.out), parse_seeds(job.seeds), [] if job.worlds_only else parse_variants(job.variants),
                      config, job.jobs, world_args=("--trigger-strength", job.trigger_strength,
                                                  # the world table shows a weak world's misses
-                                                 *(("--allow-weak",) if job.worlds_only else ())))
+                                                 *(("--allow-weak",) if job.worlds_only else ())),
+                     run_args=("--epochs", str(job.epochs)) if job.epochs else ())
     claim_directory(job.out, "sweep")  # its worlds, runs, logs and report: never into a directory not a sweep's
     if job.report_out:
         claim_directory(job.report_out, "report")  # before the sweep runs for hours, not after
