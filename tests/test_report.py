@@ -77,6 +77,19 @@ def test_report_command_writes_figures_and_notes(tmp_path) -> None:
     assert "GRPO ≡ P²O: identical values, drawn dashed on top" in body
 
 
+def test_report_reads_a_run_that_is_appending_a_metrics_line(tmp_path) -> None:
+    run = fake_run(tmp_path, "p2o", [10, 4], 62.5)
+    with open(run / "metrics.jsonl", "ab") as log:
+        log.write(b'{"training/step": 5, "epoch": 2, "eval/toy-hard/acc')  # the line a live run is writing
+    assert load_run(run).last_eval() == {"toy-hard": 62.5}
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    # A torn line in the middle is damage, not a line being written: still refused.
+    (run / "metrics.jsonl").write_bytes(b'{"training/step": 1, "ep\n{"training/step": 2}\n')
+    with pytest.raises(RecordError, match="metrics.jsonl:1: malformed JSON"):
+        load_run(run)
+
+
 def test_not_a_run_directory(tmp_path) -> None:
     with pytest.raises(RecordError, match="no metrics.jsonl"):
         load_run(tmp_path)

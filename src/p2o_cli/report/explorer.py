@@ -87,7 +87,7 @@ def gepa_epoch(edir: Path, epoch: int, problems: dict[str, dict[str, str]]) -> d
 
 
 def _last_metrics(path: Path) -> dict[str, Any]:
-    rows = [row for _, row in iter_json_lines(path)] if path.is_file() else []
+    rows = [row for _, row in iter_json_lines(path, torn_tail=True)] if path.is_file() else []
     return rows[-1] if rows else {}
 
 

@@ -106,7 +106,7 @@ def load_run(run_dir: str | Path) -> RunSeries:
     metrics = run / "metrics.jsonl"
     if not metrics.is_file():
         raise RecordError(run, None, "not a run directory (no metrics.jsonl)")
-    rows = [obj for _, obj in iter_json_lines(metrics)]
+    rows = [obj for _, obj in iter_json_lines(metrics, torn_tail=True)]  # a run may be appending to it now
     config_path = run / "config.json"
     config = orjson.loads(config_path.read_bytes()) if config_path.is_file() else {}
     return RunSeries(name=config.get("name") or run.name, rows=rows, config=config, path=run)
