@@ -69,7 +69,8 @@ class PretrainConfig:
     # put more "abc + de" steps, the slowest thing to learn, behind each prompt
     hard_operands: tuple[int, ...] = (3, 4, 5, 6)
     # fraction of plain hard prompts answered step by step. At 0.005 a plain hard rollout opened
-    # with a step 0.3-1.0% of the time, and 4 of 10 fresh worlds failed plain pass@6 < 10%
+    # with a step 0.3-1.0% of the time, and 4 of 15 fresh worlds were refused for a plain prompt
+    # too good (plain pass@6 >= 10% or step-start > 1%)
     plain_cot_frac: float = 0.002
     # A direct answer to a hard problem is a guess at a glance: the sum off by an error drawn
     # uniformly from [-direct_error, direct_error] (a guess below zero is 0). Trained on the
