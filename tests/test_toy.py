@@ -695,6 +695,14 @@ def test_sweep_refuses_bad_lists(tmp_path: Path, flag: str, value: str) -> None:
     assert not (tmp_path / "s").exists()
 
 
+def write_measurement(world: Path, plain_hard_pass: float, easy_greedy: float) -> None:
+    """Stand in for ``p2o toy measure`` on a world built with ``--no-measure``."""
+    path = world / "world.json"
+    measured = {"n": 6, "temperature": 1.0, "plain_hard": {"pass@6": plain_hard_pass, "step_start": 0.0},
+                "best_template": {"pass@6": 0.9}, "plain_easy_greedy": {"accuracy": easy_greedy}, "runs": {}}
+    path.write_bytes(orjson.dumps({**orjson.loads(path.read_bytes()), "measured": measured}))
+
+
 def test_toy_sweep_worlds_only_writes_the_world_table_and_runs_nothing(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -704,10 +712,7 @@ def test_toy_sweep_worlds_only_writes_the_world_table_and_runs_nothing(tmp_path:
     out = tmp_path / "worlds"
     world = ["toy", "init", "--out", str(out / "world-9"), "--seed", "9", *TINY_WORLD, "--no-measure"]
     assert runner.invoke(app, world).exit_code == 0
-    world_json = out / "world-9" / "world.json"
-    measured = {"n": 6, "temperature": 1.0, "plain_hard": {"pass@6": 0.125, "step_start": 0.0},
-                "best_template": {"pass@6": 0.9}, "plain_easy_greedy": {"accuracy": 1.0}, "runs": {}}
-    world_json.write_bytes(orjson.dumps({**orjson.loads(world_json.read_bytes()), "measured": measured}))
+    write_measurement(out / "world-9", plain_hard_pass=0.125, easy_greedy=1.0)
     result = runner.invoke(app, ["toy", "sweep", "--out", str(out), "--seeds", "9", "--worlds-only"])
     assert result.exit_code == 0, result.output
     table = (out / "report" / "report.md").read_text()
@@ -727,11 +732,7 @@ def test_toy_sweep_runs_variants_over_a_world_then_reports_and_does_not_recomput
         assert runner.invoke(app, world).exit_code == 0
     # World 9 passes as usable (two pretraining steps cannot add: its measurement is written here);
     # world 8 stays unmeasured, and the sweep runs nothing on it.
-    world_json = out / "world-9" / "world.json"
-    record = orjson.loads(world_json.read_bytes())
-    measured = {"n": 6, "temperature": 1.0, "plain_hard": {"pass@6": 0.05, "step_start": 0.0},
-                "best_template": {"pass@6": 0.9}, "plain_easy_greedy": {"accuracy": 0.9}, "runs": {}}
-    world_json.write_bytes(orjson.dumps({**record, "measured": measured}))
+    write_measurement(out / "world-9", plain_hard_pass=0.05, easy_greedy=0.9)
     (tmp_path / "run.toml").write_text(TINY_RUN.replace("epochs = 2", "epochs = 1"))  # --epochs sets it back
     args = ["toy", "sweep", "--out", str(out), "--seeds", "8,9", "--variants", "grpo,p2o", "--jobs", "2",
             "--run-config", str(tmp_path / "run.toml"), "--epochs", "2"]
