@@ -376,6 +376,51 @@ def test_ctrl_c_swallowed_during_start_up_is_reported_as_the_interrupt(tmp_path,
     assert err.strip().splitlines() == ["p2o: interrupted (SIGINT); outputs are whole or absent"], err
 
 
+# A second process sends Ctrl-C the moment torch's C++ start-up (_autograd_init) begins: a
+# KeyboardInterrupt raised by a handler there cannot unwind through the C++ and aborts (SIGABRT).
+SIGINT_SENDER = """
+import os, signal, sys, time
+os.read(int(sys.argv[1]), 1)
+for _ in range(3):
+    os.kill(int(sys.argv[2]), signal.SIGINT)
+    time.sleep(0.0002)
+"""
+
+CTRL_C_IN_TORCH_START_UP = """
+import os, subprocess, sys
+from p2o_cli import entry
+
+read_end, write_end = os.pipe()
+subprocess.Popen([sys.executable, "-c", sys.argv[1], str(read_end), str(os.getpid())], pass_fds=(read_end,))
+reached = []
+
+def at_autograd_init(frame, event, arg):
+    if event == "c_call" and getattr(arg, "__name__", "") == "_autograd_init":
+        sys.setprofile(None)
+        reached.append(True)
+        os.write(write_end, b"x")
+
+sys.setprofile(at_autograd_init)
+sys.argv = ["p2o", *sys.argv[2:]]
+try:
+    entry.main()
+finally:
+    if not reached:
+        sys.stderr.write("torch's start-up never reached _autograd_init\\n")
+"""
+
+
+def test_ctrl_c_while_torch_starts_up_is_held_until_its_import_ends(tmp_path, tiny_model_dir, rollouts_file) -> None:
+    out = tmp_path / "ck"
+    result = subprocess.run([sys.executable, "-c", CTRL_C_IN_TORCH_START_UP, SIGINT_SENDER, "train-step",
+                             "--model", str(tiny_model_dir), "--rollouts", str(rollouts_file), "--out", str(out)],
+                            capture_output=True, env=ENV, timeout=300)
+    err = result.stderr.decode()
+    assert result.returncode == 130, err[-3000:]
+    assert err.strip().splitlines() == ["p2o: interrupted (SIGINT); outputs are whole or absent"], err[-3000:]
+    assert not out.exists()
+
+
 def test_train_step_out_through_a_symlink_is_decided_up_front(tmp_path, tiny_model_dir, rollouts_file) -> None:
     real = tmp_path / "real-ck"
     assert invoke("train-step", "--model", str(tiny_model_dir), "--rollouts", str(rollouts_file),

@@ -4,6 +4,11 @@ SIGTERM is handled like Ctrl-C: it raises KeyboardInterrupt in the main thread, 
 ``finally`` runs (temporary outputs are removed), ``p2o run`` saves a checkpoint to resume
 from, and the process exits with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)
 after one line on stderr — also during the seconds of start-up spent importing torch.
+
+While torch is importing, a signal is held back until the import ends: torch's start-up runs
+Python from C++ that cannot pass an exception on, so a KeyboardInterrupt raised there aborts
+the process (SIGABRT, "terminate called after throwing an instance of
+'pybind11::error_already_set'") instead of unwinding it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from types import FrameType
 
 from .errors import received_signals as _received
@@ -23,7 +30,40 @@ class Terminated(KeyboardInterrupt):
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     del frame
     _received.append(signum)
+    if _torch_is_importing():
+        _deliver_after_torch_import(signum)
+        return
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _torch_is_importing() -> bool:
+    """Whether torch or one of its submodules is being imported now (its module object exists,
+    its code has not finished running)."""
+    for name, module in list(sys.modules.items()):
+        if name == "torch" or name.startswith("torch."):
+            if getattr(getattr(module, "__spec__", None), "_initializing", False):
+                return True
+    return False
+
+
+_holders: list[threading.Thread] = []
+
+
+def _deliver_after_torch_import(signum: int) -> None:
+    """Send ``signum`` to the main thread again once torch's import has ended; its handler then
+    raises where it is safe to. A real signal, not ``_thread.interrupt_main``, so that it also
+    wakes a main thread blocked in a system call."""
+    if any(holder.is_alive() for holder in _holders):
+        return  # one is already waiting, and its signal ends the process
+
+    def wait_then_deliver() -> None:
+        while _torch_is_importing():
+            time.sleep(0.01)
+        signal.pthread_kill(threading.main_thread().ident, signum)
+
+    holder = threading.Thread(target=wait_then_deliver, name="p2o-held-signal", daemon=True)
+    _holders[:] = [holder]
+    holder.start()
 
 
 def install_handlers() -> None:
