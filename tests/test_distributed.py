@@ -222,3 +222,45 @@ def test_one_rank_runs_on_main_without_collectives() -> None:
     assert dist.is_main and dist.on_main(lambda: 5) == 5 and dist.gather("x") == ["x"] and dist.broadcast(1) == 1
     with pytest.raises(ValueError):
         dist.all_run(lambda: int("not a number"))
+
+
+# ---------------------------------------------------------------- a launched rank's exit
+
+EXIT_PROBE = """
+import atexit, os, sys
+from p2o_cli import entry
+
+log = sys.argv[1]
+atexit.register(lambda: open(log, "a").write("exit handlers ran\\n"))
+
+
+class FreedAtFinalization:
+    # Holds what it needs: the module's globals may be gone by the time it is freed.
+    def __init__(self):
+        self.write, self.fd = os.write, os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+
+    def __del__(self):
+        self.write(self.fd, b"finalized\\n")
+
+
+kept_until_the_end = FreedAtFinalization()
+sys.argv = ["p2o", *sys.argv[2:]]
+entry.main()
+"""
+
+
+@pytest.mark.parametrize("world_size, finalized", [("1", True), ("2", False)])
+@pytest.mark.parametrize("args, status", [(["--version"], 0),
+                                          (["mine-hard", "--rollouts", "missing.jsonl", "--out", "h.jsonl"], 2)])
+def test_a_launched_rank_runs_its_exit_handlers_and_skips_finalization(tmp_path, world_size, finalized, args,
+                                                                       status) -> None:
+    # The interpreter's finalization is where gloo's worker threads abort a finished rank.
+    log = tmp_path / "log"
+    result = subprocess.run([sys.executable, "-c", EXIT_PROBE, str(log), *args], capture_output=True,
+                            env={**ENV, "WORLD_SIZE": world_size}, cwd=tmp_path, timeout=120)
+    assert result.returncode == status, result.stderr.decode()
+    assert log.read_text() == "exit handlers ran\n" + ("finalized\n" if finalized else "")
+    if status == 0:
+        assert result.stdout.decode().startswith("p2o ")
+    else:
+        assert result.stderr.decode().startswith("p2o: error") and not (tmp_path / "h.jsonl").exists()

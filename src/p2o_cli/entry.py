@@ -4,6 +4,8 @@ SIGTERM is handled like Ctrl-C: it raises KeyboardInterrupt in the main thread, 
 ``finally`` runs (temporary outputs are removed), ``p2o run`` saves a checkpoint to resume
 from, and the process exits with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)
 after one line on stderr — also during the seconds of start-up spent importing torch.
+A rank of a launched run ends before the interpreter's finalization (see
+``_exit_without_finalization``).
 
 While torch is importing, a signal is held back until the import ends: torch's start-up runs
 Python from C++ that cannot pass an exception on, so a KeyboardInterrupt raised there aborts
@@ -13,6 +15,7 @@ the process (SIGABRT, "terminate called after throwing an instance of
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -97,6 +100,32 @@ def _release_multiprocessing() -> None:
             pass
 
 
+def _exit_without_finalization(code: object) -> None:
+    """End one rank of a launched run: every exit handler runs (logging, the reward pool's
+    semaphores, temporary directories), then the process ends before the interpreter's
+    finalization. gloo's worker threads may still be freeing the last collectives' tensors,
+    which needs the interpreter; one being finalized makes such a thread abort the process
+    ("terminate called without an active exception", SIGABRT), and the launcher then reports
+    a finished run as failed. (A torch issue: pytorch/pytorch#179291.)"""
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")  # what sys.exit does with a message
+    status = 0 if code is None else code if isinstance(code, int) else 1
+    # What the interpreter does first at exit, in its order: join the threads that are not
+    # daemons, then run the exit handlers.
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _end_if_a_launched_rank(code: object) -> None:
+    from .loop.dist import launched_world_size
+
+    if launched_world_size() > 1:
+        _exit_without_finalization(code)
+
+
 def main() -> None:
     install_handlers()
     try:
@@ -110,6 +139,9 @@ def main() -> None:
         # swallow the KeyboardInterrupt (a bare except): the signal still decides the status.
         if exit_.code == 130 or _received:
             _exit_interrupted()
+        _end_if_a_launched_rank(exit_.code)
         raise
     if _received:
         _exit_interrupted()
+    _end_if_a_launched_rank(0)
+

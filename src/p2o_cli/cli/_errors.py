@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import typer
 
 from ..errors import one_line, received_signals, redact
+from ..loop.dist import launched_world_size
 
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
@@ -75,7 +76,7 @@ def reported_errors() -> Iterator[None]:
         if debug_enabled():
             sys.stderr.write(redact(traceback.format_exc()))
         # Under accelerate launch/torchrun every rank may report the same error: say whose it is.
-        rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
+        rank = os.environ.get("RANK", "0") if launched_world_size() > 1 else "0"
         typer.echo(f"p2o: error: {message}" if rank == "0" else f"p2o: error (rank {rank}): {message}", err=True)
         if code == EXIT_BUG and not debug_enabled():
             typer.echo("p2o: this is a bug in p2o; run again with P2O_DEBUG=1 (or p2o --debug …) to see the "

@@ -47,6 +47,11 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def launched_world_size() -> int:
+    """How many ranks ``accelerate launch`` / ``torchrun`` started this process among (1 if neither)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 @dataclass
 class _Failure:
     """An exception raised on one rank, in a form every rank can unpickle and raise."""
@@ -69,7 +74,7 @@ class Dist:
         ``cpu=True`` without GPUs is what makes accelerate join ``--multi_gpu`` CPU processes
         over gloo; the trainer's ``Accelerator`` later shares this same state.
         """
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if launched_world_size() <= 1:
             return cls()
         from accelerate import PartialState
 
