@@ -144,4 +144,3 @@ def main() -> None:
     if _received:
         _exit_interrupted()
     _end_if_a_launched_rank(0)
-
